@@ -1,0 +1,85 @@
+/* context.c — the execution context: device, threads, RNG and a scratch arena.
+ *
+ * The arena is a list of blocks. ps_context_reset_scratch() makes all of it
+ * free again; when the previous step needed more than one block, the blocks
+ * are merged into one of the total size, so from the second step on a step
+ * is served from a single block and nothing is allocated. */
+#include <pathseg/plugin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context_internal.h"
+
+#define SCRATCH_ALIGN 64
+
+struct scratch_block {
+  guint8 *data;
+  size_t size, used;
+};
+
+ps_context *ps_context_new(ps_device device, int threads, uint64_t seed) {
+  ps_context *ctx = g_new0(ps_context, 1);
+  ctx->device = device;
+  ctx->threads = threads;
+  ps_rng_seed(&ctx->rng, seed);
+  ctx->blocks = g_array_new(FALSE, TRUE, sizeof(struct scratch_block));
+  return ctx;
+}
+
+void ps_context_free(ps_context *ctx) {
+  if (!ctx) return;
+  for (guint i = 0; i < ctx->blocks->len; i++)
+    free(g_array_index(ctx->blocks, struct scratch_block, i).data);
+  g_array_free(ctx->blocks, TRUE);
+  g_free(ctx);
+}
+
+ps_device ps_context_device(const ps_context *ctx) { return ctx->device; }
+int ps_context_threads(const ps_context *ctx) { return ctx->threads; }
+gboolean ps_context_training(const ps_context *ctx) { return ctx->training; }
+void ps_context_set_training(ps_context *ctx, gboolean training) { ctx->training = training; }
+ps_rng *ps_context_rng(ps_context *ctx) { return &ctx->rng; }
+
+static size_t round_up(size_t n) { return (n + SCRATCH_ALIGN - 1) & ~(size_t)(SCRATCH_ALIGN - 1); }
+
+void *ps_context_scratch(ps_context *ctx, size_t bytes) {
+  bytes = round_up(bytes ? bytes : 1);
+  for (guint i = 0; i < ctx->blocks->len; i++) {
+    struct scratch_block *b = &g_array_index(ctx->blocks, struct scratch_block, i);
+    if (b->size - b->used >= bytes) {
+      void *p = b->data + b->used;
+      b->used += bytes;
+      return p;
+    }
+  }
+  struct scratch_block nb = {0};
+  nb.size = bytes > ((size_t)1 << 20) ? bytes : ((size_t)1 << 20);
+  if (posix_memalign((void **)&nb.data, SCRATCH_ALIGN, nb.size) != 0)
+    g_error("out of memory: scratch block of %zu bytes", nb.size);
+  nb.used = bytes;
+  g_array_append_val(ctx->blocks, nb);
+  ctx->scratch_grows++;
+  return nb.data;
+}
+
+void ps_context_reset_scratch(ps_context *ctx) {
+  size_t total = 0;
+  for (guint i = 0; i < ctx->blocks->len; i++) {
+    struct scratch_block *b = &g_array_index(ctx->blocks, struct scratch_block, i);
+    total += b->size;
+    b->used = 0;
+  }
+  if (ctx->blocks->len > 1) {
+    /* Consolidate: one block big enough for everything the last step used. */
+    for (guint i = 0; i < ctx->blocks->len; i++)
+      free(g_array_index(ctx->blocks, struct scratch_block, i).data);
+    g_array_set_size(ctx->blocks, 0);
+    struct scratch_block nb = {0};
+    nb.size = total;
+    if (posix_memalign((void **)&nb.data, SCRATCH_ALIGN, nb.size) != 0)
+      g_error("out of memory: scratch block of %zu bytes", nb.size);
+    g_array_append_val(ctx->blocks, nb);
+  }
+}
+
+size_t ps_context_scratch_grows(const ps_context *ctx) { return ctx->scratch_grows; }

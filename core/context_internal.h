@@ -1,0 +1,14 @@
+/* context_internal.h — the ps_context struct and host-side functions
+ * (plugins see only the accessors in plugin.h). */
+#pragma once
+
+#include <pathseg/plugin.h>
+
+struct ps_context {
+  ps_device device;
+  int threads;
+  gboolean training;
+  ps_rng rng;
+  GArray *blocks; /* struct scratch_block */
+  size_t scratch_grows;
+};

@@ -1,0 +1,70 @@
+/* run.h — a run of a pipeline: its directory, log, metrics, progress line,
+ * cancellation and checkpoints. Stage plugins receive the ps_run.
+ *
+ * Layout of a run directory (runs/<name>-<YYYYmmdd-HHMMSS>/):
+ *   pipeline.yaml          the resolved (merged, overridden) pipeline
+ *   log.txt                everything the run logged
+ *   metrics.jsonl          one JSON object per line: stage, step, time, values
+ *   checkpoints/last.safetensors   parameters, optimizer state, step, RNG
+ *                          state and the resolved config (written atomically)
+ *
+ * Ctrl-C sets the cancelled flag: stages finish the current step, save a
+ * checkpoint and return; the command then says how to resume. */
+#pragma once
+
+#include <glib.h>
+#include <pathseg/graph.h>
+#include <pathseg/optim.h>
+#include <pathseg/registry.h>
+
+G_BEGIN_DECLS
+
+typedef struct ps_run ps_run;
+
+const char *ps_run_dir(const ps_run *run);
+const ps_pipeline *ps_run_pipeline(const ps_run *run);
+ps_graph *ps_run_graph(ps_run *run);
+ps_context *ps_run_context(ps_run *run);
+/* The name of the stage being run ("sft"). */
+const char *ps_run_stage(const ps_run *run);
+gboolean ps_run_cancelled(const ps_run *run);
+/* Asks the run to stop after the current step, as Ctrl-C does (a stage's
+ * `stop_after_steps`, a time-boxed cluster job). */
+void ps_run_request_stop(ps_run *run);
+
+void ps_run_log(ps_run *run, const char *format, ...) G_GNUC_PRINTF(2, 3);
+/* Appends {"stage":..,"step":..,"time":..,KEY:VALUE...} to metrics.jsonl.
+ * Arguments after `step` are (const char *key, double value) pairs ending
+ * with NULL. */
+void ps_run_metrics(ps_run *run, int64_t step, ...) G_GNUC_NULL_TERMINATED;
+/* A live progress line on a terminal (step/total, rate, time left, text);
+ * a plain line every `log_every` steps otherwise. */
+void ps_run_progress(ps_run *run, int64_t step, int64_t total, const char *format, ...)
+    G_GNUC_PRINTF(4, 5);
+
+/* Saves parameters, `opt` state (may be NULL), step and RNG state. */
+gboolean ps_run_save_checkpoint(ps_run *run, int64_t step, const ps_optim *opt, GError **error);
+/* The step the current stage resumes from (0 when it starts fresh). When the
+ * run was resumed inside this stage, restores `opt` from the checkpoint. */
+gboolean ps_run_resume(ps_run *run, ps_optim *opt, int64_t *start_step, GError **error);
+
+/* Capability "stage" of a stage component. */
+typedef struct ps_stage_iface {
+  uint32_t struct_size;
+  gboolean (*run)(void *self, ps_run *run, GError **error);
+} ps_stage_iface;
+
+/* ---------------------------------------------------------------------- */
+/* Host side: the `pipeline run` command. */
+
+typedef struct ps_run_options {
+  const char *resume_dir; /* --resume RUN, or NULL */
+  gboolean quiet;
+} ps_run_options;
+
+/* Creates (or reopens) the run directory and runs every enabled stage in
+ * order. On cancel returns FALSE with PS_ERROR_CANCELLED. */
+gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
+                         const ps_run_options *options, char **run_dir_out, GError **error);
+
+G_END_DECLS

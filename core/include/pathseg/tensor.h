@@ -1,0 +1,84 @@
+/* tensor.h — the one tensor type that crosses the plugin ABI.
+ *
+ * A ps_tensor is a row-major contiguous block with a dtype, a device and up
+ * to PS_MAX_DIMS dimensions. There are no strides and no autograd: every op
+ * in kernels/ takes raw pointers and explicit sizes, like llm.c. A tensor
+ * either owns its data (freed by ps_tensor_free) or borrows it (a view of
+ * memory that someone else keeps alive, e.g. an mmapped checkpoint). */
+#pragma once
+
+#include <glib.h>
+#include <stddef.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+/* DESIGN.md says 4 dims; checkpoints hold a few 5-D weights (Qwen2.5-VL's
+ * Conv3d patch embedding), so the type carries 6 and kernels use <= 4. */
+#define PS_MAX_DIMS 6
+
+typedef enum {
+  PS_DTYPE_F32,
+  PS_DTYPE_F64,
+  PS_DTYPE_BF16,
+  PS_DTYPE_F16,
+  PS_DTYPE_I32,
+  PS_DTYPE_I64,
+  PS_DTYPE_U8,
+  PS_DTYPE_BOOL,
+  PS_DTYPE_COUNT
+} ps_dtype;
+
+typedef enum { PS_DEVICE_CPU, PS_DEVICE_CUDA } ps_device;
+
+typedef struct ps_tensor {
+  ps_dtype dtype;
+  ps_device device;
+  int32_t ndim;
+  int64_t shape[PS_MAX_DIMS]; /* shape[0] is the slowest dimension */
+  void *data;                 /* NULL only when numel == 0 */
+  size_t nbytes;              /* numel * ps_dtype_size(dtype) */
+  gboolean owns_data;         /* ps_tensor_free releases data when TRUE */
+} ps_tensor;
+
+/* Bytes per element; 0 for an invalid dtype. */
+size_t ps_dtype_size(ps_dtype dtype);
+/* safetensors spelling: "F32", "BF16", "I64", ... */
+const char *ps_dtype_name(ps_dtype dtype);
+/* Parses a safetensors dtype name; FALSE for an unknown one. */
+gboolean ps_dtype_from_name(const char *name, ps_dtype *out);
+
+/* A new zero-filled CPU tensor. Fails (does not abort) on a negative
+ * dimension, ndim out of range or a size that overflows. */
+ps_tensor *ps_tensor_new(ps_dtype dtype, int32_t ndim, const int64_t *shape, GError **error);
+/* Convenience for 1-4 dims; pass -1 for the unused trailing ones. */
+ps_tensor *ps_tensor_new4(ps_dtype dtype, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                          GError **error);
+/* A tensor header over memory the caller keeps alive. */
+ps_tensor *ps_tensor_new_view(ps_dtype dtype, int32_t ndim, const int64_t *shape, void *data,
+                              GError **error);
+/* A deep copy (same dtype, CPU). */
+ps_tensor *ps_tensor_copy(const ps_tensor *t, GError **error);
+/* A CPU f32 copy of an f32/f64/bf16/f16/integer tensor. */
+ps_tensor *ps_tensor_to_f32(const ps_tensor *t, GError **error);
+void ps_tensor_free(ps_tensor *t);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_tensor, ps_tensor_free)
+
+int64_t ps_tensor_numel(const ps_tensor *t);
+/* TRUE when dtype, ndim and every dim match; -1 in `shape` matches any size. */
+gboolean ps_tensor_has_shape(const ps_tensor *t, int32_t ndim, const int64_t *shape);
+/* As ps_tensor_has_shape, with an error naming `what` and both shapes. */
+gboolean ps_tensor_check(const ps_tensor *t, const char *what, ps_dtype dtype, int32_t ndim,
+                         const int64_t *shape, GError **error);
+/* "[2, 3, 4]" into buf (at least 96 bytes); returns buf. */
+char *ps_shape_format(const ps_tensor *t, char *buf, size_t size);
+
+static inline float *ps_f32(const ps_tensor *t) { return (float *)t->data; }
+
+/* bf16/f16 <-> f32, round-to-nearest-even on the way down. */
+float ps_bf16_to_f32(uint16_t h);
+uint16_t ps_f32_to_bf16(float f);
+float ps_f16_to_f32(uint16_t h);
+uint16_t ps_f32_to_f16(float f);
+
+G_END_DECLS

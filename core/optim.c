@@ -1,0 +1,196 @@
+/* optim.c — AdamW with decoupled weight decay, global-norm clipping and the
+ * learning-rate schedules (see optim.h). */
+#include <math.h>
+#include <pathseg/optim.h>
+#include <string.h>
+
+typedef struct {
+  char *key;       /* "INSTANCE/PARAM" */
+  ps_param *param; /* owned by the component */
+  ps_tensor *m, *v;
+} slot;
+
+struct ps_optim {
+  ps_adamw_config cfg;
+  GArray *slots; /* slot */
+  int64_t step;
+  int64_t n_params;
+};
+
+ps_adamw_config ps_adamw_defaults(void) {
+  ps_adamw_config c = {0.9, 0.999, 1e-8, 0.01, FALSE, 1.0};
+  return c;
+}
+
+typedef struct {
+  ps_optim *opt;
+  GError **error;
+  gboolean failed;
+} collect_ctx;
+
+static void collect(const char *instance, ps_param *p, void *user) {
+  collect_ctx *cc = user;
+  if (!p->grad || cc->failed) return;
+  slot s = {g_strdup_printf("%s/%s", instance, p->name), p, NULL, NULL};
+  s.m = ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error);
+  s.v = s.m ? ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error) : NULL;
+  if (!s.v) cc->failed = TRUE;
+  g_array_append_val(cc->opt->slots, s);
+  cc->opt->n_params += ps_tensor_numel(p->value);
+}
+
+ps_optim *ps_optim_new(ps_graph *g, const ps_adamw_config *cfg, GError **error) {
+  g_autoptr(ps_optim) opt = g_new0(ps_optim, 1);
+  opt->cfg = cfg ? *cfg : ps_adamw_defaults();
+  opt->slots = g_array_new(FALSE, TRUE, sizeof(slot));
+  collect_ctx cc = {opt, error, FALSE};
+  ps_graph_visit_params(g, collect, &cc);
+  if (cc.failed) return NULL;
+  return g_steal_pointer(&opt);
+}
+
+void ps_optim_free(ps_optim *opt) {
+  if (!opt) return;
+  for (guint i = 0; i < opt->slots->len; i++) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    g_free(s->key);
+    ps_tensor_free(s->m);
+    ps_tensor_free(s->v);
+  }
+  g_array_free(opt->slots, TRUE);
+  g_free(opt);
+}
+
+double ps_optim_grad_norm(const ps_optim *opt) {
+  double sum = 0;
+  for (guint i = 0; i < opt->slots->len; i++) {
+    const slot *s = &g_array_index(opt->slots, slot, i);
+    const float *gr = s->param->grad->data;
+    int64_t n = ps_tensor_numel(s->param->grad);
+    double part = 0;
+#pragma omp parallel for reduction(+ : part) if (n > 65536)
+    for (int64_t k = 0; k < n; k++) part += (double)gr[k] * gr[k];
+    sum += part;
+  }
+  return sqrt(sum);
+}
+
+void ps_optim_scale_grads(ps_optim *opt, double factor) {
+  for (guint i = 0; i < opt->slots->len; i++) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    float *gr = s->param->grad->data;
+    int64_t n = ps_tensor_numel(s->param->grad);
+    for (int64_t k = 0; k < n; k++) gr[k] = (float)(gr[k] * factor);
+  }
+}
+
+gboolean ps_optim_step(ps_optim *opt, double lr, double *grad_norm, GError **error) {
+  double norm = ps_optim_grad_norm(opt);
+  if (grad_norm) *grad_norm = norm;
+  if (!isfinite(norm)) {
+    for (guint i = 0; i < opt->slots->len; i++) {
+      const slot *s = &g_array_index(opt->slots, slot, i);
+      const float *gr = s->param->grad->data;
+      for (int64_t k = 0; k < ps_tensor_numel(s->param->grad); k++) {
+        if (!isfinite(gr[k])) {
+          g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
+                      "step %" G_GINT64_FORMAT ": gradient of '%s' is %s (element %" G_GINT64_FORMAT
+                      "); parameters were not updated",
+                      opt->step + 1, s->key, isnan(gr[k]) ? "NaN" : "infinite", k);
+          return FALSE;
+        }
+      }
+    }
+  }
+  double clip = opt->cfg.clip_norm > 0 && norm > opt->cfg.clip_norm ? opt->cfg.clip_norm / norm : 1.0;
+  opt->step++;
+  const double b1 = opt->cfg.beta1, b2 = opt->cfg.beta2, eps = opt->cfg.eps;
+  const double c1 = 1.0 - pow(b1, (double)opt->step), c2 = 1.0 - pow(b2, (double)opt->step);
+  for (guint i = 0; i < opt->slots->len; i++) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    float *p = s->param->value->data;
+    const float *gr = s->param->grad->data;
+    float *m = s->m->data, *v = s->v->data;
+    int64_t n = ps_tensor_numel(s->param->value);
+    gboolean decay = opt->cfg.weight_decay > 0 && (s->param->value->ndim > 1 || opt->cfg.decay_1d);
+    const float wd = decay ? (float)(lr * opt->cfg.weight_decay) : 0.0f;
+    const float fb1 = (float)b1, fb2 = (float)b2, fclip = (float)clip;
+    const float step_size = (float)(lr / c1), inv_sqrt_c2 = (float)(1.0 / sqrt(c2));
+#pragma omp parallel for if (n > 65536)
+    for (int64_t k = 0; k < n; k++) {
+      float g = gr[k] * fclip;
+      m[k] = fb1 * m[k] + (1.0f - fb1) * g;
+      v[k] = fb2 * v[k] + (1.0f - fb2) * g * g;
+      p[k] -= wd * p[k];
+      p[k] -= step_size * m[k] / (sqrtf(v[k]) * inv_sqrt_c2 + (float)eps);
+    }
+  }
+  return TRUE;
+}
+
+int64_t ps_optim_step_count(const ps_optim *opt) { return opt->step; }
+int64_t ps_optim_param_count(const ps_optim *opt) { return opt->n_params; }
+
+gboolean ps_optim_save(const ps_optim *opt, ps_safetensors_writer *w, GError **error) {
+  for (guint i = 0; i < opt->slots->len; i++) {
+    const slot *s = &g_array_index(opt->slots, slot, i);
+    g_autofree char *mk = g_strconcat("optim.m.", s->key, NULL);
+    g_autofree char *vk = g_strconcat("optim.v.", s->key, NULL);
+    if (!ps_safetensors_writer_add(w, mk, s->m, error) ||
+        !ps_safetensors_writer_add(w, vk, s->v, error))
+      return FALSE;
+  }
+  g_autofree char *step = g_strdup_printf("%" G_GINT64_FORMAT, opt->step);
+  ps_safetensors_writer_set_metadata(w, "optim.step", step);
+  return TRUE;
+}
+
+gboolean ps_optim_load(ps_optim *opt, ps_safetensors *st, GError **error) {
+  const char *step = ps_safetensors_metadata(st, "optim.step");
+  if (!step) {
+    g_set_error(error, PS_ERROR, PS_ERROR_NOT_FOUND, "%s: no optimizer state (metadata optim.step)",
+                ps_safetensors_path(st));
+    return FALSE;
+  }
+  for (guint i = 0; i < opt->slots->len; i++) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    ps_tensor *dst[2] = {s->m, s->v};
+    const char *kind[2] = {"optim.m.", "optim.v."};
+    for (int j = 0; j < 2; j++) {
+      g_autofree char *key = g_strconcat(kind[j], s->key, NULL);
+      const ps_tensor *t = ps_safetensors_get(st, key, error);
+      if (!t) return FALSE;
+      if (!ps_tensor_check(t, key, PS_DTYPE_F32, dst[j]->ndim, dst[j]->shape, error)) return FALSE;
+      memcpy(dst[j]->data, t->data, t->nbytes);
+    }
+  }
+  opt->step = g_ascii_strtoll(step, NULL, 10);
+  return TRUE;
+}
+
+gboolean ps_schedule_from_name(const char *name, ps_schedule_kind *out) {
+  static const char *const names[] = {"constant", "cosine", "robbins_monro"};
+  for (int i = 0; i < 3; i++)
+    if (g_strcmp0(name, names[i]) == 0) {
+      *out = (ps_schedule_kind)i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+double ps_schedule_lr(const ps_schedule *s, int64_t step) {
+  switch (s->kind) {
+  case PS_SCHEDULE_CONSTANT:
+    return s->lr;
+  case PS_SCHEDULE_COSINE: {
+    if (step < s->warmup_steps) return s->lr * (double)(step + 1) / (double)s->warmup_steps;
+    int64_t span = s->total_steps - s->warmup_steps;
+    double t = span > 0 ? (double)(step - s->warmup_steps) / (double)span : 1.0;
+    if (t > 1) t = 1;
+    return s->min_lr + (s->lr - s->min_lr) * 0.5 * (1.0 + cos(G_PI * t));
+  }
+  case PS_SCHEDULE_ROBBINS_MONRO:
+    return s->lr / (1.0 + s->eta * (double)step);
+  }
+  return s->lr;
+}

@@ -1,0 +1,244 @@
+/* fit.c — `stage.fit`: generic supervised training of a pipeline graph.
+ *
+ * Each step draws a batch from the dataset component named by `dataset`,
+ * runs forward up to the component that produces `loss` ("instance.port", a
+ * one-element tensor), backpropagates from it, and takes an AdamW step on
+ * the parameters whose roles are in `train_roles`. Batches are a pure
+ * function of (seed, step), so a resumed run continues bit-exactly. A
+ * non-finite loss stops the stage with the step and the term named; the last
+ * checkpoint on disk stays the last good one. */
+#include <math.h>
+#include <pathseg/dataset.h>
+#include <pathseg/run.h>
+#include <string.h>
+
+typedef struct {
+  char *dataset, *loss_instance, *loss_port;
+  int64_t steps, batch_size, checkpoint_every, eval_every, eval_batches, stop_after;
+  ps_schedule schedule;
+  ps_adamw_config adamw;
+  ps_role roles[PS_ROLE_COUNT];
+  size_t n_roles;
+  uint64_t seed;
+} fit;
+
+static const ps_config_key fit_config[] = {
+    {"dataset", PS_TYPE_STRING, NULL, PS_NO_RANGE, NULL, "instance name of the dataset component"},
+    {"loss", PS_TYPE_STRING, NULL, PS_NO_RANGE, NULL, "the scalar to minimise: \"instance.port\""},
+    {"steps", PS_TYPE_INT, "100", 0, 1e12, NULL, "optimizer steps"},
+    {"batch_size", PS_TYPE_INT, "16", 1, 1e6, NULL, "examples per step"},
+    {"lr", PS_TYPE_FLOAT, "1e-3", 0, 10, NULL, "peak learning rate"},
+    {"min_lr", PS_TYPE_FLOAT, "0", 0, 10, NULL, "final learning rate of the cosine schedule"},
+    {"schedule", PS_TYPE_ENUM, "cosine", PS_NO_RANGE, "constant|cosine|robbins_monro",
+     "learning-rate schedule"},
+    {"warmup_steps", PS_TYPE_INT, "0", 0, 1e12, NULL, "linear warmup (cosine schedule)"},
+    {"eta", PS_TYPE_FLOAT, "0.01", 0, 1e6, NULL, "decay of the Robbins-Monro schedule lr/(1+eta k)"},
+    {"weight_decay", PS_TYPE_FLOAT, "0.01", 0, 10, NULL, "decoupled AdamW weight decay"},
+    {"beta1", PS_TYPE_FLOAT, "0.9", 0, 1, NULL, "AdamW beta1"},
+    {"beta2", PS_TYPE_FLOAT, "0.999", 0, 1, NULL, "AdamW beta2"},
+    {"clip_norm", PS_TYPE_FLOAT, "1.0", 0, 1e9, NULL, "global gradient-norm clip (0 = off)"},
+    {"train_roles", PS_TYPE_STRING_LIST, "[full, lora, adapter]", PS_NO_RANGE, NULL,
+     "parameter roles that train"},
+    {"checkpoint_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "save every N steps (0 = only at the end)"},
+    {"eval_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "validation loss every N steps (0 = at the end)"},
+    {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL, "validation batches per evaluation"},
+    {"seed", PS_TYPE_INT, "0", 0, 1e15, NULL, "batch sampling seed (mixed with the pipeline seed)"},
+    {"stop_after_steps", PS_TYPE_INT, "0", 0, 1e12, NULL,
+     "stop (checkpoint, resumable) after this many steps in this invocation; 0 = never"},
+    {NULL},
+};
+
+static void fit_destroy(void *self) {
+  fit *f = self;
+  g_free(f->dataset);
+  g_free(f->loss_instance);
+  g_free(f->loss_port);
+  g_free(f);
+}
+
+static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
+  g_autofree fit *f = g_new0(fit, 1);
+  const char *loss = ps_config_string(cfg, "loss");
+  const char *dot = strrchr(loss, '.');
+  if (!dot || dot == loss || !dot[1]) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "loss: '%s' is not \"instance.port\"", loss);
+    return NULL;
+  }
+  size_t n = 0;
+  const char *const *roles = ps_config_string_list(cfg, "train_roles", &n);
+  for (size_t i = 0; i < n; i++) {
+    if (!ps_role_from_name(roles[i], &f->roles[f->n_roles])) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                  "train_roles: '%s' is not a role (frozen, full, lora, adapter, backbone)", roles[i]);
+      return NULL;
+    }
+    if (f->n_roles < PS_ROLE_COUNT - 1) f->n_roles++;
+  }
+  f->dataset = g_strdup(ps_config_string(cfg, "dataset"));
+  f->loss_instance = g_strndup(loss, (gsize)(dot - loss));
+  f->loss_port = g_strdup(dot + 1);
+  f->steps = ps_config_int(cfg, "steps");
+  f->batch_size = ps_config_int(cfg, "batch_size");
+  f->checkpoint_every = ps_config_int(cfg, "checkpoint_every");
+  f->eval_every = ps_config_int(cfg, "eval_every");
+  f->eval_batches = ps_config_int(cfg, "eval_batches");
+  f->seed = (uint64_t)ps_config_int(cfg, "seed");
+  f->stop_after = ps_config_int(cfg, "stop_after_steps");
+  ps_schedule_from_name(ps_config_string(cfg, "schedule"), &f->schedule.kind);
+  f->schedule.lr = ps_config_float(cfg, "lr");
+  f->schedule.min_lr = ps_config_float(cfg, "min_lr");
+  f->schedule.eta = ps_config_float(cfg, "eta");
+  f->schedule.warmup_steps = ps_config_int(cfg, "warmup_steps");
+  f->schedule.total_steps = f->steps;
+  f->adamw = ps_adamw_defaults();
+  f->adamw.beta1 = ps_config_float(cfg, "beta1");
+  f->adamw.beta2 = ps_config_float(cfg, "beta2");
+  f->adamw.weight_decay = ps_config_float(cfg, "weight_decay");
+  f->adamw.clip_norm = ps_config_float(cfg, "clip_norm");
+  return g_steal_pointer(&f);
+}
+
+/* Forward on one batch; returns the loss value through *loss. */
+static gboolean step_forward(fit *f, ps_graph *g, const ps_dataset_iface *ds, void *ds_self,
+                             const char *split, int64_t n_split, ps_rng *rng, double *loss,
+                             GError **error) {
+  g_autofree int64_t *idx = g_new(int64_t, f->batch_size);
+  for (int64_t i = 0; i < f->batch_size; i++) idx[i] = (int64_t)ps_rng_below(rng, (uint64_t)n_split);
+  const ps_ports *batch = ds->batch(ds_self, split, idx, (size_t)f->batch_size, rng, error);
+  if (!batch) return FALSE;
+  const char *targets[] = {f->loss_instance, NULL};
+  if (!ps_graph_forward(g, batch, targets, error)) return FALSE;
+  const ps_tensor *l = ps_graph_output(g, f->loss_instance, f->loss_port);
+  if (!l || l->dtype != PS_DTYPE_F32 || ps_tensor_numel(l) != 1) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "loss %s.%s is not a one-element F32 tensor",
+                f->loss_instance, f->loss_port);
+    return FALSE;
+  }
+  *loss = ps_f32(l)[0];
+  return TRUE;
+}
+
+static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *ds_self,
+                         int64_t step, GError **error) {
+  int64_t n_val = ds->size(ds_self, "val");
+  if (n_val <= 0 || f->eval_batches <= 0) return TRUE;
+  ps_graph *g = ps_run_graph(run);
+  ps_context_set_training(ps_run_context(run), FALSE);
+  double sum = 0;
+  for (int64_t b = 0; b < f->eval_batches; b++) {
+    ps_rng base;
+    ps_rng_seed(&base, f->seed ^ 0x5eedULL);
+    ps_rng rng = ps_rng_fork(&base, (uint64_t)b);
+    double loss = 0;
+    if (!step_forward(f, g, ds, ds_self, "val", n_val, &rng, &loss, error)) return FALSE;
+    sum += loss;
+  }
+  ps_context_set_training(ps_run_context(run), TRUE);
+  double val = sum / (double)f->eval_batches;
+  ps_run_metrics(run, step, "val_loss", val, NULL);
+  ps_run_log(run, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, val);
+  return TRUE;
+}
+
+static gboolean fit_run(void *self, ps_run *run, GError **error) {
+  fit *f = self;
+  ps_graph *g = ps_run_graph(run);
+  const ps_component_desc *dsd = NULL;
+  void *ds_self = ps_graph_self(g, f->dataset, &dsd);
+  const ps_dataset_iface *ds = ds_self ? ps_graph_capability(g, f->dataset, "dataset") : NULL;
+  if (!ds) {
+    g_set_error(error, PS_ERROR, PS_ERROR_NOT_FOUND,
+                "dataset: '%s' is not a component with the dataset capability", f->dataset);
+    return FALSE;
+  }
+  int64_t n_train = ds->size(ds_self, "train");
+  if (n_train <= 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "dataset '%s' has an empty train split", f->dataset);
+    return FALSE;
+  }
+  int64_t n_trainable = ps_graph_set_trainable(g, f->roles, f->n_roles, NULL, error);
+  if (n_trainable < 0) return FALSE;
+  if (n_trainable == 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "no parameter has a role in train_roles");
+    return FALSE;
+  }
+  g_autoptr(ps_optim) opt = ps_optim_new(g, &f->adamw, error);
+  int64_t start = 0;
+  if (!opt || !ps_run_resume(run, opt, &start, error)) return FALSE;
+  ps_run_log(run, "training %" G_GINT64_FORMAT " parameters for %" G_GINT64_FORMAT " steps",
+             n_trainable, f->steps);
+  ps_context_set_training(ps_run_context(run), TRUE);
+  ps_rng base;
+  ps_rng_seed(&base, f->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL);
+  gint64 t0 = g_get_monotonic_time();
+  for (int64_t step = start; step < f->steps; step++) {
+    if (f->stop_after > 0 && step - start >= f->stop_after) ps_run_request_stop(run);
+    if (ps_run_cancelled(run)) {
+      ps_run_log(run, "interrupted: saving a checkpoint at step %" G_GINT64_FORMAT, step);
+      return ps_run_save_checkpoint(run, step, opt, error);
+    }
+    ps_rng rng = ps_rng_fork(&base, (uint64_t)step);
+    ps_graph_zero_grad(g);
+    double loss = 0;
+    if (!step_forward(f, g, ds, ds_self, "train", n_train, &rng, &loss, error)) return FALSE;
+    if (!isfinite(loss)) {
+      g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
+                  "step %" G_GINT64_FORMAT ": loss term %s.%s is %s; stopped (the last checkpoint "
+                  "is the last good state)",
+                  step + 1, f->loss_instance, f->loss_port, isnan(loss) ? "NaN" : "infinite");
+      return FALSE;
+    }
+    g_autoptr(ps_tensor) one = ps_tensor_new4(PS_DTYPE_F32, 1, -1, -1, -1, error);
+    if (!one) return FALSE;
+    ps_f32(one)[0] = 1.0f;
+    if (!ps_graph_seed_grad(g, f->loss_instance, f->loss_port, one, error) ||
+        !ps_graph_backward(g, error))
+      return FALSE;
+    double lr = ps_schedule_lr(&f->schedule, step), norm = 0;
+    if (!ps_optim_step(opt, lr, &norm, error)) return FALSE;
+    ps_context_reset_scratch(ps_run_context(run));
+    double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+    ps_run_metrics(run, step + 1, "loss", loss, "lr", lr, "grad_norm", norm, "examples_per_s",
+                   secs > 0 ? (double)((step + 1 - start) * f->batch_size) / secs : 0.0, NULL);
+    ps_run_progress(run, step + 1, f->steps, "loss %.4g  lr %.3g", loss, lr);
+    if (f->eval_every > 0 && (step + 1) % f->eval_every == 0 &&
+        !evaluate(f, run, ds, ds_self, step + 1, error))
+      return FALSE;
+    if (f->checkpoint_every > 0 && (step + 1) % f->checkpoint_every == 0 &&
+        !ps_run_save_checkpoint(run, step + 1, opt, error))
+      return FALSE;
+  }
+  if (f->eval_every == 0 && !evaluate(f, run, ds, ds_self, f->steps, error)) return FALSE;
+  return TRUE;
+}
+
+static const ps_stage_iface fit_stage = {sizeof(ps_stage_iface), fit_run};
+
+static const void *fit_capability(const char *name) {
+  return strcmp(name, "stage") == 0 ? &fit_stage : NULL;
+}
+
+static const ps_port_desc no_ports[] = {{NULL}};
+
+static const ps_component_vtable fit_vtable = {
+    sizeof(ps_component_vtable), fit_create, fit_destroy, NULL, NULL, NULL,
+};
+
+static const ps_component_desc fit_desc = {
+    sizeof(ps_component_desc), PS_KIND_STAGE, "stage.fit",
+    "Supervised training: minimise one scalar output of the graph with AdamW.",
+    fit_config, no_ports, no_ports, &fit_vtable, fit_capability,
+};
+
+static const ps_component_desc *const components[] = {&fit_desc, NULL};
+
+static const ps_plugin_desc plugin = {
+    PS_PLUGIN_HEADER,
+    .name = "stage_fit",
+    .version = "0.1.0",
+    .license = "MIT",
+    .description = "The generic supervised training stage.",
+    .components = components,
+};
+
+PS_PLUGIN_EXPORT const ps_plugin_desc *ps_plugin_query(void) { return &plugin; }
