@@ -161,6 +161,20 @@ gboolean ps_running_from_build_tree(void) {
   return lib && build && g_str_has_prefix(lib, build);
 }
 
+char *ps_install_dir(const char *relative) {
+  Dl_info info;
+  g_autofree char *libdir = NULL;
+  if (dladdr((void *)ps_install_dir, &info) && info.dli_fname) {
+    g_autofree char *lib = realpath(info.dli_fname, NULL);
+    libdir = g_path_get_dirname(lib ? lib : info.dli_fname);
+  } else {
+    libdir = g_strdup(".");
+  }
+  g_autofree char *joined = g_build_filename(libdir, relative, NULL);
+  g_autofree char *canonical = realpath(joined, NULL);
+  return g_strdup(canonical ? canonical : joined);
+}
+
 char **ps_registry_search_path(const char *const *extra_dirs) {
   GPtrArray *dirs = g_ptr_array_new();
   for (size_t i = 0; extra_dirs && extra_dirs[i]; i++) g_ptr_array_add(dirs, g_strdup(extra_dirs[i]));
@@ -172,7 +186,7 @@ char **ps_registry_search_path(const char *const *extra_dirs) {
   }
   if (ps_running_from_build_tree() && g_file_test(PS_BUILD_PLUGIN_DIR, G_FILE_TEST_IS_DIR))
     g_ptr_array_add(dirs, g_strdup(PS_BUILD_PLUGIN_DIR));
-  g_ptr_array_add(dirs, g_strdup(PS_PLUGINSDIR));
+  g_ptr_array_add(dirs, ps_install_dir(PS_LIB_TO_PLUGINS));
   g_ptr_array_add(dirs, NULL);
   return (char **)g_ptr_array_free(dirs, FALSE);
 }

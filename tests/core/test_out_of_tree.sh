@@ -13,7 +13,7 @@ prefix="$tmp/prefix"
 
 cmake --install "$build" --prefix "$prefix" > "$tmp/install.log"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
-plugins=$(pkg-config --variable=pluginsdir pathseg)
+plugins=$(realpath -m "$(pkg-config --variable=pluginsdir pathseg)")
 [[ "$plugins" == "$prefix"/* ]] || { echo "pluginsdir $plugins is outside $prefix"; exit 1; }
 
 # The third-party author's build line: one file, pkg-config, nothing else.

@@ -145,8 +145,8 @@ static ps_pipeline *load_pipeline(cli *c, run_args *a, GError **error) {
   load_plugins(c, FALSE);
   /* Bare names: the working directory, then the installed pipelines/ (the
    * source tree's when this is the build tree's binary). */
-  const char *search[] = {ps_running_from_build_tree() ? PS_SOURCE_DIR "/pipelines" : PS_PIPELINESDIR,
-                          NULL};
+  g_autofree char *installed = ps_install_dir(PS_LIB_TO_PIPELINES);
+  const char *search[] = {ps_running_from_build_tree() ? PS_SOURCE_DIR "/pipelines" : installed, NULL};
   g_autofree char *path = ps_pipeline_find(a->file, search, error);
   if (!path) return NULL;
   return ps_pipeline_load(path, (const char *const *)a->sets->pdata, ps_registry_lookup, c->reg, error);

@@ -56,6 +56,10 @@ const ps_component_desc *ps_registry_find_fixture(const ps_registry *reg,
 /* Adapter for ps_pipeline_load's lookup callback (user = the registry). */
 const ps_component_desc *ps_registry_lookup(const char *name, void *registry);
 
+/* `relative` resolved against the directory that holds libpathseg.so, so
+ * that an installation can move as a whole (g_free the result). */
+char *ps_install_dir(const char *relative);
+
 /* TRUE when this libpathseg is the build tree's, not an installed copy. */
 gboolean ps_running_from_build_tree(void);
 
