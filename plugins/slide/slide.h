@@ -1,0 +1,80 @@
+/* slide.h — whole-slide images through libvips (OpenSlide inside) and the
+ * tissue detection of the slide preprocessing: the reusable part of the
+ * `slide` plugin, compiled into any plugin that needs it (the
+ * preprocess_slides stage adds ../slide/slide.c to its SOURCES and includes
+ * this header).
+ *
+ *   ps_slide_open / read_region    OpenSlide read_region semantics: RGBA u8,
+ *                                  level-0 coordinates, transparent outside
+ *   ps_slide_mpp                   microns per pixel from the properties
+ *   ps_slide_thumbnail_mean        exact block mean of level-0 RGB
+ *   ps_saturation, ps_otsu_threshold, ps_tissue_mask
+ *                                  HSV saturation, skimage's Otsu (256 bins),
+ *                                  mask = saturation > threshold
+ *
+ * A ps_slide may be read from several threads at once. */
+#pragma once
+
+#include <glib.h>
+#include <stddef.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+typedef struct ps_slide ps_slide;
+
+/* Initialises libvips once (thread-safe); FALSE with an error if it cannot. */
+gboolean ps_slide_init_vips(GError **error);
+
+/* Opens a slide in any format OpenSlide reads (level 0 checked readable).
+ * Errors name the file: missing, not a slide, corrupt. */
+ps_slide *ps_slide_open(const char *path, GError **error);
+void ps_slide_close(ps_slide *slide);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_slide, ps_slide_close)
+
+const char *ps_slide_path(const ps_slide *slide);
+int ps_slide_level_count(const ps_slide *slide);
+/* Level size in pixels; FALSE for a level out of range. */
+gboolean ps_slide_level_size(const ps_slide *slide, int level, int64_t *width, int64_t *height);
+/* openslide.level[N].downsample; 1.0 for level 0, 0.0 for a level out of range. */
+double ps_slide_level_downsample(const ps_slide *slide, int level);
+/* A slide property ("openslide.mpp-x", "aperio.AppMag", ...) or NULL. */
+const char *ps_slide_property(const ps_slide *slide, const char *name);
+
+/* Microns per pixel at level 0: openslide.mpp-x/-y, else aperio.MPP (both
+ * axes). FALSE with an error naming the slide and the properties tried when
+ * none is present or the value is not a positive number. */
+gboolean ps_slide_mpp(const ps_slide *slide, double *mpp_x, double *mpp_y, GError **error);
+
+/* OpenSlide read_region: the (width x height) region whose top-left corner is
+ * (x, y) in LEVEL-0 pixel coordinates, read at `level` (level coordinates
+ * floor(x / downsample)). out: (height, width, 4) u8 RGBA, un-premultiplied;
+ * pixels outside the level are transparent black (0, 0, 0, 0). */
+gboolean ps_slide_read_region(ps_slide *slide, int64_t x, int64_t y, int level, int width,
+                              int height, uint8_t *out, GError **error);
+
+/* Mean over non-overlapping factor x factor blocks of the level's RGB (the
+ * image cropped to whole blocks), computed exactly (integer sums) in double,
+ * reading the level in strips. *out: (th, tw, 3) f64 in 0..255, g_free it. */
+gboolean ps_slide_thumbnail_mean(ps_slide *slide, int level, int factor, double **out, int64_t *tw,
+                                 int64_t *th, GError **error);
+
+/* skimage rgb2hsv S of rgb / 255: (max - min) / max, 0 where max == min.
+ * rgb: (n, 3) f64 in 0..255; sat: (n,). */
+void ps_saturation(const double *rgb, size_t n, double *sat);
+
+/* skimage.filters.threshold_otsu(x, nbins) for float data: numpy histogram
+ * with nbins equal bins over [min, max], bin centers, between-class variance,
+ * first maximum. hist: (nbins,) or NULL; centers: (nbins,) or NULL. A
+ * constant input returns that value (and leaves hist/centers zero). n > 0. */
+double ps_otsu_threshold(const double *x, size_t n, int nbins, int64_t *hist, double *centers);
+
+/* mask[i] = x[i] > threshold (0/1). */
+void ps_threshold_mask(const double *x, size_t n, double threshold, uint8_t *mask);
+
+/* The whole tissue detection: thumbnail mean (factor), saturation, Otsu,
+ * mask. *mask: (th, tw) u8 0/1 (g_free); *threshold: the Otsu threshold. */
+gboolean ps_slide_tissue_mask(ps_slide *slide, int level, int factor, uint8_t **mask, int64_t *tw,
+                              int64_t *th, double *threshold, GError **error);
+
+G_END_DECLS
