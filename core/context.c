@@ -4,6 +4,8 @@
  * free again; when the previous step needed more than one block, the blocks
  * are merged into one of the total size, so from the second step on a step
  * is served from a single block and nothing is allocated. */
+#include <cblas.h>
+#include <omp.h>
 #include <pathseg/plugin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,13 @@ struct scratch_block {
 ps_context *ps_context_new(ps_device device, int threads, uint64_t seed) {
   ps_context *ctx = g_new0(ps_context, 1);
   ctx->device = device;
-  ctx->threads = threads;
+  /* `threads` > 0 fixes the thread count of OpenMP and OpenBLAS for the
+   * process (0 leaves their defaults: all cores, or OMP_NUM_THREADS). */
+  if (threads > 0) {
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+  }
+  ctx->threads = threads > 0 ? threads : omp_get_max_threads();
   ps_rng_seed(&ctx->rng, seed);
   ctx->blocks = g_array_new(FALSE, TRUE, sizeof(struct scratch_block));
   return ctx;

@@ -3,12 +3,13 @@
  * Each step draws a batch from the dataset component named by `dataset`,
  * runs forward up to the component that produces `loss` ("instance.port", a
  * one-element tensor), backpropagates from it, and takes an AdamW step on
- * the parameters whose roles are in `train_roles`. Batches are a pure
+ * the parameters whose roles are in `train_roles`. Batches come from a
+ * ps_loader (shuffled epochs, prepared on a worker thread) and are a pure
  * function of (seed, step), so a resumed run continues bit-exactly. A
  * non-finite loss stops the stage with the step and the term named; the last
  * checkpoint on disk stays the last good one. */
 #include <math.h>
-#include <pathseg/dataset.h>
+#include <pathseg/loader.h>
 #include <pathseg/run.h>
 #include <string.h>
 
@@ -99,13 +100,7 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
 }
 
 /* Forward on one batch; returns the loss value through *loss. */
-static gboolean step_forward(fit *f, ps_graph *g, const ps_dataset_iface *ds, void *ds_self,
-                             const char *split, int64_t n_split, ps_rng *rng, double *loss,
-                             GError **error) {
-  g_autofree int64_t *idx = g_new(int64_t, f->batch_size);
-  for (int64_t i = 0; i < f->batch_size; i++) idx[i] = (int64_t)ps_rng_below(rng, (uint64_t)n_split);
-  const ps_ports *batch = ds->batch(ds_self, split, idx, (size_t)f->batch_size, rng, error);
-  if (!batch) return FALSE;
+static gboolean step_forward(fit *f, ps_graph *g, const ps_ports *batch, double *loss, GError **error) {
   const char *targets[] = {f->loss_instance, NULL};
   if (!ps_graph_forward(g, batch, targets, error)) return FALSE;
   const ps_tensor *l = ps_graph_output(g, f->loss_instance, f->loss_port);
@@ -118,25 +113,26 @@ static gboolean step_forward(fit *f, ps_graph *g, const ps_dataset_iface *ds, vo
   return TRUE;
 }
 
+/* Mean loss over the first eval_batches batches of the val split (fixed order). */
 static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *ds_self,
                          int64_t step, GError **error) {
-  int64_t n_val = ds->size(ds_self, "val");
-  if (n_val <= 0 || f->eval_batches <= 0) return TRUE;
+  if (ds->size(ds_self, "val") <= 0 || f->eval_batches <= 0) return TRUE;
+  ps_loader_options opt = {"val", f->batch_size, f->seed, FALSE, FALSE};
+  g_autoptr(ps_loader) val = ps_loader_new(ds, ds_self, &opt, error);
+  if (!val) return FALSE;
   ps_graph *g = ps_run_graph(run);
   ps_context_set_training(ps_run_context(run), FALSE);
   double sum = 0;
   for (int64_t b = 0; b < f->eval_batches; b++) {
-    ps_rng base;
-    ps_rng_seed(&base, f->seed ^ 0x5eedULL);
-    ps_rng rng = ps_rng_fork(&base, (uint64_t)b);
+    const ps_ports *batch = ps_loader_get(val, b, error);
     double loss = 0;
-    if (!step_forward(f, g, ds, ds_self, "val", n_val, &rng, &loss, error)) return FALSE;
+    if (!batch || !step_forward(f, g, batch, &loss, error)) return FALSE;
     sum += loss;
   }
   ps_context_set_training(ps_run_context(run), TRUE);
-  double val = sum / (double)f->eval_batches;
-  ps_run_metrics(run, step, "val_loss", val, NULL);
-  ps_run_log(run, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, val);
+  double mean = sum / (double)f->eval_batches;
+  ps_run_metrics(run, step, "val_loss", mean, NULL);
+  ps_run_log(run, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, mean);
   return TRUE;
 }
 
@@ -151,9 +147,11 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
                 "dataset: '%s' is not a component with the dataset capability", f->dataset);
     return FALSE;
   }
-  int64_t n_train = ds->size(ds_self, "train");
-  if (n_train <= 0) {
-    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "dataset '%s' has an empty train split", f->dataset);
+  uint64_t seed = f->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL;
+  ps_loader_options lopt = {"train", f->batch_size, seed, TRUE, TRUE};
+  g_autoptr(ps_loader) train = ps_loader_new(ds, ds_self, &lopt, error);
+  if (!train) {
+    g_prefix_error(error, "dataset '%s': ", f->dataset);
     return FALSE;
   }
   int64_t n_trainable = ps_graph_set_trainable(g, f->roles, f->n_roles, NULL, error);
@@ -168,8 +166,6 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
   ps_run_log(run, "training %" G_GINT64_FORMAT " parameters for %" G_GINT64_FORMAT " steps",
              n_trainable, f->steps);
   ps_context_set_training(ps_run_context(run), TRUE);
-  ps_rng base;
-  ps_rng_seed(&base, f->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL);
   gint64 t0 = g_get_monotonic_time();
   for (int64_t step = start; step < f->steps; step++) {
     if (f->stop_after > 0 && step - start >= f->stop_after) ps_run_request_stop(run);
@@ -177,10 +173,10 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
       ps_run_log(run, "interrupted: saving a checkpoint at step %" G_GINT64_FORMAT, step);
       return ps_run_save_checkpoint(run, step, opt, error);
     }
-    ps_rng rng = ps_rng_fork(&base, (uint64_t)step);
     ps_graph_zero_grad(g);
     double loss = 0;
-    if (!step_forward(f, g, ds, ds_self, "train", n_train, &rng, &loss, error)) return FALSE;
+    const ps_ports *batch = ps_loader_get(train, step, error);
+    if (!batch || !step_forward(f, g, batch, &loss, error)) return FALSE;
     if (!isfinite(loss)) {
       g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
                   "step %" G_GINT64_FORMAT ": loss term %s.%s is %s; stopped (the last checkpoint "

@@ -149,6 +149,6 @@ int main(int argc, char **argv) {
 
   ps_registry_free(reg);
   g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
-  if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+  if (ps_test_failed_ == 0 && system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp);
   return ps_test_finish();
 }
