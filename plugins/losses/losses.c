@@ -1,0 +1,291 @@
+/* losses.c — training objectives as graph components:
+ *   loss.segmentation   BCE-with-logits + soft Dice of a predicted mask (the
+ *                       seg term of Eq. 2), with hard Dice/IoU as metrics
+ *   loss.weighted_sum   sum_i w_i * x_i of scalar losses (Eq. 2's lambdas)
+ * Both have a backward, so stage.fit can minimise them directly. */
+#include <math.h>
+#include <pathseg/kernels.h>
+#include <pathseg/plugin.h>
+#include <string.h>
+
+/* Keeps *t when its shape already matches, so the steady state allocates nothing. */
+static gboolean ensure(ps_tensor **t, int32_t ndim, const int64_t *shape, GError **error) {
+  if (*t && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
+  ps_tensor_free(*t);
+  *t = ps_tensor_new(PS_DTYPE_F32, ndim, shape, error);
+  return *t != NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* loss.segmentation */
+
+typedef struct {
+  const ps_kernels *k;
+  double w_bce, w_dice;
+  ps_dice_desc dice;
+  gboolean upsample;
+  const ps_tensor *logits, *target;
+  ps_tensor *up;      /* (B, H, W) logits at the target's size */
+  ps_tensor *dup;     /* (B, H, W) gradient there */
+  ps_tensor *dlogits; /* (B, 1, h, w) */
+  ps_tensor *bce, *dsc; /* (B) per-mask losses */
+  ps_tensor *loss, *hard_dice, *iou; /* (1) */
+  int64_t B, H, W, h, w;
+} segloss;
+
+static const ps_config_key seg_config[] = {
+    {"bce_weight", PS_TYPE_FLOAT, "1.0", 0, 1e6, NULL, "weight of the BCE-with-logits term"},
+    {"dice_weight", PS_TYPE_FLOAT, "1.0", 0, 1e6, NULL, "weight of the soft Dice term"},
+    {"dice", PS_TYPE_ENUM, "lisa", PS_NO_RANGE, "lisa|monai|monai_squared",
+     "soft Dice flavour: LISA (scale 1000, eps 1e-6), MONAI (eps 1e-5), MONAI squared (MedSAM)"},
+    {"upsample", PS_TYPE_BOOL, "true", PS_NO_RANGE, NULL,
+     "compare at the target's size (bilinear upsampling of the logits), as LISA and MedSAM do"},
+    {NULL},
+};
+static const ps_port_desc seg_inputs[] = {
+    {"logits", "[B, 1, h, w] f32 mask logits", FALSE},
+    {"target", "[B, 1, H, W] f32 in {0, 1} (or soft)", FALSE},
+    {NULL},
+};
+static const ps_port_desc seg_outputs[] = {
+    {"loss", "[1] bce_weight * BCE + dice_weight * Dice, mean over masks", FALSE},
+    {"dice", "[1] hard Dice of (logits > 0) against (target > 0.5), mean over masks", FALSE},
+    {"iou", "[1] hard IoU, mean over masks", FALSE},
+    {NULL},
+};
+
+static void seg_destroy(void *self) {
+  segloss *s = self;
+  ps_tensor *all[] = {s->up, s->dup, s->dlogits, s->bce, s->dsc, s->loss, s->hard_dice, s->iou};
+  for (size_t i = 0; i < G_N_ELEMENTS(all); i++) ps_tensor_free(all[i]);
+  g_free(s);
+}
+
+static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
+  segloss *s = g_new0(segloss, 1);
+  s->k = ps_kernels_get(ps_context_device(ctx), error);
+  s->w_bce = ps_config_float(cfg, "bce_weight");
+  s->w_dice = ps_config_float(cfg, "dice_weight");
+  s->upsample = ps_config_bool(cfg, "upsample");
+  const char *flavour = ps_config_string(cfg, "dice");
+  if (strcmp(flavour, "lisa") == 0)
+    s->dice = (ps_dice_desc){1000.0f, 1e-6f, 1e-6f, 0};
+  else
+    s->dice = (ps_dice_desc){1.0f, 1e-5f, 1e-5f, strcmp(flavour, "monai_squared") == 0};
+  const int64_t one[1] = {1};
+  if (!s->k || !ensure(&s->loss, 1, one, error) || !ensure(&s->hard_dice, 1, one, error) ||
+      !ensure(&s->iou, 1, one, error)) {
+    seg_destroy(s);
+    return NULL;
+  }
+  return s;
+}
+
+static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
+                            GError **error) {
+  segloss *s = self;
+  const ps_tensor *x = ps_ports_require(in, "loss.segmentation", "logits", error);
+  const ps_tensor *t = x ? ps_ports_require(in, "loss.segmentation", "target", error) : NULL;
+  const int64_t any4[4] = {-1, 1, -1, -1};
+  if (!t || !ps_tensor_check(x, "loss.segmentation logits", PS_DTYPE_F32, 4, any4, error) ||
+      !ps_tensor_check(t, "loss.segmentation target", PS_DTYPE_F32, 4, any4, error))
+    return FALSE;
+  if (t->shape[0] != x->shape[0]) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "loss.segmentation: %" G_GINT64_FORMAT
+                " logit masks but %" G_GINT64_FORMAT " targets", x->shape[0], t->shape[0]);
+    return FALSE;
+  }
+  s->logits = x;
+  s->target = t;
+  s->B = x->shape[0];
+  s->h = x->shape[2];
+  s->w = x->shape[3];
+  s->H = s->upsample ? t->shape[2] : s->h;
+  s->W = s->upsample ? t->shape[3] : s->w;
+  if (!s->upsample && (t->shape[2] != s->h || t->shape[3] != s->w)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                "loss.segmentation: upsample is off but logits are %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+                " and targets %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT,
+                s->h, s->w, t->shape[2], t->shape[3]);
+    return FALSE;
+  }
+  const int64_t up_shape[3] = {s->B, s->H, s->W}, b_shape[1] = {s->B};
+  if (!ensure(&s->up, 3, up_shape, error) || !ensure(&s->bce, 1, b_shape, error) ||
+      !ensure(&s->dsc, 1, b_shape, error))
+    return FALSE;
+  if (s->upsample)
+    s->k->resize_forward(ps_f32(s->up), ps_f32(x), s->B, s->h, s->w, s->H, s->W, 0, 0,
+                         PS_RESIZE_BILINEAR);
+  else
+    memcpy(s->up->data, x->data, x->nbytes);
+  const int64_t P = s->H * s->W;
+  s->k->bce_logits_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(t), s->B, P);
+  s->k->dice_forward(ps_f32(s->dsc), ps_f32(s->up), ps_f32(t), s->B, P, &s->dice);
+  double total = 0, hard = 0, iou = 0;
+  for (int64_t b = 0; b < s->B; b++) {
+    total += s->w_bce * ps_f32(s->bce)[b] + s->w_dice * ps_f32(s->dsc)[b];
+    const float *p = ps_f32(s->up) + b * P, *g = ps_f32(t) + b * P;
+    int64_t inter = 0, np = 0, ng = 0;
+    for (int64_t i = 0; i < P; i++) {
+      int pi = p[i] > 0.0f, gi = g[i] > 0.5f;
+      inter += pi & gi;
+      np += pi;
+      ng += gi;
+    }
+    /* Both empty: a perfect answer. */
+    hard += np + ng ? 2.0 * (double)inter / (double)(np + ng) : 1.0;
+    iou += np + ng - inter ? (double)inter / (double)(np + ng - inter) : 1.0;
+  }
+  ps_f32(s->loss)[0] = (float)(total / (double)s->B);
+  ps_f32(s->hard_dice)[0] = (float)(hard / (double)s->B);
+  ps_f32(s->iou)[0] = (float)(iou / (double)s->B);
+  ps_ports_set(out, "loss", s->loss);
+  ps_ports_set(out, "dice", s->hard_dice);
+  ps_ports_set(out, "iou", s->iou);
+  return TRUE;
+}
+
+static gboolean seg_backward(void *self, ps_context *ctx, const ps_ports *grad_out,
+                             ps_ports *grad_in, GError **error) {
+  segloss *s = self;
+  const ps_tensor *dl = ps_ports_get(grad_out, "loss");
+  ps_port *p = ps_ports_find(grad_in, "logits");
+  if (!dl || !p || !p->needs_grad) return TRUE;
+  const int64_t P = s->H * s->W;
+  const int64_t up_shape[3] = {s->B, s->H, s->W};
+  if (!ensure(&s->dup, 3, up_shape, error) ||
+      !ensure(&s->dlogits, s->logits->ndim, s->logits->shape, error))
+    return FALSE;
+  memset(s->dup->data, 0, s->dup->nbytes);
+  /* d loss / d per-mask term = weight / B */
+  float per_bce[s->B > 0 ? s->B : 1], per_dice[s->B > 0 ? s->B : 1];
+  for (int64_t b = 0; b < s->B; b++) {
+    per_bce[b] = (float)(ps_f32(dl)[0] * s->w_bce / (double)s->B);
+    per_dice[b] = (float)(ps_f32(dl)[0] * s->w_dice / (double)s->B);
+  }
+  s->k->bce_logits_backward(ps_f32(s->dup), per_bce, ps_f32(s->up), ps_f32(s->target), s->B, P);
+  s->k->dice_backward(ps_f32(s->dup), per_dice, ps_f32(s->up), ps_f32(s->target), s->B, P, &s->dice);
+  memset(s->dlogits->data, 0, s->dlogits->nbytes);
+  if (s->upsample)
+    s->k->resize_backward(ps_f32(s->dlogits), ps_f32(s->dup), s->B, s->h, s->w, s->H, s->W, 0, 0,
+                          PS_RESIZE_BILINEAR);
+  else
+    memcpy(s->dlogits->data, s->dup->data, s->dup->nbytes);
+  p->tensor = s->dlogits;
+  return TRUE;
+}
+
+static const ps_component_vtable seg_vtable = {
+    sizeof(ps_component_vtable), seg_create, seg_destroy, NULL, seg_forward, seg_backward,
+};
+static const ps_component_desc seg_desc = {
+    sizeof(ps_component_desc), PS_KIND_METRIC, "loss.segmentation",
+    "BCE-with-logits + soft Dice between predicted mask logits and a target mask, with hard "
+    "Dice and IoU as metrics.",
+    seg_config, seg_inputs, seg_outputs, &seg_vtable, NULL,
+};
+
+/* ---------------------------------------------------------------------- */
+/* loss.weighted_sum */
+
+#define SUM_TERMS 4
+static const char *const term_names[SUM_TERMS] = {"a", "b", "c", "d"};
+
+typedef struct {
+  double w[SUM_TERMS];
+  ps_tensor *loss;
+  ps_tensor *grad[SUM_TERMS];
+} wsum;
+
+static const ps_config_key sum_config[] = {
+    {"weights", PS_TYPE_FLOAT_LIST, "[1, 1, 1, 1]", PS_NO_RANGE, NULL,
+     "weights of the inputs a, b, c, d (Eq. 2: [lambda_cot, lambda_seg])"},
+    {NULL},
+};
+static const ps_port_desc sum_inputs[] = {
+    {"a", "[1] f32", FALSE}, {"b", "[1] f32", TRUE}, {"c", "[1] f32", TRUE}, {"d", "[1] f32", TRUE},
+    {NULL},
+};
+static const ps_port_desc sum_outputs[] = {{"loss", "[1] the weighted sum", FALSE}, {NULL}};
+
+static void sum_destroy(void *self) {
+  wsum *s = self;
+  ps_tensor_free(s->loss);
+  for (int i = 0; i < SUM_TERMS; i++) ps_tensor_free(s->grad[i]);
+  g_free(s);
+}
+
+static void *sum_create(const ps_config *cfg, ps_context *ctx, GError **error) {
+  size_t n = 0;
+  const double *w = ps_config_float_list(cfg, "weights", &n);
+  if (n == 0 || n > SUM_TERMS) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "weights: expected 1 to %d numbers, got %zu",
+                SUM_TERMS, n);
+    return NULL;
+  }
+  wsum *s = g_new0(wsum, 1);
+  for (size_t i = 0; i < n; i++) s->w[i] = w[i];
+  const int64_t one[1] = {1};
+  gboolean ok = ensure(&s->loss, 1, one, error);
+  for (int i = 0; ok && i < SUM_TERMS; i++) ok = ensure(&s->grad[i], 1, one, error);
+  if (!ok) {
+    sum_destroy(s);
+    return NULL;
+  }
+  return s;
+}
+
+static gboolean sum_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
+                            GError **error) {
+  wsum *s = self;
+  double total = 0;
+  for (int i = 0; i < SUM_TERMS; i++) {
+    const ps_tensor *t = ps_ports_get(in, term_names[i]);
+    if (!t) continue;
+    if (t->dtype != PS_DTYPE_F32 || ps_tensor_numel(t) != 1) {
+      g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "loss.weighted_sum: input '%s' is not a one-element F32",
+                  term_names[i]);
+      return FALSE;
+    }
+    total += s->w[i] * ps_f32(t)[0];
+  }
+  ps_f32(s->loss)[0] = (float)total;
+  ps_ports_set(out, "loss", s->loss);
+  return TRUE;
+}
+
+static gboolean sum_backward(void *self, ps_context *ctx, const ps_ports *grad_out,
+                             ps_ports *grad_in, GError **error) {
+  wsum *s = self;
+  const ps_tensor *dl = ps_ports_get(grad_out, "loss");
+  if (!dl) return TRUE;
+  for (int i = 0; i < SUM_TERMS; i++) {
+    ps_port *p = ps_ports_find(grad_in, term_names[i]);
+    if (!p || !p->needs_grad) continue;
+    ps_f32(s->grad[i])[0] = (float)(s->w[i] * ps_f32(dl)[0]);
+    p->tensor = s->grad[i];
+  }
+  return TRUE;
+}
+
+static const ps_component_vtable sum_vtable = {
+    sizeof(ps_component_vtable), sum_create, sum_destroy, NULL, sum_forward, sum_backward,
+};
+static const ps_component_desc sum_desc = {
+    sizeof(ps_component_desc), PS_KIND_METRIC, "loss.weighted_sum",
+    "A weighted sum of up to four scalar losses.",
+    sum_config, sum_inputs, sum_outputs, &sum_vtable, NULL,
+};
+
+static const ps_component_desc *const components[] = {&seg_desc, &sum_desc, NULL};
+
+static const ps_plugin_desc plugin = {
+    PS_PLUGIN_HEADER,
+    .name = "losses",
+    .version = "0.1.0",
+    .license = "MIT",
+    .description = "Segmentation loss (BCE + Dice) and weighted sums of losses.",
+    .components = components,
+};
+
+PS_PLUGIN_EXPORT const ps_plugin_desc *ps_plugin_query(void) { return &plugin; }
