@@ -1,0 +1,18 @@
+/* benchmark.h — what the files of the benchmark plugin share (internal). */
+#pragma once
+
+#include <pathseg/dataset.h>
+#include <pathseg/run.h>
+
+#include "manifest.h"
+
+extern const ps_config_key ps_build_config[];
+void *ps_build_create(const ps_config *cfg, ps_context *ctx, GError **error);
+void ps_build_destroy(void *self);
+gboolean ps_build_run(void *self, ps_run *run, GError **error);
+
+extern const ps_config_key ps_bench_config[];
+void *ps_bench_create(const ps_config *cfg, ps_context *ctx, GError **error);
+void ps_bench_destroy(void *self);
+extern const ps_dataset_iface ps_bench_dataset;
+const ps_manifest_row *ps_bench_row(void *self, const char *split, int64_t index);
