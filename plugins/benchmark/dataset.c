@@ -51,7 +51,7 @@ const ps_config_key ps_bench_config[] = {
      "tokenizer.json; empty: tokenizer.json beside the manifest (trained there when missing)"},
     {"vocab_size", PS_TYPE_INT, "512", 300, 1000000, NULL, "size of a trained tokenizer"},
     {"image_tokens", PS_TYPE_INT, "16", 0, 100000, NULL, "<|image_pad|> placeholders (projector output count)"},
-    {"max_length", PS_TYPE_INT, "192", 8, 1000000, NULL, "tokens per sequence (padded)"},
+    {"max_length", PS_TYPE_INT, "320", 8, 1000000, NULL, "tokens per sequence (padded)"},
     {"text", PS_TYPE_ENUM, "sft", PS_NO_RANGE, "sft|caption", "what the assistant says"},
     {NULL},
 };

@@ -27,7 +27,7 @@ static gboolean build(const char *dir, GError **error) {
 
 static ps_component *dataset(const char *manifest, const char *extra, GError **error) {
   const ps_component_desc *d = ps_registry_find(reg, "dataset.benchmark");
-  g_autofree char *yaml = g_strdup_printf("{manifest: \"%s\", image_tokens: 4, max_length: 200%s}", manifest, extra);
+  g_autofree char *yaml = g_strdup_printf("{manifest: \"%s\", image_tokens: 4, max_length: 320%s}", manifest, extra);
   g_autoptr(ps_config) cfg = d ? ps_config_parse(d->config, yaml, "test", error) : NULL;
   if (!cfg) return NULL;
   g_autoptr(ps_context) ctx = ps_context_new(PS_DEVICE_CPU, 1, 1);
@@ -97,17 +97,17 @@ int main(void) {
     const ps_tensor *img = ps_ports_get(b, "image"), *mask = ps_ports_get(b, "mask");
     const ps_tensor *ids = ps_ports_get(b, "input_ids"), *labels = ps_ports_get(b, "labels");
     const ps_tensor *seg = ps_ports_get(b, "seg_positions"), *lens = ps_ports_get(b, "lengths");
-    const int64_t is[4] = {3, 3, 64, 64}, ms[4] = {3, 1, 64, 64}, ts[2] = {3, 200};
+    const int64_t is[4] = {3, 3, 64, 64}, ms[4] = {3, 1, 64, 64}, ts[2] = {3, 320};
     PS_CHECK(img && ps_tensor_has_shape(img, 4, is) && mask && ps_tensor_has_shape(mask, 4, ms));
     PS_CHECK(ids && ids->dtype == PS_DTYPE_I32 && ps_tensor_has_shape(ids, 2, ts));
     for (int k = 0; k < 3 && ids && labels && seg && lens; k++) {
-      const int32_t *row = (const int32_t *)ids->data + 200 * k, *lab = (const int32_t *)labels->data + 200 * k;
+      const int32_t *row = (const int32_t *)ids->data + 320 * k, *lab = (const int32_t *)labels->data + 320 * k;
       int32_t s = ((const int32_t *)seg->data)[k], len = ((const int32_t *)lens->data)[k];
-      PS_CHECK(s > 0 && s < len && len <= 200);
+      PS_CHECK(s > 0 && s < len && len <= 320);
       /* Labels: -100 on the prompt and the padding, the ids themselves on the answer. */
       int first = -1;
       gboolean consistent = TRUE;
-      for (int t = 0; t < 200; t++) {
+      for (int t = 0; t < 320; t++) {
         if (lab[t] != -100 && first < 0) first = t;
         if (lab[t] != -100 && lab[t] != row[t]) consistent = FALSE;
         if (t >= len && lab[t] != -100) consistent = FALSE;
