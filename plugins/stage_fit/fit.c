@@ -19,6 +19,8 @@ typedef struct {
   ps_schedule schedule;
   ps_adamw_config adamw;
   ps_role roles[PS_ROLE_COUNT];
+  char **metrics;  /* "instance.port" scalars averaged over validation batches */
+  size_t n_metrics;
   size_t n_roles;
   uint64_t seed;
 } fit;
@@ -43,6 +45,8 @@ static const ps_config_key fit_config[] = {
     {"checkpoint_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "save every N steps (0 = only at the end)"},
     {"eval_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "validation loss every N steps (0 = at the end)"},
     {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL, "validation batches per evaluation"},
+    {"eval_metrics", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,
+     "more one-element outputs (\"instance.port\") to average over validation, e.g. [seg_loss.dice]"},
     {"seed", PS_TYPE_INT, "0", 0, 1e15, NULL, "batch sampling seed (mixed with the pipeline seed)"},
     {"stop_after_steps", PS_TYPE_INT, "0", 0, 1e12, NULL,
      "stop (checkpoint, resumable) after this many steps in this invocation; 0 = never"},
@@ -54,6 +58,7 @@ static void fit_destroy(void *self) {
   g_free(f->dataset);
   g_free(f->loss_instance);
   g_free(f->loss_port);
+  g_strfreev(f->metrics);
   g_free(f);
 }
 
@@ -75,6 +80,18 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     }
     if (f->n_roles < PS_ROLE_COUNT - 1) f->n_roles++;
   }
+  size_t n_metrics = 0;
+  const char *const *metrics = ps_config_string_list(cfg, "eval_metrics", &n_metrics);
+  f->metrics = g_new0(char *, n_metrics + 1);
+  for (size_t i = 0; i < n_metrics; i++) {
+    if (!strchr(metrics[i], '.')) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "eval_metrics: '%s' is not \"instance.port\"", metrics[i]);
+      g_strfreev(f->metrics);
+      return NULL;
+    }
+    f->metrics[i] = g_strdup(metrics[i]);
+  }
+  f->n_metrics = n_metrics;
   f->dataset = g_strdup(ps_config_string(cfg, "dataset"));
   f->loss_instance = g_strndup(loss, (gsize)(dot - loss));
   f->loss_port = g_strdup(dot + 1);
@@ -113,7 +130,8 @@ static gboolean step_forward(fit *f, ps_graph *g, const ps_ports *batch, double 
   return TRUE;
 }
 
-/* Mean loss over the first eval_batches batches of the val split (fixed order). */
+/* Mean loss (and eval_metrics) over the first eval_batches batches of the
+ * val split, in a fixed order. */
 static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *ds_self,
                          int64_t step, GError **error) {
   if (ds->size(ds_self, "val") <= 0 || f->eval_batches <= 0) return TRUE;
@@ -123,16 +141,42 @@ static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *
   ps_graph *g = ps_run_graph(run);
   ps_context_set_training(ps_run_context(run), FALSE);
   double sum = 0;
+  g_autofree double *msum = g_new0(double, f->n_metrics + 1);
+  g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
+  g_ptr_array_add(targets, g_strdup(f->loss_instance));
+  for (size_t m = 0; m < f->n_metrics; m++)
+    g_ptr_array_add(targets, g_strndup(f->metrics[m], strcspn(f->metrics[m], ".")));
+  g_ptr_array_add(targets, NULL);
   for (int64_t b = 0; b < f->eval_batches; b++) {
     const ps_ports *batch = ps_loader_get(val, b, error);
-    double loss = 0;
-    if (!batch || !step_forward(f, g, batch, &loss, error)) return FALSE;
-    sum += loss;
+    if (!batch || !ps_graph_forward(g, batch, (const char *const *)targets->pdata, error)) return FALSE;
+    const ps_tensor *l = ps_graph_output(g, f->loss_instance, f->loss_port);
+    sum += l ? ps_f32(l)[0] : NAN;
+    for (size_t m = 0; m < f->n_metrics; m++) {
+      const char *dot = strchr(f->metrics[m], '.');
+      g_autofree char *inst = g_strndup(f->metrics[m], (gsize)(dot - f->metrics[m]));
+      const ps_tensor *t = ps_graph_output(g, inst, dot + 1);
+      if (!t || t->dtype != PS_DTYPE_F32 || ps_tensor_numel(t) != 1) {
+        g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "eval_metrics: %s is not a one-element F32 output",
+                    f->metrics[m]);
+        return FALSE;
+      }
+      msum[m] += ps_f32(t)[0];
+    }
   }
   ps_context_set_training(ps_run_context(run), TRUE);
   double mean = sum / (double)f->eval_batches;
   ps_run_metrics(run, step, "val_loss", mean, NULL);
-  ps_run_log(run, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, mean);
+  GString *line = g_string_new(NULL);
+  g_string_append_printf(line, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, mean);
+  for (size_t m = 0; m < f->n_metrics; m++) {
+    double v = msum[m] / (double)f->eval_batches;
+    g_autofree char *key = g_strconcat("val_", f->metrics[m], NULL);
+    ps_run_metrics(run, step, key, v, NULL);
+    g_string_append_printf(line, ", %s %.4g", f->metrics[m], v);
+  }
+  ps_run_log(run, "%s", line->str);
+  g_string_free(line, TRUE);
   return TRUE;
 }
 

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
 
   /* A: 40 straight steps. */
   const char *a_sets[] = {"stages.fit.steps=40", "stages.fit.checkpoint_every=10",
-                          "stages.fit.eval_every=20", NULL};
+                          "stages.fit.eval_every=20", "stages.fit.eval_metrics=[mse.loss]", NULL};
   g_autofree char *dir_a = NULL;
   PS_CHECK_OK(run(tmp, a_sets, NULL, &dir_a, &error), error);
   if (!dir_a) return ps_test_finish();
@@ -79,7 +79,11 @@ int main(int argc, char **argv) {
     PS_CHECK_MSG(last < 0.2 * first, "loss did not fall: %g -> %g", first, last);
   }
   g_autoptr(GArray) val = metric(dir_a, "val_loss");
-  PS_CHECK(val->len == 2);
+  g_autoptr(GArray) val_mse = metric(dir_a, "val_mse.loss");
+  PS_CHECK(val->len == 2 && val_mse->len == 2);
+  /* The loss is mse.loss itself, so the extra metric must equal it. */
+  for (guint i = 0; i < val->len && i < val_mse->len; i++)
+    PS_CHECK_NEAR(g_array_index(val_mse, double, i), g_array_index(val, double, i), 1e-9);
   g_autoptr(GArray) lr = metric(dir_a, "lr");
   g_autoptr(GArray) gn = metric(dir_a, "grad_norm");
   PS_CHECK(lr->len == 40 && gn->len == 40);
