@@ -450,17 +450,15 @@ char *ps_graph_describe(const ps_graph *g) {
       g_string_append_printf(s, "    %s <- %s.%s\n", nd->pc->inputs[b].port, nd->pc->inputs[b].source,
                              nd->pc->inputs[b].source_port);
     ps_param_list pl = ps_component_params(nd->comp);
-    int64_t by_role[PS_ROLE_COUNT] = {0}, trains = 0;
-    for (size_t k = 0; k < pl.count; k++) {
+    int64_t by_role[PS_ROLE_COUNT] = {0};
+    for (size_t k = 0; k < pl.count; k++)
       by_role[effective_role(nd, &pl.items[k])] += ps_tensor_numel(pl.items[k].value);
-      if (pl.items[k].grad) trains += ps_tensor_numel(pl.items[k].value);
-    }
     if (pl.count) {
       g_string_append_printf(s, "    parameters: %zu tensors;", pl.count);
       for (int r = 0; r < PS_ROLE_COUNT; r++)
         if (by_role[r])
           g_string_append_printf(s, " %s %" G_GINT64_FORMAT, ps_role_name((ps_role)r), by_role[r]);
-      g_string_append_printf(s, "; training now %" G_GINT64_FORMAT "\n", trains);
+      g_string_append_c(s, '\n');
     }
   }
   g_string_append(s, "order:");

@@ -173,11 +173,21 @@ void ps_linear_backward(ps_linear *l, const ps_kernels *k, float *dx, const floa
     k->linear_backward(dx, NULL, NULL, l->dax, u, ps_f32(l->lora_a), N, l->in, l->r);
     return;
   }
-  /* du into the dropout buffer (u is no longer needed), then the mask. */
-  float *du = l->drop_x;
-  memset(du, 0, sizeof(float) * (size_t)(N * l->in));
-  k->linear_backward(du, NULL, NULL, l->dax, NULL, ps_f32(l->lora_a), N, l->in, l->r);
+  /* dx += mask * (dax A) / keep, row by row (r is small). drop_x must stay
+   * intact: a second backward of the same forward reads it again. */
   const float inv = 1.0f / (1.0f - l->dropout);
-  for (int64_t i = 0; i < N * l->in; i++)
-    if (l->keep[i]) dx[i] += du[i] * inv;
+  const float *A = ps_f32(l->lora_a);
+  const int64_t in = l->in, r = l->r;
+#pragma omp parallel for if (N * in * r > 65536)
+  for (int64_t n = 0; n < N; n++) {
+    const float *da = l->dax + n * r;
+    const uint8_t *keep = l->keep + n * in;
+    float *row = dx + n * in;
+    for (int64_t i = 0; i < in; i++) {
+      if (!keep[i]) continue;
+      float acc = 0;
+      for (int64_t j = 0; j < r; j++) acc += da[j] * A[j * in + i];
+      row[i] += acc * inv;
+    }
+  }
 }

@@ -442,7 +442,7 @@ static gboolean parse_stage(ps_pipeline *p, size_t index, const ps_ynode *key, c
   return s->config != NULL;
 }
 
-static gboolean build_top(ps_pipeline *p, const ps_ynode *tree, const char *path, GError **error) {
+static gboolean build_top(ps_pipeline *p, ps_ynode *tree, const char *path, GError **error) {
   if (!check_keys(tree, top_keys, G_N_ELEMENTS(top_keys), "top-level key", "", error))
     return FALSE;
   const ps_ynode *ext = ps_ynode_get(tree, "extends");
@@ -461,6 +461,15 @@ static gboolean build_top(ps_pipeline *p, const ps_ynode *tree, const char *path
     if (dot && dot != base)
       *dot = '\0';
     p->name = g_strdup(base);
+    /* The name came from the file name: write it down, so that
+     * resolved_yaml names the same run wherever it is saved. */
+    ps_ynode *value = ps_ynode_new_scalar(p->name, TRUE, tree->file, tree->line, tree->col);
+    if (ps_ynode_get(tree, "name")) {
+      ps_ynode_map_set(tree, "name", value);
+    } else {
+      g_ptr_array_insert(tree->keys, 0, ps_ynode_new_scalar("name", FALSE, tree->file, tree->line, tree->col));
+      g_ptr_array_insert(tree->items, 0, value);
+    }
   }
   p->description = g_strdup(ps_config_string(top, "description"));
   p->seed = ps_config_int(top, "seed");

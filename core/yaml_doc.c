@@ -317,9 +317,68 @@ static gboolean on_start(builder *b, const yaml_event_t *ev, ps_ynode_kind kind,
   return TRUE;
 }
 
+/* YAML 1.1 merge keys: `<<: *defaults` (or a list of them) copies the keys
+ * the mapping does not set itself; earlier sources win over later ones. The
+ * copies count against the node cap like alias expansions do. */
+static gboolean apply_merge_keys(builder *b, frame *f, GError **error) {
+  ps_ynode *map = f->node;
+  gssize at = -1;
+  for (guint i = 0; i < map->keys->len; i++) {
+    const ps_ynode *k = g_ptr_array_index(map->keys, i);
+    if (!k->quoted && strcmp(k->value, "<<") == 0)
+      at = i;
+  }
+  if (at < 0)
+    return TRUE;
+  ps_ynode *key = g_ptr_array_steal_index(map->keys, at);
+  ps_ynode *value = g_ptr_array_steal_index(map->items, at);
+  g_hash_table_remove(f->seen, key->value);
+  gboolean ok = TRUE;
+  gboolean is_list = value->kind == PS_YNODE_SEQUENCE;
+  size_t n_sources = is_list ? value->items->len : 1;
+  for (size_t s = 0; ok && s < n_sources; s++) {
+    const ps_ynode *src = is_list ? g_ptr_array_index(value->items, s) : value;
+    if (src->kind != PS_YNODE_MAPPING) {
+      g_set_error(error, PS_ERROR, PS_ERROR_PARSE,
+                  "%s:%d:%d: a merge key '<<' takes a mapping or a list of mappings (e.g. <<: *defaults)",
+                  b->origin, src->line, src->col);
+      ok = FALSE;
+      break;
+    }
+    for (guint i = 0; ok && i < src->keys->len; i++) {
+      const ps_ynode *k = g_ptr_array_index(src->keys, i);
+      if (g_hash_table_contains(f->seen, k->value))
+        continue;
+      const ps_ynode *v = g_ptr_array_index(src->items, i);
+      size_t count = 1 + ps_ynode_count(v);
+      if (b->nodes + count > PS_YAML_MAX_NODES) {
+        g_set_error(error, PS_ERROR, PS_ERROR_PARSE,
+                    "%s:%d:%d: the merge key would expand the document past %d nodes; refusing it", b->origin,
+                    key->line, key->col, PS_YAML_MAX_NODES);
+        ok = FALSE;
+        break;
+      }
+      b->nodes += count;
+      ps_ynode *kc = ps_ynode_copy(k);
+      g_ptr_array_add(map->keys, kc);
+      g_ptr_array_add(map->items, ps_ynode_copy(v));
+      g_hash_table_insert(f->seen, kc->value, kc);
+    }
+  }
+  ps_ynode_free(key);
+  ps_ynode_free(value);
+  return ok;
+}
+
 static gboolean on_end(builder *b, GError **error) {
   frame f = g_array_index(b->stack, frame, b->stack->len - 1);
   g_array_set_size(b->stack, b->stack->len - 1);
+  if (f.node->kind == PS_YNODE_MAPPING && !apply_merge_keys(b, &f, error)) {
+    g_hash_table_destroy(f.seen);
+    g_free(f.anchor);
+    ps_ynode_free(f.node);
+    return FALSE;
+  }
   g_clear_pointer(&f.seen, g_hash_table_destroy);
   register_anchor(b, f.anchor, f.node, b->nodes - f.first_node, f.height);
   g_free(f.anchor);

@@ -22,14 +22,16 @@ if ! command -v nvcc >/dev/null 2>&1 && [[ ! -x "${CUDA_HOME:-/usr/local/cuda}/b
 fi
 
 echo "gpu-check: configuring $build"
+mkdir -p "$build"
+log="$build/gpu-check-configure.log"
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPATHSEG_CUDA=ON \
-  -DPATHSEG_BENCH=ON >"$build.configure.log" 2>&1 || {
-  tail -30 "$build.configure.log" >&2
+  -DPATHSEG_BENCH=ON >"$log" 2>&1 || {
+  tail -30 "$log" >&2
   exit 1
 }
-grep -E "pathseg: (✓|✗) (CUDA|cuBLAS)" "$build.configure.log" || true
-if ! grep -q "pathseg: ✓ CUDA" "$build.configure.log"; then
-  echo "gpu-check: CMake did not enable CUDA (see $build.configure.log)" >&2
+grep -E "pathseg: (✓|✗) (CUDA|cuBLAS)" "$log" || true
+if ! grep -q "pathseg: ✓ CUDA" "$log"; then
+  echo "gpu-check: CMake did not enable CUDA (see $log)" >&2
   exit 2
 fi
 

@@ -50,6 +50,7 @@ expect 2 "usage" -- "$bin"
 # The dry run prints components, bindings, order, stages and what trains.
 expect 0 "order: toy -> linear -> mse" -- "$bin" run "$src/pipelines/example.yaml" --dry-run
 expect 0 "x <- data.x" -- "$bin" run "$src/pipelines/example.yaml" --dry-run
+expect 0 "trains 36 parameters" -- "$bin" run "$src/pipelines/example.yaml" --dry-run
 [[ ! -d runs ]] && ok || bad "--dry-run created a run directory"
 
 # A real (short) run.

@@ -174,6 +174,23 @@ static void print_plan(const ps_pipeline *p, ps_graph *g) {
   for (size_t s = 0; s < p->n_stages; s++) {
     const ps_pipeline_stage *st = &p->stages[s];
     printf("  %zu. %s: %s%s\n", s + 1, st->name, st->plugin, st->enabled ? "" : " (disabled)");
+    /* What this stage trains, for stages that say so with train_roles. */
+    gboolean has_roles = FALSE;
+    for (const ps_config_key *k = st->desc->config; k && k->key; k++)
+      has_roles = has_roles || strcmp(k->key, "train_roles") == 0;
+    if (has_roles && g) {
+      size_t n = 0;
+      const char *const *names = ps_config_string_list(st->config, "train_roles", &n);
+      ps_role roles[PS_ROLE_COUNT];
+      size_t nr = 0;
+      for (size_t i = 0; i < n && nr < PS_ROLE_COUNT; i++)
+        if (ps_role_from_name(names[i], &roles[nr])) nr++;
+      GError *error = NULL;
+      int64_t count = ps_graph_set_trainable(g, roles, nr, NULL, &error);
+      if (count >= 0)
+        printf("       trains %" G_GINT64_FORMAT " parameters (those whose role is in train_roles)\n", count);
+      g_clear_error(&error);
+    }
     g_autofree char *cfg = ps_config_format(st->config);
     g_auto(GStrv) lines = g_strsplit(cfg, "\n", -1);
     for (size_t i = 0; lines[i]; i++)

@@ -17,7 +17,10 @@
  *    memory; with less than one thread's share it does nothing.
  *  - Shapes are commented on every argument; sizes are element counts.
  *  - Ops do not validate ids/targets/positions against their ranges beyond
- *    what is documented: callers check user input and raise GErrors.
+ *    what is documented: callers check user input and raise GErrors. A
+ *    descriptor that breaks its documented constraints (e.g. Hkv not dividing
+ *    Hq) makes the op return without writing anything rather than read out
+ *    of bounds.
  *
  * ps_kernels_get(device) returns the table for a device. The CPU table is
  * built in; the CUDA table lives in a separate shared object that is loaded
