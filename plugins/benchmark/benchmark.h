@@ -15,4 +15,5 @@ extern const ps_config_key ps_bench_config[];
 void *ps_bench_create(const ps_config *cfg, ps_context *ctx, GError **error);
 void ps_bench_destroy(void *self);
 extern const ps_dataset_iface ps_bench_dataset;
+extern const ps_manifest_tools ps_bench_manifest_tools;
 const ps_manifest_row *ps_bench_row(void *self, const char *split, int64_t index);

@@ -23,7 +23,9 @@ static const ps_component_desc build_desc = {
 };
 
 static const void *bench_capability(const char *name) {
-  return strcmp(name, "dataset") == 0 ? &ps_bench_dataset : NULL;
+  if (strcmp(name, "dataset") == 0) return &ps_bench_dataset;
+  if (strcmp(name, "manifest_tools") == 0) return &ps_bench_manifest_tools;
+  return NULL;
 }
 static const ps_component_vtable bench_vtable = {
     sizeof(ps_component_vtable), ps_bench_create, ps_bench_destroy, NULL, NULL, NULL,

@@ -77,5 +77,23 @@ expect 1 "no component 'sam.nothing' is registered" -- "$bin" fixture "$tmp/unkn
 printf 'not a safetensors file' > "$tmp/junk.safetensors"
 expect 1 "junk.safetensors" -- "$bin" fixture "$tmp/junk.safetensors"
 
+# The benchmark manifest tools: check and review.
+"$bin" run "$src/pipelines/build_benchmark.yaml" --quiet --set "run_dir=$tmp/runs" \
+  --set "stages.build.out_dir=$tmp/bench" --set stages.build.tiles=6 --set stages.build.zeroshot_tiles=0 \
+  --set stages.build.tile_size=64 > /dev/null 2>&1 && ok || bad "build_benchmark failed"
+m="$tmp/bench/manifest.jsonl"
+rm "$tmp/bench/masks/000002.png"
+printf 'garbage' > "$tmp/bench/images/000004.png"
+expect 1 "masks/000002.png" -- "$bin" dataset check "$m"
+expect 1 "000004.png" -- "$bin" dataset check "$m"
+expect 0 "0: images/000000.png" -- "$bin" dataset review "$m"
+expect 0 "row 0 approved by alice" -- "$bin" dataset review "$m" --approve 0 --reviewer alice
+expect 0 "row 3 revised by bob" -- "$bin" dataset review "$m" --revise 3 "They are in the centre. <SEG>" --reviewer bob
+expect 1 "must contain <SEG>" -- "$bin" dataset review "$m" --revise 3 "no token" --reviewer bob
+expect 1 "there is no row 99" -- "$bin" dataset review "$m" --approve 99 --reviewer bob
+grep -q '"review":"approved","reviewer":"alice"' "$m" && grep -q '"reasoning":"They are in the centre. <SEG>"' "$m" \
+  && ok || bad "reviews not recorded in the manifest"
+"$bin" dataset review "$m" | grep -q "^0: " && bad "an approved row is still pending" || ok
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

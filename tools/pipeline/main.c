@@ -7,8 +7,11 @@
  *     validate FILE [--set K=V]...     load and check a pipeline without running
  *     run FILE [--set K=V]... [--resume RUN] [--dry-run] [--quiet]
  *     fixture [--data-dir DIR]... FILE.safetensors...
+ *     dataset check MANIFEST           missing files, size mismatches, empty masks, duplicates
+ *     dataset review MANIFEST [--approve N | --revise N TEXT] [--reviewer NAME]
  *
  * Exit status: 0 success, 1 failure (with a message on stderr), 2 usage. */
+#include <pathseg/dataset.h>
 #include <pathseg/graph.h>
 #include <pathseg/host.h>
 #include <pathseg/run.h>
@@ -30,7 +33,9 @@ static int usage(void) {
           "  describe NAME                         ports and config schema of a component\n"
           "  validate FILE [--set KEY=VALUE]...    check a pipeline without running it\n"
           "  run FILE [--set KEY=VALUE]... [--resume RUN] [--dry-run] [--quiet]\n"
-          "  fixture [--data-dir DIR]... FILE...   run reference fixtures and compare\n");
+          "  fixture [--data-dir DIR]... FILE...   run reference fixtures and compare\n"
+          "  dataset check MANIFEST                report missing files, size mismatches, empty masks\n"
+          "  dataset review MANIFEST [--approve N | --revise N TEXT] [--reviewer NAME]\n");
   return 2;
 }
 
@@ -258,6 +263,57 @@ static int cmd_fixture(cli *c, int argc, char **argv) {
   return status;
 }
 
+/* The manifest format's tools, from the component that owns it. */
+static const ps_manifest_tools *manifest_tools(cli *c) {
+  load_plugins(c, FALSE);
+  size_t n = 0;
+  g_autofree const ps_component_desc **all = ps_registry_components(c->reg, &n);
+  for (size_t i = 0; i < n; i++) {
+    const ps_manifest_tools *t = all[i]->capability ? all[i]->capability("manifest_tools") : NULL;
+    if (t && t->struct_size >= sizeof(ps_manifest_tools)) return t;
+  }
+  fprintf(stderr, "pipeline: no loaded plugin provides the manifest tools (is pathseg-benchmark.so installed?)\n");
+  return NULL;
+}
+
+static int cmd_dataset(cli *c, int argc, char **argv) {
+  if (argc < 2) return usage();
+  const char *what = argv[0], *manifest = argv[1];
+  const ps_manifest_tools *t = manifest_tools(c);
+  if (!t) return 1;
+  GError *error = NULL;
+  g_autoptr(GString) report = g_string_new(NULL);
+  if (strcmp(what, "check") == 0 && argc == 2) {
+    int64_t problems = 0;
+    if (!t->check(manifest, report, &problems, &error)) return fail(error);
+    fputs(report->str, stdout);
+    printf("%s: %" G_GINT64_FORMAT " problem%s\n", manifest, problems, problems == 1 ? "" : "s");
+    return problems ? 1 : 0;
+  }
+  if (strcmp(what, "review") != 0) return usage();
+  const char *reviewer = g_getenv("USER"), *revised = NULL;
+  int64_t index = -1;
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "--approve") == 0 && i + 1 < argc)
+      index = g_ascii_strtoll(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--revise") == 0 && i + 2 < argc) {
+      index = g_ascii_strtoll(argv[++i], NULL, 10);
+      revised = argv[++i];
+    } else if (strcmp(argv[i], "--reviewer") == 0 && i + 1 < argc)
+      reviewer = argv[++i];
+    else
+      return usage();
+  }
+  if (index < 0) {
+    if (!t->pending(manifest, report, &error)) return fail(error);
+    fputs(report->len ? report->str : "no pending rows\n", stdout);
+    return 0;
+  }
+  if (!t->review(manifest, index, reviewer, revised, &error)) return fail(error);
+  printf("row %" G_GINT64_FORMAT " %s by %s\n", index, revised ? "revised" : "approved", reviewer);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   cli c = {0};
   g_autoptr(GPtrArray) plugin_paths = g_ptr_array_new();
@@ -293,6 +349,8 @@ int main(int argc, char **argv) {
     status = cmd_run(&c, rest, args);
   else if (strcmp(cmd, "fixture") == 0)
     status = cmd_fixture(&c, rest, args);
+  else if (strcmp(cmd, "dataset") == 0)
+    status = cmd_dataset(&c, rest, args);
   else {
     fprintf(stderr, "pipeline: unknown command '%s'\n", cmd);
     status = usage();

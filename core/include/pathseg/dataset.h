@@ -22,3 +22,24 @@ typedef struct ps_dataset_iface {
 } ps_dataset_iface;
 
 G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* The "manifest_tools" capability of the component that owns the triplet
+ * manifest format (dataset.benchmark). It needs no instance: the `pipeline
+ * dataset` command calls it on the descriptor. */
+typedef struct ps_manifest_tools {
+  uint32_t struct_size;
+  /* Appends one line per problem (missing file, size mismatch, empty mask,
+   * duplicate image, patient in two splits, bad split) to `report`; sets
+   * *problems. FALSE with an error only when the manifest cannot be read. */
+  gboolean (*check)(const char *manifest, GString *report, int64_t *problems, GError **error);
+  /* Appends the pending rows ("INDEX: image — query") to `report`. */
+  gboolean (*pending)(const char *manifest, GString *report, GError **error);
+  /* Marks row `index` (0-based) approved, or revised with a new reasoning
+   * chain, by `reviewer`, now; rewrites the manifest atomically. */
+  gboolean (*review)(const char *manifest, int64_t index, const char *reviewer,
+                     const char *revised_reasoning, GError **error);
+} ps_manifest_tools;
+
+G_END_DECLS
