@@ -1,0 +1,41 @@
+/* image_encoder.h — the SAM / MedSAM ViT image encoder (segment-anything
+ * ImageEncoderViT) with optional AdaptFormer adapters, forward and backward
+ * over raw buffers. The plugin glue (config, ports) is in sam_plugin.c. */
+#pragma once
+
+#include "sam_common.h"
+
+#define SAM_MAX_DEPTH 64
+
+typedef struct {
+  int64_t embed_dim, depth, num_heads, patch_size, img_size, window_size, out_chans;
+  double mlp_ratio;
+  gboolean global_attn[SAM_MAX_DEPTH]; /* block i uses global attention */
+  gboolean adapter;                    /* AdaptFormer, parallel to the MLP */
+  int64_t adapter_dim;
+  double adapter_scale, adapter_dropout;
+  gboolean medsam_input; /* per-image min-max to [0, 1] before the patch embedding */
+  double eps;            /* LayerNorm / LayerNorm2d eps (1e-6 in SAM) */
+} sam_enc_cfg;
+
+/* The SAM ViT-B numbers (base) or the CPU default (tiny). */
+void sam_enc_cfg_preset(sam_enc_cfg *c, const char *preset);
+
+typedef struct sam_encoder sam_encoder;
+
+/* rng: initialisation (NULL leaves every parameter zero, e.g. before loading). */
+sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, const ps_kernels *k, ps_rng *rng,
+                             GError **error);
+void sam_encoder_free(sam_encoder *e);
+sam_params *sam_encoder_params(sam_encoder *e);
+const sam_enc_cfg *sam_encoder_cfg(const sam_encoder *e);
+
+/* image: (B, 3, img, img) -> *out: (B, out_chans, img/patch, img/patch), owned
+ * by the encoder. `training` keeps every block's activations for backward
+ * (and applies adapter dropout, drawn from rng). */
+gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *image,
+                             gboolean training, ps_rng *rng, ps_tensor **out, GError **error);
+/* dout: like the output. Adds into the gradients of the training parameters;
+ * when `dimage` is non-NULL sets it to an encoder-owned (B, 3, H, W) gradient. */
+gboolean sam_encoder_backward(sam_encoder *e, ps_context *ctx, const float *dout,
+                              ps_tensor **dimage, GError **error);
