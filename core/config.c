@@ -375,6 +375,21 @@ static gboolean walk(build_ctx *b, const ps_ynode *map, const char *prefix, GErr
       }
       if (ps_ynode_is_null(value) && is_prefix_of_some_key(b, dotted))
         continue; /* `lora: ~` leaves every lora key at its default */
+      if (is_prefix_of_some_key(b, dotted)) {
+        /* `lora: 5` where lora is a group of keys. */
+        GString *group = g_string_new(NULL);
+        size_t n = strlen(dotted);
+        for (size_t j = 0; j < b->n_keys; j++)
+          if (strncmp(b->schema[j].key, dotted, n) == 0 && b->schema[j].key[n] == '.')
+            g_string_append_printf(group, "%s%s", group->len ? ", " : "", b->schema[j].key + n + 1);
+        g_autofree char *where = ps_ynode_where(value);
+        g_autofree char *full = full_path(b->path, dotted);
+        g_autofree char *got = ps_ynode_describe(value);
+        g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "%s: %s: expected a mapping with keys %s, got %s", where,
+                    full, group->str, got);
+        g_string_free(group, TRUE);
+        return FALSE;
+      }
       if (value->kind == PS_YNODE_MAPPING && ps_ynode_size(value) > 0 && !is_prefix_of_some_key(b, dotted)) {
         /* Report the first leaf, so the suggestion can name a full key. */
         const ps_ynode *k0 = ps_ynode_key_at(value, 0);

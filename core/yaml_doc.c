@@ -212,6 +212,7 @@ typedef struct {
   int documents;
   ps_ynode *root;
   gboolean have_root;
+  GPtrArray *graveyard; /* nodes taken out of the tree that anchors may still name */
 } builder;
 
 static void anchor_info_free(gpointer p) { g_free(p); }
@@ -365,8 +366,10 @@ static gboolean apply_merge_keys(builder *b, frame *f, GError **error) {
       g_hash_table_insert(f->seen, kc->value, kc);
     }
   }
-  ps_ynode_free(key);
-  ps_ynode_free(value);
+  /* `<<: &x {...}` may have registered the value as an anchor: keep it
+   * alive until the end of the parse. */
+  g_ptr_array_add(b->graveyard, key);
+  g_ptr_array_add(b->graveyard, value);
   return ok;
 }
 
@@ -458,6 +461,7 @@ static void builder_clear(builder *b) {
   }
   g_array_free(b->stack, TRUE);
   g_hash_table_destroy(b->anchors);
+  g_ptr_array_free(b->graveyard, TRUE);
 }
 
 ps_ynode *ps_yaml_parse_string(const char *text, gssize length, const char *origin, GError **error) {
@@ -476,6 +480,7 @@ ps_ynode *ps_yaml_parse_string(const char *text, gssize length, const char *orig
   b.length = len;
   b.stack = g_array_new(FALSE, TRUE, sizeof(frame));
   b.anchors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, anchor_info_free);
+  b.graveyard = g_ptr_array_new_with_free_func((GDestroyNotify)ps_ynode_free);
 
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {

@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int ps_test_passed_ = 0;
-static int ps_test_failed_ = 0;
+/* Weak, not static: a test made of several files (a harness plus the test)
+ * shares one pair of counters, so a check that fails in any file fails the
+ * test. */
+__attribute__((weak)) int ps_test_passed_ = 0;
+__attribute__((weak)) int ps_test_failed_ = 0;
 
 #define PS_CHECK(cond)                                                          \
   do {                                                                          \

@@ -1,0 +1,80 @@
+/* grad_harness.h — drives one component through its vtable (loaded from the
+ * build tree's plugins) for gradient tests: ports, gradient buffers for a
+ * chosen set of parameters, a linear loss L = sum_o <R_o, out_o> accumulated
+ * in double over the float outputs, and central finite differences on
+ * parameter and input entries. Shared by tests/ruipath and tests/heads. */
+#pragma once
+
+#include <pathseg/host.h>
+#include <pathseg/kernels.h>
+
+#include "ps_test.h"
+
+#define GH_MAX_PORTS 8
+
+typedef struct {
+  const ps_component_desc *desc;
+  void *self;
+  ps_context *ctx;
+  ps_port in_items[GH_MAX_PORTS], out_items[GH_MAX_PORTS], gin_items[GH_MAX_PORTS],
+      gout_items[GH_MAX_PORTS];
+  ps_ports in, out, gin, gout;
+  ps_tensor *R[GH_MAX_PORTS]; /* loss weights per output (NULL: no loss on it) */
+  gboolean pinned;            /* every forward starts from rng0 (same dropout masks) */
+  ps_rng rng0;
+} gh_comp;
+
+/* The registry of the build tree's plugins (PATHSEG_PLUGIN_PATH). */
+ps_registry *gh_registry(void);
+/* Creates component `name` with YAML flow-mapping config text. */
+gboolean gh_init(gh_comp *c, ps_registry *reg, ps_context *ctx, const char *name,
+                 const char *yaml);
+void gh_clear(gh_comp *c);
+void gh_set_input(gh_comp *c, const char *port, ps_tensor *t, gboolean needs_grad);
+/* Gives every parameter for which pred is TRUE a zeroed gradient buffer and
+ * every other one NULL. */
+typedef gboolean (*gh_pred)(const ps_param *p);
+void gh_train(gh_comp *c, gh_pred pred);
+/* Random values for every parameter: matrices and conv kernels
+ * N(0, gain^2 / fan_in), 1-D weights named *.weight (norm gains)
+ * 1 + N(0, 0.1^2), everything else (biases, tokens, tables, gammas) N(0, std^2).
+ * A gain below 1 keeps attention logits and pre-activations moderate, so
+ * that the functions are gently curved at the finite-difference step. */
+void gh_randomize(gh_comp *c, ps_rng *rng, double std, double gain);
+/* From now on every forward starts from the context RNG's current state,
+ * so dropout draws the same masks in every forward and finite differences
+ * see one fixed function. */
+void gh_pin_rng(gh_comp *c);
+/* Runs a forward and sets loss weights R ~ N(0, 1) on float output `port`. */
+gboolean gh_loss_on(gh_comp *c, const char *port, ps_rng *rng);
+/* Forward, then L = sum <R, out> in double (NAN on failure). */
+double gh_loss(gh_comp *c);
+/* Zeroes the gradients, runs forward and backward with dL/dout = R. */
+gboolean gh_backward(gh_comp *c);
+/* The parameter named `name`, or NULL. */
+ps_param *gh_param(gh_comp *c, const char *name);
+
+/* Checks `count` random entries of `value` (a parameter or an input):
+ * |fd - an| <= atol + rtol * max(|fd|, |an|) with central differences of
+ * step eps. `grad` is the analytic gradient (a copy taken after
+ * gh_backward). Returns the worst ratio error / tolerance. */
+double gh_check_entries(gh_comp *c, ps_tensor *value, const float *grad, int count, double eps,
+                        double atol, double rtol, ps_rng *rng, const char *what);
+/* gh_check_entries on every parameter with a gradient buffer (after gh_backward). */
+double gh_check_params(gh_comp *c, int count, double eps, double atol, double rtol, ps_rng *rng);
+/* gh_check_entries on input `port`'s gradient (after gh_backward). */
+double gh_check_input(gh_comp *c, const char *port, int count, double eps, double atol, double rtol,
+                      ps_rng *rng);
+
+/* Adds the harness's own check counts (it is a separate translation unit
+ * with its own ps_test.h counters) to the test's, then ps_test_finish(). */
+void gh_counts(int *passed, int *failed);
+static inline int gh_finish(void) {
+  int p = 0, f = 0;
+  gh_counts(&p, &f);
+  ps_test_passed_ += p;
+  ps_test_failed_ += f;
+  return ps_test_finish();
+}
+
+ps_tensor *gh_randn(ps_rng *rng, double std, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
