@@ -55,12 +55,12 @@ G_BEGIN_DECLS
  *                   + rel_h[b, h, i, j / rel_kw] + rel_w[b, h, i, j % rel_kw]
  * then causal masking, softmax over j, out_i = sum_j p_ij v_j. */
 typedef struct ps_attention_desc {
-  int64_t B;   /* batch (windows count here) */
-  int64_t Hq;  /* query heads */
-  int64_t Hkv; /* key/value heads; divides Hq */
-  int64_t Tq;  /* query tokens */
-  int64_t Tk;  /* key/value tokens */
-  int64_t D;   /* head dim (q, k and v alike) */
+  int64_t B;                  /* batch (windows count here) */
+  int64_t Hq;                 /* query heads */
+  int64_t Hkv;                /* key/value heads; divides Hq */
+  int64_t Tq;                 /* query tokens */
+  int64_t Tk;                 /* key/value tokens */
+  int64_t D;                  /* head dim (q, k and v alike) */
   int64_t ldq, ldk, ldv, ldo; /* row strides in floats; 0 = Hq*D (q, out) or Hkv*D (k, v) */
   float scale;                /* usually 1/sqrt(D) */
   /* Causal: query i sees key j iff j <= i + (Tk - Tq) (queries are the last Tq
@@ -200,8 +200,8 @@ typedef struct ps_kernels {
 
   /* RMSNorm (Qwen2): out = weight * x * rsqrt(mean(x^2) + eps) (no 1 + w).
    * out, inp: (N, C); weight: (C) or NULL; rstd: (N) saved, or NULL. */
-  void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight,
-                          int64_t N, int64_t C, float eps);
+  void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight, int64_t N,
+                          int64_t C, float eps);
   void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
                            const float *weight, const float *rstd, int64_t N, int64_t C);
 
@@ -259,9 +259,8 @@ typedef struct ps_kernels {
   /* out: see ps_attention_desc; lse: (B, Hq, Tq) log-sum-exp of each row of
    * logits, saved for backward (NULL in inference). A row with every key masked
    * gives out = 0 and lse = -inf. */
-  void (*attention_forward)(float *out, float *lse, const float *q, const float *k,
-                            const float *v, const ps_attention_desc *d, float *scratch,
-                            int64_t scratch_floats);
+  void (*attention_forward)(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const ps_attention_desc *d, float *scratch, int64_t scratch_floats);
   /* dq, dk, dv: same layouts/strides as q, k, v (may be NULL). dout: like out,
    * with stride ldo. dbias: like d->bias with the same strides (sums over
    * broadcast dims; NULL when the bias needs no gradient). drel_h, drel_w:
@@ -277,12 +276,12 @@ typedef struct ps_kernels {
   void (*window_partition_forward)(float *out, const float *inp, int64_t B, int64_t H, int64_t W,
                                    int64_t C, int64_t ws);
   /* dinp: (B, H, W, C) += the non-padding part of dout: (B * nh * nw, ws, ws, C). */
-  void (*window_partition_backward)(float *dinp, const float *dout, int64_t B, int64_t H,
-                                    int64_t W, int64_t C, int64_t ws);
+  void (*window_partition_backward)(float *dinp, const float *dout, int64_t B, int64_t H, int64_t W,
+                                    int64_t C, int64_t ws);
   /* Inverse: reassemble windows and crop the padding.
    * out: (B, H, W, C); inp: (B * nh * nw, ws, ws, C). */
-  void (*window_unpartition_forward)(float *out, const float *inp, int64_t B, int64_t H,
-                                     int64_t W, int64_t C, int64_t ws);
+  void (*window_unpartition_forward)(float *out, const float *inp, int64_t B, int64_t H, int64_t W,
+                                     int64_t C, int64_t ws);
   /* dinp: (B * nh * nw, ws, ws, C) += dout: (B, H, W, C) placed in windows (padding gets 0). */
   void (*window_unpartition_backward)(float *dinp, const float *dout, int64_t B, int64_t H,
                                       int64_t W, int64_t C, int64_t ws);
@@ -310,8 +309,7 @@ typedef struct ps_kernels {
    * separately (call twice with their H). */
   void (*rope_forward)(float *out, const float *inp, const int32_t *pos, const ps_rope_desc *d);
   /* dinp += R^T dout (the inverse rotation); dinp and dout use stride ld. */
-  void (*rope_backward)(float *dinp, const float *dout, const int32_t *pos,
-                        const ps_rope_desc *d);
+  void (*rope_backward)(float *dinp, const float *dout, const int32_t *pos, const ps_rope_desc *d);
 
   /* ---- embedding and losses ---- */
 
@@ -358,8 +356,8 @@ typedef struct ps_kernels {
    * used scale_factor (DINOv2 pos-embed), or <= 0 for H/OH and W/OW.
    * Bilinear clamps negative source coordinates to 0; bicubic uses A = -0.75
    * and clamps tap indices to the border. */
-  void (*resize_forward)(float *out, const float *inp, int64_t NC, int64_t H, int64_t W,
-                         int64_t OH, int64_t OW, float scale_h, float scale_w, ps_resize_mode mode);
+  void (*resize_forward)(float *out, const float *inp, int64_t NC, int64_t H, int64_t W, int64_t OH,
+                         int64_t OW, float scale_h, float scale_w, ps_resize_mode mode);
   /* The adjoint: dinp: (NC, H, W) += resize^T dout: (NC, OH, OW). */
   void (*resize_backward)(float *dinp, const float *dout, int64_t NC, int64_t H, int64_t W,
                           int64_t OH, int64_t OW, float scale_h, float scale_w,
@@ -367,7 +365,9 @@ typedef struct ps_kernels {
 } ps_kernels;
 
 /* Number of windows per dimension for window partition. */
-static inline int64_t ps_windows_per_dim(int64_t size, int64_t ws) { return (size + ws - 1) / ws; }
+static inline int64_t ps_windows_per_dim(int64_t size, int64_t ws) {
+  return (size + ws - 1) / ws;
+}
 
 /* The table for `device`; NULL with an error when the device's kernels cannot
  * be loaded (no CUDA build, no driver). */

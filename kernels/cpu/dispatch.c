@@ -1,0 +1,104 @@
+/* dispatch.c — the per-device kernel tables. The CPU table is static; the CUDA
+ * table comes from libpathseg-cuda.so, opened on first request only. */
+#include <dlfcn.h>
+#include <pathseg/error.h>
+#include <pathseg/kernels.h>
+
+#include "build_config.h"
+#include "cpu/ops.h"
+
+static const ps_kernels cpu_kernels = {
+    .name = "cpu",
+    .linear_forward = ps_cpu_linear_forward,
+    .linear_backward = ps_cpu_linear_backward,
+    .bmm_forward = ps_cpu_bmm_forward,
+    .bmm_backward = ps_cpu_bmm_backward,
+    .conv2d_scratch = ps_cpu_conv2d_scratch,
+    .conv2d_forward = ps_cpu_conv2d_forward,
+    .conv2d_backward = ps_cpu_conv2d_backward,
+    .convt2x2_scratch = ps_cpu_convt2x2_scratch,
+    .convt2x2_forward = ps_cpu_convt2x2_forward,
+    .convt2x2_backward = ps_cpu_convt2x2_backward,
+    .layernorm_forward = ps_cpu_layernorm_forward,
+    .layernorm_backward = ps_cpu_layernorm_backward,
+    .layernorm2d_forward = ps_cpu_layernorm2d_forward,
+    .layernorm2d_backward = ps_cpu_layernorm2d_backward,
+    .rmsnorm_forward = ps_cpu_rmsnorm_forward,
+    .rmsnorm_backward = ps_cpu_rmsnorm_backward,
+    .gelu_forward = ps_cpu_gelu_forward,
+    .gelu_backward = ps_cpu_gelu_backward,
+    .relu_forward = ps_cpu_relu_forward,
+    .relu_backward = ps_cpu_relu_backward,
+    .silu_forward = ps_cpu_silu_forward,
+    .silu_backward = ps_cpu_silu_backward,
+    .swiglu_forward = ps_cpu_swiglu_forward,
+    .swiglu_backward = ps_cpu_swiglu_backward,
+    .softmax_forward = ps_cpu_softmax_forward,
+    .softmax_backward = ps_cpu_softmax_backward,
+    .layerscale_forward = ps_cpu_layerscale_forward,
+    .layerscale_backward = ps_cpu_layerscale_backward,
+    .add_forward = ps_cpu_add_forward,
+    .mul_forward = ps_cpu_mul_forward,
+    .mul_backward = ps_cpu_mul_backward,
+    .axpy = ps_cpu_axpy,
+    .scale = ps_cpu_scale,
+    .fill = ps_cpu_fill,
+    .transpose_forward = ps_cpu_transpose_forward,
+    .transpose_backward = ps_cpu_transpose_backward,
+    .attention_scratch = ps_cpu_attention_scratch,
+    .attention_forward = ps_cpu_attention_forward,
+    .attention_backward = ps_cpu_attention_backward,
+    .window_partition_forward = ps_cpu_window_partition_forward,
+    .window_partition_backward = ps_cpu_window_partition_backward,
+    .window_unpartition_forward = ps_cpu_window_unpartition_forward,
+    .window_unpartition_backward = ps_cpu_window_unpartition_backward,
+    .rel_pos_forward = ps_cpu_rel_pos_forward,
+    .rel_pos_backward = ps_cpu_rel_pos_backward,
+    .rope_forward = ps_cpu_rope_forward,
+    .rope_backward = ps_cpu_rope_backward,
+    .embedding_forward = ps_cpu_embedding_forward,
+    .embedding_backward = ps_cpu_embedding_backward,
+    .crossentropy = ps_cpu_crossentropy,
+    .bce_logits_forward = ps_cpu_bce_logits_forward,
+    .bce_logits_backward = ps_cpu_bce_logits_backward,
+    .dice_forward = ps_cpu_dice_forward,
+    .dice_backward = ps_cpu_dice_backward,
+    .resize_forward = ps_cpu_resize_forward,
+    .resize_backward = ps_cpu_resize_backward,
+};
+
+typedef const ps_kernels *(*cuda_table_fn)(void);
+
+static const ps_kernels *load_cuda(GError **error) {
+  static GMutex lock;
+  static const ps_kernels *table = NULL;
+  static char *failure = NULL;
+  g_mutex_lock(&lock);
+  if (!table && !failure) {
+    void *handle = dlopen(PS_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      failure =
+          g_strdup_printf("cannot load the CUDA kernels (%s): %s", PS_CUDA_LIBRARY, dlerror());
+    } else {
+      cuda_table_fn fn = (cuda_table_fn)dlsym(handle, "ps_cuda_kernels");
+      table = fn ? fn() : NULL;
+      if (!table)
+        failure =
+            g_strdup_printf("%s has no usable ps_cuda_kernels (no CUDA device?)", PS_CUDA_LIBRARY);
+    }
+  }
+  g_mutex_unlock(&lock);
+  if (!table) g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED, "%s", failure);
+  return table;
+}
+
+const ps_kernels *ps_kernels_get(ps_device device, GError **error) {
+  switch (device) {
+  case PS_DEVICE_CPU:
+    return &cpu_kernels;
+  case PS_DEVICE_CUDA:
+    return load_cuda(error);
+  }
+  g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "unknown device %d", (int)device);
+  return NULL;
+}
