@@ -157,8 +157,15 @@ static gpointer worker(gpointer data) {
   return NULL;
 }
 
+gboolean ps_dataset_open(const ps_dataset_iface *iface, void *self, GError **error) {
+  if (iface->struct_size < offsetof(ps_dataset_iface, open) + sizeof(iface->open) || !iface->open)
+    return TRUE;
+  return iface->open(self, error);
+}
+
 ps_loader *ps_loader_new(const ps_dataset_iface *dataset, void *self,
                          const ps_loader_options *options, GError **error) {
+  if (!ps_dataset_open(dataset, self, error)) return NULL;
   int64_t n = dataset->size(self, options->split);
   if (n <= 0) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "the dataset's '%s' split is empty", options->split);

@@ -17,3 +17,4 @@ void ps_bench_destroy(void *self);
 extern const ps_dataset_iface ps_bench_dataset;
 extern const ps_manifest_tools ps_bench_manifest_tools;
 const ps_manifest_row *ps_bench_row(void *self, const char *split, int64_t index);
+struct ps_bpe *ps_bench_tokenizer(void *self);

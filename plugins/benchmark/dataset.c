@@ -31,6 +31,9 @@ typedef struct {
 } example;
 
 typedef struct {
+  char *manifest, *tok_path;
+  int64_t vocab;
+  gboolean caption, opened;
   GPtrArray *rows;
   GArray *splits[4];   /* int64 row indices: train, val, test, zeroshot */
   example *ex;         /* one per row */
@@ -80,6 +83,8 @@ void ps_bench_destroy(void *self) {
   for (size_t i = 0; i < G_N_ELEMENTS(t); i++) ps_tensor_free(t[i]);
   if (b->tok) ps_bpe_free(b->tok);
   g_free(b->dir);
+  g_free(b->manifest);
+  g_free(b->tok_path);
   g_free(b);
 }
 
@@ -165,62 +170,14 @@ static gboolean tokenize_row(bench *b, int64_t i, gboolean caption, GError **err
 void *ps_bench_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   if (!ps_png_init(error)) return NULL;
   bench *b = g_new0(bench, 1);
-  const char *manifest = ps_config_string(cfg, "manifest");
-  b->dir = g_path_get_dirname(manifest);
+  b->manifest = g_strdup(ps_config_string(cfg, "manifest"));
+  b->dir = g_path_get_dirname(b->manifest);
   b->image_tokens = (int)ps_config_int(cfg, "image_tokens");
   b->max_len = (int)ps_config_int(cfg, "max_length");
-  gboolean caption = strcmp(ps_config_string(cfg, "text"), "caption") == 0;
-  b->rows = ps_manifest_read(manifest, error);
-  if (!b->rows || b->rows->len == 0) {
-    if (b->rows) g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "%s has no rows", manifest);
-    ps_bench_destroy(b);
-    return NULL;
-  }
-  guint n = b->rows->len;
-  b->rgb = g_new0(uint8_t *, n);
-  b->mask = g_new0(uint8_t *, n);
-  b->ex = g_new0(example, n);
-  for (int s = 0; s < 4; s++) b->splits[s] = g_array_new(FALSE, FALSE, sizeof(int64_t));
+  b->caption = strcmp(ps_config_string(cfg, "text"), "caption") == 0;
   const char *tok_path = ps_config_string(cfg, "tokenizer");
-  g_autofree char *default_tok = g_build_filename(b->dir, "tokenizer.json", NULL);
-  b->tok = load_tokenizer(b, tok_path && *tok_path ? tok_path : default_tok, ps_config_int(cfg, "vocab_size"), error);
-  if (!b->tok) {
-    ps_bench_destroy(b);
-    return NULL;
-  }
-  b->pad_id = ps_bpe_token_to_id(b->tok, "<|endoftext|>");
-  for (guint i = 0; i < n; i++) {
-    ps_manifest_row *r = g_ptr_array_index(b->rows, i);
-    int s = split_index(r->split);
-    if (s < 0) {
-      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "%s: row %u has unknown split '%s'", manifest, i + 1, r->split);
-      ps_bench_destroy(b);
-      return NULL;
-    }
-    g_autofree char *ip = g_build_filename(b->dir, r->image, NULL);
-    g_autofree char *mp = g_build_filename(b->dir, r->mask, NULL);
-    int w = 0, h = 0, mw = 0, mh = 0;
-    b->rgb[i] = ps_png_read(ip, 3, &w, &h, error);
-    b->mask[i] = b->rgb[i] ? ps_png_read(mp, 1, &mw, &mh, error) : NULL;
-    if (!b->mask[i]) {
-      ps_bench_destroy(b);
-      return NULL;
-    }
-    if (i == 0) b->size = w;
-    if (w != b->size || h != b->size || mw != w || mh != h) {
-      g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
-                  "%s: %s is %dx%d and its mask %dx%d; every tile must be %dx%d", manifest, r->image, w,
-                  h, mw, mh, b->size, b->size);
-      ps_bench_destroy(b);
-      return NULL;
-    }
-    if (!tokenize_row(b, i, caption, error)) {
-      ps_bench_destroy(b);
-      return NULL;
-    }
-    int64_t idx = i;
-    g_array_append_val(b->splits[s], idx);
-  }
+  b->tok_path = tok_path && *tok_path ? g_strdup(tok_path) : g_build_filename(b->dir, "tokenizer.json", NULL);
+  b->vocab = ps_config_int(cfg, "vocab_size");
   b->fields[0].name = "image";
   b->fields[1].name = "mask";
   b->fields[2].name = "input_ids";
@@ -231,9 +188,61 @@ void *ps_bench_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   return b;
 }
 
+/* Reads the manifest, decodes every tile and tokenises every row; run on
+ * first use, because an earlier stage of the same run may write the files. */
+static gboolean bench_open(void *self, GError **error) {
+  bench *b = self;
+  if (b->opened) return TRUE;
+  const char *manifest = b->manifest;
+  b->rows = ps_manifest_read(manifest, error);
+  if (!b->rows) return FALSE;
+  if (b->rows->len == 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "%s has no rows", manifest);
+    return FALSE;
+  }
+  guint n = b->rows->len;
+  b->rgb = g_new0(uint8_t *, n);
+  b->mask = g_new0(uint8_t *, n);
+  b->ex = g_new0(example, n);
+  for (int s = 0; s < 4; s++) b->splits[s] = g_array_new(FALSE, FALSE, sizeof(int64_t));
+  b->tok = load_tokenizer(b, b->tok_path, b->vocab, error);
+  if (!b->tok) return FALSE;
+  b->pad_id = ps_bpe_token_to_id(b->tok, "<|endoftext|>");
+  for (guint i = 0; i < n; i++) {
+    ps_manifest_row *r = g_ptr_array_index(b->rows, i);
+    int s = split_index(r->split);
+    if (s < 0) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "%s: row %u has unknown split '%s'", manifest, i + 1, r->split);
+      return FALSE;
+    }
+    g_autofree char *ip = g_build_filename(b->dir, r->image, NULL);
+    g_autofree char *mp = g_build_filename(b->dir, r->mask, NULL);
+    int w = 0, h = 0, mw = 0, mh = 0;
+    b->rgb[i] = ps_png_read(ip, 3, &w, &h, error);
+    b->mask[i] = b->rgb[i] ? ps_png_read(mp, 1, &mw, &mh, error) : NULL;
+    if (!b->mask[i]) return FALSE;
+    if (i == 0) b->size = w;
+    if (w != b->size || h != b->size || mw != w || mh != h) {
+      g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                  "%s: %s is %dx%d and its mask %dx%d; every tile must be %dx%d", manifest, r->image, w,
+                  h, mw, mh, b->size, b->size);
+      return FALSE;
+    }
+    if (!tokenize_row(b, i, b->caption, error)) return FALSE;
+    int64_t idx = i;
+    g_array_append_val(b->splits[s], idx);
+  }
+  b->opened = TRUE;
+  return TRUE;
+}
+
+/* The tokenizer in use (after open), for stages that decode text. */
+ps_bpe *ps_bench_tokenizer(void *self) { return ((bench *)self)->tok; }
+
 static int64_t bench_size(void *self, const char *split) {
   bench *b = self;
   int s = split_index(split);
+  if (!b->opened) return 0;
   return s < 0 ? 0 : (int64_t)b->splits[s]->len;
 }
 
@@ -247,6 +256,7 @@ static gboolean ensure(ps_tensor **t, ps_dtype dt, int32_t nd, const int64_t *sh
 static const ps_ports *bench_batch(void *self, const char *split, const int64_t *indices, size_t n,
                                    ps_rng *rng, GError **error) {
   bench *b = self;
+  if (!bench_open(b, error)) return NULL;
   int s = split_index(split);
   const int64_t S = b->size, T = b->max_len, B = (int64_t)n;
   const int64_t is[4] = {B, 3, S, S}, ms[4] = {B, 1, S, S}, ts[2] = {B, T}, bs[1] = {B};
@@ -277,12 +287,13 @@ static const ps_ports *bench_batch(void *self, const char *split, const int64_t 
   return &b->batch;
 }
 
-const ps_dataset_iface ps_bench_dataset = {sizeof(ps_dataset_iface), bench_size, bench_batch};
+const ps_dataset_iface ps_bench_dataset = {
+    .struct_size = sizeof(ps_dataset_iface), .size = bench_size, .batch = bench_batch, .open = bench_open};
 
 /* For evaluation and inference: the row behind an index of a split. */
 const ps_manifest_row *ps_bench_row(void *self, const char *split, int64_t index) {
   bench *b = self;
   int s = split_index(split);
-  if (s < 0 || index < 0 || index >= (int64_t)b->splits[s]->len) return NULL;
+  if (!b->opened || s < 0 || index < 0 || index >= (int64_t)b->splits[s]->len) return NULL;
   return g_ptr_array_index(b->rows, g_array_index(b->splits[s], int64_t, index));
 }

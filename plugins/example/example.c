@@ -297,7 +297,9 @@ static const ps_ports *toy_batch(void *self, const char *split, const int64_t *i
   return &t->batch;
 }
 
-static const ps_dataset_iface toy_dataset = {sizeof(ps_dataset_iface), toy_size, toy_batch};
+/* Designated initializers: fields added to the struct later stay NULL. */
+static const ps_dataset_iface toy_dataset = {
+    .struct_size = sizeof(ps_dataset_iface), .size = toy_size, .batch = toy_batch};
 
 static const void *toy_capability(const char *name) {
   return strcmp(name, "dataset") == 0 ? &toy_dataset : NULL;

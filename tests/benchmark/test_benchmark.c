@@ -84,6 +84,8 @@ int main(void) {
   if (!ds) return ps_test_finish();
   const ps_dataset_iface *iface = ps_component_capability(ds, "dataset");
   void *self = ps_component_self(ds);
+  PS_CHECK(iface->size(self, "train") == 0); /* nothing is read before open() */
+  PS_CHECK_OK(ps_dataset_open(iface, self, &error), error);
   int64_t n = iface->size(self, "train") + iface->size(self, "val") + iface->size(self, "test");
   PS_CHECK(n == 40 && iface->size(self, "zeroshot") == 6);
   g_autofree char *tok = g_build_filename(tmp, "bench", "tokenizer.json", NULL);
@@ -131,6 +133,7 @@ int main(void) {
   g_autoptr(ps_component) cap = dataset(manifest, ", text: caption", &error);
   PS_CHECK_OK(cap != NULL, error);
   if (cap) {
+    PS_CHECK_OK(ps_dataset_open(iface, ps_component_self(cap), &error), error);
     const ps_ports *cb = iface->batch(ps_component_self(cap), "train", idx, 3, &rng, &error);
     PS_CHECK(cb && ((const int32_t *)ps_ports_get(cb, "seg_positions")->data)[0] == -1);
   }
@@ -138,13 +141,13 @@ int main(void) {
   /* A corrupt tile is an error naming the file; so is a broken manifest line. */
   g_file_set_contents(tile, "not a png", -1, NULL);
   g_autoptr(ps_component) broken = dataset(manifest, "", &error);
-  PS_CHECK(broken == NULL);
+  PS_CHECK(broken != NULL && !ps_dataset_open(iface, ps_component_self(broken), &error));
   PS_CHECK_MSG(error && strstr(error->message, "000003.png"), "%s", error ? error->message : "no error");
   g_clear_error(&error);
   g_autofree char *bad_manifest = g_build_filename(tmp, "bench", "bad.jsonl", NULL);
   g_file_set_contents(bad_manifest, "{\"image\": \"x.png\"}\n", -1, NULL);
   g_autoptr(ps_component) bad = dataset(bad_manifest, "", &error);
-  PS_CHECK(bad == NULL);
+  PS_CHECK(bad != NULL && !ps_dataset_open(iface, ps_component_self(bad), &error));
   PS_CHECK_MSG(error && strstr(error->message, "bad.jsonl:1") && strstr(error->message, "mask"), "%s",
                error ? error->message : "no error");
   g_clear_error(&error);

@@ -38,7 +38,8 @@ static const ps_ports *fake_batch(void *self, const char *split, const int64_t *
   return &f->batch;
 }
 
-static const ps_dataset_iface fake_iface = {sizeof(ps_dataset_iface), fake_size, fake_batch};
+static const ps_dataset_iface fake_iface = {
+    .struct_size = sizeof(ps_dataset_iface), .size = fake_size, .batch = fake_batch};
 
 static const int64_t *ids(const ps_ports *b) { return (const int64_t *)ps_ports_get(b, "index")->data; }
 

@@ -19,7 +19,15 @@ typedef struct ps_dataset_iface {
    * call. `rng` drives augmentation. */
   const ps_ports *(*batch)(void *self, const char *split, const int64_t *indices, size_t n,
                            ps_rng *rng, GError **error);
+  /* Optional (NULL, or absent in a smaller struct_size): called before the
+   * first size()/batch(), so a dataset can read files that an earlier stage
+   * of the same run writes (its component is created when the run starts).
+   * Idempotent. */
+  gboolean (*open)(void *self, GError **error);
 } ps_dataset_iface;
+
+/* Calls iface->open when the dataset has one. */
+gboolean ps_dataset_open(const ps_dataset_iface *iface, void *self, GError **error);
 
 G_END_DECLS
 
