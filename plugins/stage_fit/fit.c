@@ -20,6 +20,7 @@ typedef struct {
   ps_adamw_config adamw;
   ps_role roles[PS_ROLE_COUNT];
   char **metrics;  /* "instance.port" scalars averaged over validation batches */
+  char **only;     /* instances whose parameters may train; NULL = all */
   size_t n_metrics;
   size_t n_roles;
   uint64_t seed;
@@ -42,6 +43,8 @@ static const ps_config_key fit_config[] = {
     {"clip_norm", PS_TYPE_FLOAT, "1.0", 0, 1e9, NULL, "global gradient-norm clip (0 = off)"},
     {"train_roles", PS_TYPE_STRING_LIST, "[full, lora, adapter]", PS_NO_RANGE, NULL,
      "parameter roles that train"},
+    {"train_components", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,
+     "component instances whose parameters may train (empty: all)"},
     {"checkpoint_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "save every N steps (0 = only at the end)"},
     {"eval_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "validation loss every N steps (0 = at the end)"},
     {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL, "validation batches per evaluation"},
@@ -59,6 +62,7 @@ static void fit_destroy(void *self) {
   g_free(f->loss_instance);
   g_free(f->loss_port);
   g_strfreev(f->metrics);
+  g_strfreev(f->only);
   g_free(f);
 }
 
@@ -92,6 +96,12 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     f->metrics[i] = g_strdup(metrics[i]);
   }
   f->n_metrics = n_metrics;
+  size_t n_only = 0;
+  const char *const *only = ps_config_string_list(cfg, "train_components", &n_only);
+  if (n_only) {
+    f->only = g_new0(char *, n_only + 1);
+    for (size_t i = 0; i < n_only; i++) f->only[i] = g_strdup(only[i]);
+  }
   f->dataset = g_strdup(ps_config_string(cfg, "dataset"));
   f->loss_instance = g_strndup(loss, (gsize)(dot - loss));
   f->loss_port = g_strdup(dot + 1);
@@ -198,7 +208,7 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
     g_prefix_error(error, "dataset '%s': ", f->dataset);
     return FALSE;
   }
-  int64_t n_trainable = ps_graph_set_trainable(g, f->roles, f->n_roles, NULL, error);
+  int64_t n_trainable = ps_graph_set_trainable(g, f->roles, f->n_roles, (const char *const *)f->only, error);
   if (n_trainable < 0) return FALSE;
   if (n_trainable == 0) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "no parameter has a role in train_roles");

@@ -180,9 +180,11 @@ static void print_plan(const ps_pipeline *p, ps_graph *g) {
     const ps_pipeline_stage *st = &p->stages[s];
     printf("  %zu. %s: %s%s\n", s + 1, st->name, st->plugin, st->enabled ? "" : " (disabled)");
     /* What this stage trains, for stages that say so with train_roles. */
-    gboolean has_roles = FALSE;
-    for (const ps_config_key *k = st->desc->config; k && k->key; k++)
+    gboolean has_roles = FALSE, has_only = FALSE;
+    for (const ps_config_key *k = st->desc->config; k && k->key; k++) {
       has_roles = has_roles || strcmp(k->key, "train_roles") == 0;
+      has_only = has_only || strcmp(k->key, "train_components") == 0;
+    }
     if (has_roles && g) {
       size_t n = 0;
       const char *const *names = ps_config_string_list(st->config, "train_roles", &n);
@@ -191,7 +193,9 @@ static void print_plan(const ps_pipeline *p, ps_graph *g) {
       for (size_t i = 0; i < n && nr < PS_ROLE_COUNT; i++)
         if (ps_role_from_name(names[i], &roles[nr])) nr++;
       GError *error = NULL;
-      int64_t count = ps_graph_set_trainable(g, roles, nr, NULL, &error);
+      size_t n_only = 0;
+      const char *const *only = has_only ? ps_config_string_list(st->config, "train_components", &n_only) : NULL;
+      int64_t count = ps_graph_set_trainable(g, roles, nr, n_only ? only : NULL, &error);
       if (count >= 0)
         printf("       trains %" G_GINT64_FORMAT " parameters (those whose role is in train_roles)\n", count);
       g_clear_error(&error);

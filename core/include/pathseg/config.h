@@ -37,6 +37,7 @@ double ps_config_float(const ps_config *cfg, const char *key); /* also reads an 
 const char *ps_config_string(const ps_config *cfg, const char *key); /* string or enum */
 const int64_t *ps_config_int_list(const ps_config *cfg, const char *key, size_t *count);
 const double *ps_config_float_list(const ps_config *cfg, const char *key, size_t *count);
+/* NULL-terminated as well as counted. */
 const char *const *ps_config_string_list(const ps_config *cfg, const char *key, size_t *count);
 
 /* "key: value" lines in schema order, for logs and --dry-run; g_free it. */

@@ -1,0 +1,235 @@
+/* mae_decoder_comp.c — component `ssl.mae_decoder`: MAE's light decoder
+ * (mae_vit.c, official parameter names decoder_embed.*, mask_token,
+ * decoder_blocks.i.*, decoder_norm.*, decoder_pred.*) over the feature map of
+ * ANOTHER encoder, for stage.ssl_pretrain.
+ *
+ * forward:  features [B, in_dim, h, w] f32 (e.g. encoder.medsam embeddings),
+ *           mask [B, h*w] f32 (1 = removed, the MAE mask of the stage)
+ *        -> pred [B, h*w, p*p*in_chans] f32, every patch's reconstruction.
+ * The decoder sees what MAE's decoder sees: a cls slot followed by the KEPT
+ * tokens only (masked positions of the feature map are dropped and replaced
+ * by mask_token after unshuffling), so the encoder cannot pass hidden
+ * content through its masked positions. An encoder without a cls token (SAM)
+ * fills the cls slot with the mean of its kept tokens. Kept tokens enter in
+ * ascending patch order; the output does not depend on that order
+ * (attention is permutation-equivariant and positions are added after
+ * unshuffling). decoder_pos_embed is the fixed 2-D sin-cos table of the h x w
+ * grid, computed rather than stored (it is not trained).
+ * backward: into the decoder's parameters and, when asked, the features. */
+#include <string.h>
+
+#include <pathseg/error.h>
+
+#include "ssl_plugin.h"
+
+static const ps_config_key dec_config[] = {
+    {"preset", PS_TYPE_ENUM, "tiny", PS_NO_RANGE, "tiny|base",
+     "fills every size key left unset: base = MAE's decoder (512 wide, 8 blocks, 16 heads) over "
+     "SAM ViT-B's 256-channel neck; tiny = 32 wide, 1 block, 2 heads over 32 channels"},
+    {"in_dim", PS_TYPE_INT, "null", 1, 16384, NULL, "channels of the encoder feature map"},
+    {"embed_dim", PS_TYPE_INT, "null", 4, 16384, NULL, "decoder width (multiple of 4 and heads)"},
+    {"depth", PS_TYPE_INT, "null", 0, 256, NULL, "decoder blocks"},
+    {"num_heads", PS_TYPE_INT, "null", 1, 256, NULL, "decoder attention heads"},
+    {"patch_size", PS_TYPE_INT, "16", 1, 1024, NULL,
+     "pixels per feature-map cell (the encoder's patch size)"},
+    {"in_chans", PS_TYPE_INT, "3", 1, 64, NULL, "image channels to reconstruct"},
+    {"mlp_ratio", PS_TYPE_FLOAT, "4.0", 0.01, 64, NULL, "MLP width / decoder width"},
+    {"layer_norm_eps", PS_TYPE_FLOAT, "1e-6", 1e-12, 1, NULL, "LayerNorm eps"},
+    {NULL},
+};
+static const ps_port_desc dec_inputs[] = {
+    {"features", "[B, in_dim, h, w] f32: the encoder's feature map", FALSE},
+    {"mask", "[B, h*w] f32: 1 = removed, 0 = kept (same count in every image)", FALSE},
+    {NULL},
+};
+static const ps_port_desc dec_outputs[] = {
+    {"pred", "[B, h*w, patch_size^2 * in_chans] f32: per-patch pixels, (row, col, channel) order",
+     FALSE},
+    {NULL},
+};
+
+typedef struct {
+  ssl_params P;
+  mae_decoder d;
+  const ps_kernels *k;
+  int64_t patch, chans;
+  /* forward state */
+  int64_t B, C, gh, gw, L, Lk;
+  int64_t *ids_shuffle, *ids_restore; /* (B, L) */
+  int64_t ids_cap;
+  ssl_buf tokens, latent; /* (B, L, C), (B, 1+Lk, C) */
+  ps_tensor *pred, *dfeat;
+} dec_comp;
+
+static void dec_destroy(void *self) {
+  dec_comp *c = self;
+  if (!c) return;
+  mae_decoder_clear(&c->d);
+  ssl_params_clear(&c->P);
+  g_free(c->ids_shuffle);
+  g_free(c->ids_restore);
+  ssl_buf_free(&c->tokens);
+  ssl_buf_free(&c->latent);
+  ps_tensor_free(c->pred);
+  ps_tensor_free(c->dfeat);
+  g_free(c);
+}
+
+static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
+  const gboolean base = strcmp(ps_config_string(cfg, "preset"), "base") == 0;
+  int64_t in_dim = base ? 256 : 32, dim = base ? 512 : 32, depth = base ? 8 : 1,
+          heads = base ? 16 : 2;
+  if (ps_config_has(cfg, "in_dim")) in_dim = ps_config_int(cfg, "in_dim");
+  if (ps_config_has(cfg, "embed_dim")) dim = ps_config_int(cfg, "embed_dim");
+  if (ps_config_has(cfg, "depth")) depth = ps_config_int(cfg, "depth");
+  if (ps_config_has(cfg, "num_heads")) heads = ps_config_int(cfg, "num_heads");
+  if (dim % heads || dim % 4) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                "ssl.mae_decoder: embed_dim %" G_GINT64_FORMAT " must be a multiple of 4 and of "
+                "num_heads %" G_GINT64_FORMAT,
+                dim, heads);
+    return NULL;
+  }
+  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
+    g_set_error(
+        error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+        "ssl.mae_decoder: only the CPU device is implemented (its tensors are host memory)");
+    return NULL;
+  }
+  dec_comp *c = g_new0(dec_comp, 1);
+  ssl_params_init(&c->P);
+  c->patch = ps_config_int(cfg, "patch_size");
+  c->chans = ps_config_int(cfg, "in_chans");
+  c->k = ps_kernels_get(PS_DEVICE_CPU, error);
+  if (!c->k ||
+      !mae_decoder_init(&c->d, &c->P, in_dim, dim, depth, heads, ps_config_float(cfg, "mlp_ratio"),
+                        ps_config_float(cfg, "layer_norm_eps"), c->patch * c->patch * c->chans,
+                        FALSE, 0, 0, PS_ROLE_FULL, ps_context_rng(ctx), error)) {
+    g_prefix_error(error, "ssl.mae_decoder: ");
+    dec_destroy(c);
+    return NULL;
+  }
+  return c;
+}
+
+static ps_param_list dec_params(void *self) {
+  return ssl_params_list(&((dec_comp *)self)->P);
+}
+
+static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
+                            GError **error) {
+  dec_comp *c = self;
+  const ps_tensor *feat = ps_ports_require(in, "ssl.mae_decoder", "features", error);
+  const ps_tensor *mask = feat ? ps_ports_require(in, "ssl.mae_decoder", "mask", error) : NULL;
+  if (!mask) return FALSE;
+  const int64_t fshape[4] = {-1, c->d.in_dim, -1, -1};
+  if (!ps_tensor_check(feat, "ssl.mae_decoder input features", PS_DTYPE_F32, 4, fshape, error))
+    return FALSE;
+  const int64_t B = feat->shape[0], C = feat->shape[1], gh = feat->shape[2], gw = feat->shape[3];
+  const int64_t L = gh * gw, mshape[2] = {B, L};
+  if (mask->dtype == PS_DTYPE_F32 && mask->ndim == 2 && mask->shape[0] == B &&
+      mask->shape[1] != L) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                "ssl.mae_decoder: the mask has %" G_GINT64_FORMAT " patches per image but the "
+                "feature map has %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+                " cells; patch_size (%" G_GINT64_FORMAT ") must be the encoder's patch size",
+                mask->shape[1], gh, gw, c->patch);
+    return FALSE;
+  }
+  if (!ps_tensor_check(mask, "ssl.mae_decoder input mask", PS_DTYPE_F32, 2, mshape, error))
+    return FALSE;
+  if (c->ids_cap < B * L) {
+    c->ids_shuffle = g_renew(int64_t, c->ids_shuffle, B * L);
+    c->ids_restore = g_renew(int64_t, c->ids_restore, B * L);
+    c->ids_cap = B * L;
+  }
+  int64_t Lk = 0;
+  if (!mae_ids_from_mask(c->ids_shuffle, c->ids_restore, &Lk, ps_f32(mask), B, L, error)) {
+    g_prefix_error(error, "ssl.mae_decoder: ");
+    return FALSE;
+  }
+  if (Lk < 1) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                "ssl.mae_decoder: the mask removes every patch; at least one must be kept");
+    return FALSE;
+  }
+  if (!ssl_buf_ensure(&c->tokens, B * L * C, error) ||
+      !ssl_buf_ensure(&c->latent, B * (1 + Lk) * C, error))
+    return FALSE;
+  c->B = B;
+  c->C = C;
+  c->gh = gh;
+  c->gw = gw;
+  c->L = L;
+  c->Lk = Lk;
+  /* (B, C, L) -> (B, L, C); latent = [mean of kept; kept in ascending order] */
+  c->k->transpose_forward(c->tokens.p, ps_f32(feat), B, C, L);
+  for (int64_t b = 0; b < B; b++) {
+    float *lat = c->latent.p + b * (1 + Lk) * C;
+    memset(lat, 0, (size_t)C * sizeof(float));
+    for (int64_t r = 0; r < Lk; r++) {
+      const float *t = c->tokens.p + (b * L + c->ids_shuffle[b * L + r]) * C;
+      memcpy(lat + (1 + r) * C, t, (size_t)C * sizeof(float));
+      c->k->axpy(lat, 1.0f / (float)Lk, t, C);
+    }
+  }
+  const int64_t pshape[3] = {B, L, c->d.out_dim};
+  if (!ssl_tensor_ensure(&c->pred, PS_DTYPE_F32, 3, pshape, error)) return FALSE;
+  if (!mae_decoder_forward(&c->d, c->k, &c->P, ctx, c->latent.p, c->ids_restore, B, gh, gw, Lk,
+                           ps_f32(c->pred), error)) {
+    g_prefix_error(error, "ssl.mae_decoder: ");
+    return FALSE;
+  }
+  ps_ports_set(out, "pred", c->pred);
+  return TRUE;
+}
+
+static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_out,
+                             ps_ports *grad_in, GError **error) {
+  dec_comp *c = self;
+  const ps_tensor *dpred = ps_ports_get(grad_out, "pred");
+  if (!dpred) return TRUE;
+  const int64_t B = c->B, C = c->C, L = c->L, Lk = c->Lk;
+  if (!c->pred || ps_tensor_numel(dpred) != ps_tensor_numel(c->pred)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                "ssl.mae_decoder: the gradient of pred does not match the last forward");
+    return FALSE;
+  }
+  ps_port *fp = ps_ports_find(grad_in, "features");
+  const gboolean want = fp && fp->needs_grad;
+  float *dlatent = want ? ssl_scratch(ctx, B * (1 + Lk) * C) : NULL;
+  if (!mae_decoder_backward(&c->d, c->k, &c->P, ctx, ps_f32(dpred), dlatent, error)) return FALSE;
+  if (!want) return TRUE;
+  float *dtok = ssl_scratch(ctx, B * L * C);
+  for (int64_t b = 0; b < B; b++) {
+    const float *dl = dlatent + b * (1 + Lk) * C;
+    for (int64_t r = 0; r < Lk; r++) {
+      float *dt = dtok + (b * L + c->ids_shuffle[b * L + r]) * C;
+      c->k->axpy(dt, 1.0f, dl + (1 + r) * C, C);
+      c->k->axpy(dt, 1.0f / (float)Lk, dl, C); /* the mean in the cls slot */
+    }
+  }
+  const int64_t fshape[4] = {B, C, c->gh, c->gw};
+  if (!ssl_tensor_ensure(&c->dfeat, PS_DTYPE_F32, 4, fshape, error)) return FALSE;
+  c->k->transpose_forward(ps_f32(c->dfeat), dtok, B, L, C);
+  fp->tensor = c->dfeat;
+  return TRUE;
+}
+
+static const ps_component_vtable dec_vtable = {
+    sizeof(ps_component_vtable), dec_create, dec_destroy, dec_params, dec_forward, dec_backward,
+};
+
+const ps_component_desc ssl_mae_decoder_desc = {
+    sizeof(ps_component_desc),
+    PS_KIND_DECODER,
+    "ssl.mae_decoder",
+    "MAE's light decoder (official parameter names) reconstructing every patch from another "
+    "encoder's feature map and the MAE mask: kept tokens plus mask tokens, 2-D sin-cos "
+    "positions, ViT blocks, per-patch pixel prediction. Used by stage.ssl_pretrain.",
+    dec_config,
+    dec_inputs,
+    dec_outputs,
+    &dec_vtable,
+    NULL,
+};

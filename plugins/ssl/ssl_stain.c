@@ -1,0 +1,59 @@
+/* ssl_stain.c — Eq. 1's stain-invariant term, mean pooling and the u8 HWC to
+ * f32 CHW conversion (see ssl_stain.h). */
+#include "ssl_stain.h"
+
+#include <math.h>
+
+double ssl_stain_loss(float *dza, float *dzb, const float *za, const float *zb, const float *sa,
+                      const float *sb, int64_t B, int64_t C, int64_t S, double alpha, double dloss,
+                      double *dist) {
+  double total = 0.0;
+  for (int64_t b = 0; b < B; b++) {
+    const float *x = sa + b * S, *y = sb + b * S;
+    double dot = 0.0, nx = 0.0, ny = 0.0;
+    for (int64_t i = 0; i < S; i++) {
+      dot += (double)x[i] * y[i];
+      nx += (double)x[i] * x[i];
+      ny += (double)y[i] * y[i];
+    }
+    const double w = 1.0 - dot / fmax(sqrt(nx) * sqrt(ny), 1e-8);
+    const float *u = za + b * C, *v = zb + b * C;
+    double sq = 0.0;
+    for (int64_t c = 0; c < C; c++) sq += ((double)u[c] - v[c]) * ((double)u[c] - v[c]);
+    total += w * sq;
+    /* d/dz_a of alpha/B * w * ||z_a - z_b||^2 = 2 alpha w (z_a - z_b) / B */
+    const double g = dloss * 2.0 * alpha * w / (double)B;
+    for (int64_t c = 0; c < C; c++) {
+      const double d = g * ((double)u[c] - v[c]);
+      if (dza) dza[b * C + c] += (float)d;
+      if (dzb) dzb[b * C + c] -= (float)d;
+    }
+  }
+  total /= (double)(B > 0 ? B : 1);
+  if (dist) *dist = total;
+  return alpha * total;
+}
+
+void ssl_pool_mean(float *z, const float *emb, int64_t B, int64_t C, int64_t HW) {
+  for (int64_t i = 0; i < B * C; i++) {
+    const float *e = emb + i * HW;
+    double s = 0.0;
+    for (int64_t j = 0; j < HW; j++) s += e[j];
+    z[i] = (float)(s / (double)HW);
+  }
+}
+
+void ssl_pool_mean_backward(float *demb, const float *dz, int64_t B, int64_t C, int64_t HW) {
+  for (int64_t i = 0; i < B * C; i++) {
+    const float g = dz[i] / (float)HW;
+    for (int64_t j = 0; j < HW; j++) demb[i * HW + j] = g;
+  }
+}
+
+void ssl_u8_hwc_to_f32_chw(float *out, const uint8_t *inp, int64_t B, int64_t H, int64_t W,
+                           int64_t C) {
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t p = 0; p < H * W; p++)
+        out[(b * C + c) * H * W + p] = (float)inp[(b * H * W + p) * C + c] / 255.0f;
+}
