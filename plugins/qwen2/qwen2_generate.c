@@ -1,5 +1,5 @@
 /* qwen2_generate.c — the "generate" capability of llm.qwen2
- * (qwen2_generate.h): prefill a KV cache with the prompt, then one token per
+ * (pathseg/generate.h): prefill a KV cache with the prompt, then one token per
  * step, sampling with qwen2_sample, until every row stopped or the budget is
  * spent. */
 #include <string.h>

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "qwen2.h"
-#include "qwen2_generate.h"
+#include <pathseg/generate.h>
 
 G_BEGIN_DECLS
 

@@ -8,7 +8,7 @@
 #include <pathseg/pipeline.h>
 
 #include "ps_test.h"
-#include "qwen2_generate.h"
+#include <pathseg/generate.h>
 
 #define QW_PORTS 8
 

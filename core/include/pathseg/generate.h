@@ -1,4 +1,4 @@
-/* qwen2_generate.h — the "generate" capability of llm.qwen2: KV-cached
+/* generate.h — the "generate" capability of LLM components (llm.qwen2): KV-cached
  * incremental decoding with greedy / temperature / top-p sampling, returning
  * the generated ids, their log-probabilities and the hidden state at every
  * generated position (what SO-GRPO needs for its ratios and for the `<SEG>`
