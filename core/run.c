@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "context_internal.h"
 
 #define CHECKPOINT_FORMAT "pathseg-checkpoint-1"
@@ -288,6 +290,20 @@ static gboolean open_resume(ps_run *run, GError **error) {
 /* ---------------------------------------------------------------------- */
 /* Running a pipeline. */
 
+/* Which OpenBLAS kernels run matters for speed by 3-4x: OpenBLAS 0.3.21 does
+ * not know some newer CPUs and falls back to its SSE3 "Prescott" kernels.
+ * Say so, with the fix (pathseg never overrides the user's environment). */
+static void log_blas(ps_run *run) {
+  const char *core = openblas_get_corename();
+  ps_run_log(run, "BLAS: %s; kernels for %s, %d threads", openblas_get_config(),
+             core ? core : "?", openblas_get_num_threads());
+  __builtin_cpu_init();
+  if (core && g_ascii_strcasecmp(core, "prescott") == 0 && __builtin_cpu_supports("avx2") &&
+      !g_getenv("OPENBLAS_CORETYPE"))
+    ps_run_log(run, "BLAS: this CPU has AVX2 but OpenBLAS chose its SSE3 kernels; matrix products "
+               "run 3-4x faster with OPENBLAS_CORETYPE=Haswell (or SkylakeX with AVX-512) set");
+}
+
 static char *make_run_dir(const ps_pipeline *p, GError **error) {
   g_autoptr(GDateTime) now = g_date_time_new_now_local();
   g_autofree char *stamp = g_date_time_format(now, "%Y%m%d-%H%M%S");
@@ -378,6 +394,7 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
   if (!run.graph) goto out;
   if (options && options->resume_dir && !open_resume(&run, error)) goto out;
   ps_run_log(&run, "run directory %s", run.dir);
+  log_blas(&run);
 
   cancel_requested = 0;
   previous = signal(SIGINT, on_sigint);
