@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <pathseg/error.h>
 #include <pathseg/kernels.h>
+#include <pathseg/registry.h>
 
 #include "build_config.h"
 #include "cpu/ops.h"
@@ -69,23 +70,40 @@ static const ps_kernels cpu_kernels = {
 
 typedef const ps_kernels *(*cuda_table_fn)(void);
 
+/* Where libpathseg-cuda.so may be: beside libpathseg.so (installed), in the
+ * build tree (a build-tree libpathseg), then the loader's own search path. */
+static void *open_cuda_library(GString *tried) {
+  g_autofree char *beside = ps_install_dir(".");
+  g_autofree char *installed = g_build_filename(beside, PS_CUDA_LIBRARY, NULL);
+  g_autofree char *built = g_build_filename(PS_BUILD_DIR, PS_CUDA_LIBRARY, NULL);
+  const char *candidates[] = {installed, ps_running_from_build_tree() ? built : NULL, PS_CUDA_LIBRARY};
+  for (size_t i = 0; i < G_N_ELEMENTS(candidates); i++) {
+    if (!candidates[i]) continue;
+    void *handle = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
+    if (handle) return handle;
+    g_string_append_printf(tried, "%s%s", tried->len ? "; " : "", dlerror());
+  }
+  return NULL;
+}
+
 static const ps_kernels *load_cuda(GError **error) {
   static GMutex lock;
   static const ps_kernels *table = NULL;
   static char *failure = NULL;
   g_mutex_lock(&lock);
   if (!table && !failure) {
-    void *handle = dlopen(PS_CUDA_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    GString *tried = g_string_new(NULL);
+    void *handle = open_cuda_library(tried);
     if (!handle) {
-      failure =
-          g_strdup_printf("cannot load the CUDA kernels (%s): %s", PS_CUDA_LIBRARY, dlerror());
+      failure = g_strdup_printf("cannot load the CUDA kernels (%s): %s", PS_CUDA_LIBRARY, tried->str);
     } else {
       cuda_table_fn fn = (cuda_table_fn)dlsym(handle, "ps_cuda_kernels");
       table = fn ? fn() : NULL;
       if (!table)
-        failure =
-            g_strdup_printf("%s has no usable ps_cuda_kernels (no CUDA device?)", PS_CUDA_LIBRARY);
+        failure = g_strdup_printf("%s has no usable ps_cuda_kernels (no CUDA device?)",
+                                  PS_CUDA_LIBRARY);
     }
+    g_string_free(tried, TRUE);
   }
   g_mutex_unlock(&lock);
   if (!table) g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED, "%s", failure);

@@ -1,0 +1,733 @@
+/* gpu_check.c — every op of the CUDA kernel table against the CPU op on fresh
+ * random data, then the GPU benchmarks. Run by tools/gpu-check.sh on a machine
+ * with a GPU; elsewhere it prints "no CUDA device" and exits 2.
+ *
+ * Accuracy: relative error norm ||gpu - cpu|| / ||cpu|| <= 1e-5 for every f32
+ * output (the table is f32-only: it has no bf16 entry points, so the bf16
+ * bound of 1e-2 has nothing to apply to yet). Gradients start from random
+ * values on both sides, so the "backward adds" contract is checked too. Ops
+ * whose CUDA entry is NULL are listed as not implemented.
+ *
+ * Benchmarks (CUDA events, median of repeats): linear forward+backward GFLOP/s,
+ * attention forward+backward, and layernorm / softmax / GELU bandwidth against
+ * cudaMemcpy device-to-device of the same bytes.
+ *
+ * Usage: gpu_check [--no-bench] [--self]
+ *   --self  runs the checks with the CPU table standing in for the GPU and host
+ *           memory for device memory (no CUDA calls): a test of this harness,
+ *           run by ctest as test_gpu_check_self. */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <pathseg/kernels.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const ps_kernels *CPU, *GPU;
+static int n_fail = 0, n_pass = 0, n_missing = 0;
+
+#define CK(call)                                                                          \
+  do {                                                                                    \
+    cudaError_t e_ = (call);                                                              \
+    if (e_ != cudaSuccess) {                                                              \
+      fprintf(stderr, "gpu_check: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,           \
+              cudaGetErrorString(e_));                                                    \
+      exit(1);                                                                            \
+    }                                                                                     \
+  } while (0)
+
+/* --self: the "GPU" is the CPU table on host memory, which checks this
+ * harness itself (argument order, buffer sizes under ASan) without a GPU. */
+static int self_mode = 0;
+
+static void *d_alloc(size_t bytes) {
+  void *p = NULL;
+  if (self_mode) {
+    p = calloc(1, bytes);
+    if (!p) exit(1);
+  } else {
+    CK(cudaMalloc(&p, bytes));
+  }
+  return p;
+}
+static void d_free(void *p) {
+  if (self_mode) free(p);
+  else cudaFree(p);
+}
+static void d_copy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind) {
+  if (self_mode) memcpy(dst, src, bytes);
+  else CK(cudaMemcpy(dst, src, bytes, kind));
+}
+static void d_sync(void) {
+  if (!self_mode) d_sync();
+}
+
+/* A host array and its device twin, filled with the same random values. */
+typedef struct {
+  float *h, *d;
+  int64_t n;
+} buf;
+
+static uint64_t rng_state = 0x1234567;
+static float frand(void) {
+  rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+  return (float)((double)(rng_state >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
+}
+
+static buf mk(int64_t n, float scale) {
+  buf b = {malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)), NULL, n};
+  for (int64_t i = 0; i < n; i++) b.h[i] = scale * frand();
+  b.d = d_alloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+  d_copy(b.d, b.h, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice);
+  return b;
+}
+
+static void rm(buf *b) {
+  free(b->h);
+  d_free(b->d);
+  b->h = b->d = NULL;
+}
+
+/* Compares the device result with the host result. */
+static void cmp(const char *op, const char *what, const buf *b) {
+  float *g = malloc(sizeof(float) * (size_t)(b->n > 0 ? b->n : 1));
+  d_copy(g, b->d, sizeof(float) * (size_t)b->n, cudaMemcpyDeviceToHost);
+  double num = 0, den = 0;
+  int nonfinite = 0;
+  for (int64_t i = 0; i < b->n; i++) {
+    if (isfinite(b->h[i]) != isfinite(g[i]) || (!isfinite(b->h[i]) && b->h[i] != g[i])) {
+      nonfinite++;
+      continue;
+    }
+    if (!isfinite(b->h[i])) continue;
+    num += ((double)g[i] - b->h[i]) * ((double)g[i] - b->h[i]);
+    den += (double)b->h[i] * b->h[i];
+  }
+  double rel = sqrt(num / (den > 0 ? den : 1e-30));
+  int ok = rel <= 1e-5 && !nonfinite;
+  printf("  %-4s %-22s %-10s rel_err %.2e%s\n", ok ? "ok" : "FAIL", op, what, rel,
+         nonfinite ? " (inf/nan mismatch)" : "");
+  if (ok) n_pass++;
+  else n_fail++;
+  free(g);
+}
+
+static int have(const char *op, const void *cpu_fn, const void *gpu_fn) {
+  if (gpu_fn && cpu_fn) return 1;
+  printf("  --   %-22s not implemented on %s\n", op, gpu_fn ? "CPU" : "CUDA");
+  n_missing++;
+  return 0;
+}
+#define HAVE(fn) have(#fn, (const void *)CPU->fn, (const void *)GPU->fn)
+
+/* Pointer selectors: H(x) on the CPU side, D(x) on the GPU side. */
+#define RUN(fn, ARGS)                                                                     \
+  do {                                                                                    \
+    {                                                                                     \
+      enum { side = 0 };                                                                  \
+      CPU->fn ARGS;                                                                       \
+    }                                                                                     \
+    {                                                                                     \
+      enum { side = 1 };                                                                  \
+      GPU->fn ARGS;                                                                       \
+    }                                                                                     \
+    d_sync();                                                          \
+  } while (0)
+#define P(b) (side ? (b).d : (b).h)
+
+static void check_products(void) {
+  int64_t N = 67, C = 45, OC = 33;
+  if (HAVE(linear_forward)) {
+    buf out = mk(N * OC, 1), inp = mk(N * C, 1), w = mk(OC * C, 1), b = mk(OC, 1);
+    RUN(linear_forward, (P(out), P(inp), P(w), P(b), N, C, OC));
+    cmp("linear_forward", "out", &out);
+    RUN(linear_forward, (P(out), P(inp), P(w), NULL, N, C, OC));
+    cmp("linear_forward", "out/nobias", &out);
+    rm(&out), rm(&inp), rm(&w), rm(&b);
+  }
+  if (HAVE(linear_backward)) {
+    buf dinp = mk(N * C, 1), dw = mk(OC * C, 1), db = mk(OC, 1), dout = mk(N * OC, 1),
+        inp = mk(N * C, 1), w = mk(OC * C, 1);
+    RUN(linear_backward, (P(dinp), P(dw), P(db), P(dout), P(inp), P(w), N, C, OC));
+    cmp("linear_backward", "dinp", &dinp), cmp("linear_backward", "dweight", &dw);
+    cmp("linear_backward", "dbias", &db);
+    rm(&dinp), rm(&dw), rm(&db), rm(&dout), rm(&inp), rm(&w);
+  }
+  int64_t Bt = 3, M = 17, Nn = 12, K = 9;
+  for (int trans = 0; trans < 2; trans++)
+    for (int bc = 0; bc < 3; bc++) { /* 0: dense, 1: a broadcast, 2: m broadcast */
+      if (!HAVE(bmm_forward) || !HAVE(bmm_backward)) return;
+      int64_t sa = bc == 1 ? 0 : M * K, sm = bc == 2 ? 0 : K * Nn;
+      buf out = mk(Bt * M * Nn, 1), a = mk(bc == 1 ? M * K : Bt * M * K, 1),
+          m = mk(bc == 2 ? K * Nn : Bt * K * Nn, 1), dout = mk(Bt * M * Nn, 1);
+      buf da = mk(a.n, 1), dm = mk(m.n, 1);
+      char tag[32];
+      snprintf(tag, sizeof tag, "t%d/b%d", trans, bc);
+      RUN(bmm_forward, (P(out), P(a), P(m), Bt, M, Nn, K, trans, sa, sm));
+      cmp("bmm_forward", tag, &out);
+      RUN(bmm_backward, (P(da), P(dm), P(dout), P(a), P(m), Bt, M, Nn, K, trans, sa, sm));
+      cmp("bmm_backward", tag, &da), cmp("bmm_backward", tag, &dm);
+      rm(&out), rm(&a), rm(&m), rm(&dout), rm(&da), rm(&dm);
+    }
+}
+
+static void check_norms(void) {
+  int64_t N = 70, C = 300;
+  if (HAVE(layernorm_forward) && HAVE(layernorm_backward)) {
+    buf out = mk(N * C, 1), mean = mk(N, 1), rstd = mk(N, 1), x = mk(N * C, 3), w = mk(C, 1),
+        b = mk(C, 1), dx = mk(N * C, 1), dw = mk(C, 1), db = mk(C, 1), dy = mk(N * C, 1);
+    for (int64_t i = 0; i < N * C; i++) x.h[i] += 5.0f; /* a large mean */
+    d_copy(x.d, x.h, sizeof(float) * (size_t)x.n, cudaMemcpyHostToDevice);
+    RUN(layernorm_forward, (P(out), P(mean), P(rstd), P(x), P(w), P(b), N, C, 1e-5f));
+    cmp("layernorm_forward", "out", &out), cmp("layernorm_forward", "mean", &mean);
+    cmp("layernorm_forward", "rstd", &rstd);
+    RUN(layernorm_backward, (P(dx), P(dw), P(db), P(dy), P(x), P(w), P(mean), P(rstd), N, C));
+    cmp("layernorm_backward", "dinp", &dx), cmp("layernorm_backward", "dweight", &dw);
+    cmp("layernorm_backward", "dbias", &db);
+    rm(&out), rm(&mean), rm(&rstd), rm(&x), rm(&w), rm(&b), rm(&dx), rm(&dw), rm(&db), rm(&dy);
+  }
+  int64_t B = 2, Ch = 32, HW = 150;
+  if (HAVE(layernorm2d_forward) && HAVE(layernorm2d_backward)) {
+    buf out = mk(B * Ch * HW, 1), mean = mk(B * HW, 1), rstd = mk(B * HW, 1),
+        x = mk(B * Ch * HW, 2), w = mk(Ch, 1), b = mk(Ch, 1), dx = mk(B * Ch * HW, 1),
+        dw = mk(Ch, 1), db = mk(Ch, 1), dy = mk(B * Ch * HW, 1);
+    RUN(layernorm2d_forward, (P(out), P(mean), P(rstd), P(x), P(w), P(b), B, Ch, HW, 1e-6f));
+    cmp("layernorm2d_forward", "out", &out), cmp("layernorm2d_forward", "rstd", &rstd);
+    RUN(layernorm2d_backward,
+        (P(dx), P(dw), P(db), P(dy), P(x), P(w), P(mean), P(rstd), B, Ch, HW));
+    cmp("layernorm2d_backward", "dinp", &dx), cmp("layernorm2d_backward", "dweight", &dw);
+    cmp("layernorm2d_backward", "dbias", &db);
+    rm(&out), rm(&mean), rm(&rstd), rm(&x), rm(&w), rm(&b), rm(&dx), rm(&dw), rm(&db), rm(&dy);
+  }
+  if (HAVE(rmsnorm_forward) && HAVE(rmsnorm_backward)) {
+    buf out = mk(N * C, 1), rstd = mk(N, 1), x = mk(N * C, 2), w = mk(C, 1), dx = mk(N * C, 1),
+        dw = mk(C, 1), dy = mk(N * C, 1);
+    RUN(rmsnorm_forward, (P(out), P(rstd), P(x), P(w), N, C, 1e-6f));
+    cmp("rmsnorm_forward", "out", &out), cmp("rmsnorm_forward", "rstd", &rstd);
+    RUN(rmsnorm_backward, (P(dx), P(dw), P(dy), P(x), P(w), P(rstd), N, C));
+    cmp("rmsnorm_backward", "dinp", &dx), cmp("rmsnorm_backward", "dweight", &dw);
+    rm(&out), rm(&rstd), rm(&x), rm(&w), rm(&dx), rm(&dw), rm(&dy);
+  }
+}
+
+#define CHECK_ACT(name)                                                                   \
+  if (HAVE(name##_forward) && HAVE(name##_backward)) {                                    \
+    buf out = mk(n, 1), x = mk(n, 4), dx = mk(n, 1), dy = mk(n, 1);                      \
+    RUN(name##_forward, (P(out), P(x), n));                                               \
+    cmp(#name "_forward", "out", &out);                                                   \
+    RUN(name##_backward, (P(dx), P(x), P(dy), n));                                        \
+    cmp(#name "_backward", "dinp", &dx);                                                  \
+    rm(&out), rm(&x), rm(&dx), rm(&dy);                                                   \
+  }
+
+static void check_elementwise(void) {
+  int64_t n = 100003, N = 37, C = 129;
+  CHECK_ACT(gelu)
+  CHECK_ACT(relu)
+  CHECK_ACT(silu)
+  if (HAVE(swiglu_forward) && HAVE(swiglu_backward)) {
+    buf out = mk(N * C, 1), h = mk(N * 2 * C, 3), dh = mk(N * 2 * C, 1), dy = mk(N * C, 1);
+    RUN(swiglu_forward, (P(out), P(h), P(h) + C, N, C, 2 * C));
+    cmp("swiglu_forward", "out", &out);
+    RUN(swiglu_backward, (P(dh), P(dh) + C, P(dy), P(h), P(h) + C, N, C, 2 * C));
+    cmp("swiglu_backward", "dgate|dup", &dh);
+    rm(&out), rm(&h), rm(&dh), rm(&dy);
+  }
+  if (HAVE(layerscale_forward) && HAVE(layerscale_backward)) {
+    buf out = mk(N * C, 1), x = mk(N * C, 1), g = mk(C, 1), dx = mk(N * C, 1), dg = mk(C, 1),
+        dy = mk(N * C, 1);
+    RUN(layerscale_forward, (P(out), P(x), P(g), N, C));
+    cmp("layerscale_forward", "out", &out);
+    RUN(layerscale_backward, (P(dx), P(dg), P(dy), P(x), P(g), N, C));
+    cmp("layerscale_backward", "dinp", &dx), cmp("layerscale_backward", "dgamma", &dg);
+    rm(&out), rm(&x), rm(&g), rm(&dx), rm(&dg), rm(&dy);
+  }
+  buf out = mk(n, 1), a = mk(n, 1), b = mk(n, 1), da = mk(n, 1), db = mk(n, 1), dy = mk(n, 1);
+  if (HAVE(add_forward)) {
+    RUN(add_forward, (P(out), P(a), P(b), n));
+    cmp("add_forward", "out", &out);
+  }
+  if (HAVE(mul_forward)) {
+    RUN(mul_forward, (P(out), P(a), P(b), n));
+    cmp("mul_forward", "out", &out);
+  }
+  if (HAVE(mul_backward)) {
+    RUN(mul_backward, (P(da), P(db), P(dy), P(a), P(b), n));
+    cmp("mul_backward", "da", &da), cmp("mul_backward", "db", &db);
+  }
+  if (HAVE(axpy)) {
+    RUN(axpy, (P(out), 0.37f, P(a), n));
+    cmp("axpy", "y", &out);
+  }
+  if (HAVE(scale)) {
+    RUN(scale, (P(out), P(a), -1.5f, n));
+    cmp("scale", "out", &out);
+  }
+  if (HAVE(fill)) {
+    RUN(fill, (P(out), 0.25f, n));
+    cmp("fill", "x", &out);
+  }
+  if (HAVE(transpose_forward) && HAVE(transpose_backward)) {
+    int64_t Bt = 3, M = 70, Nn = 45;
+    buf t = mk(Bt * M * Nn, 1), x = mk(Bt * M * Nn, 1), dx = mk(Bt * M * Nn, 1);
+    RUN(transpose_forward, (P(t), P(x), Bt, M, Nn));
+    cmp("transpose_forward", "out", &t);
+    RUN(transpose_backward, (P(dx), P(t), Bt, M, Nn));
+    cmp("transpose_backward", "dinp", &dx);
+    rm(&t), rm(&x), rm(&dx);
+  }
+  rm(&out), rm(&a), rm(&b), rm(&da), rm(&db), rm(&dy);
+  if (HAVE(softmax_forward) && HAVE(softmax_backward)) {
+    int64_t R = 50, K = 1000;
+    buf y = mk(R * K, 1), x = mk(R * K, 8), dx = mk(R * K, 1), dyy = mk(R * K, 1);
+    for (int64_t j = 0; j < K; j++) x.h[j] = -INFINITY; /* a fully masked row */
+    d_copy(x.d, x.h, sizeof(float) * (size_t)x.n, cudaMemcpyHostToDevice);
+    RUN(softmax_forward, (P(y), P(x), R, K));
+    cmp("softmax_forward", "out", &y);
+    RUN(softmax_backward, (P(dx), P(dyy), P(y), R, K));
+    cmp("softmax_backward", "dinp", &dx);
+    rm(&y), rm(&x), rm(&dx), rm(&dyy);
+  }
+}
+
+/* One attention configuration: forward (out, lse) and backward (all grads). */
+static void check_attention_case(const char *tag, ps_attention_desc d, int bias, int rel) {
+  int64_t ldq = d.ldq ? d.ldq : d.Hq * d.D, ldk = d.ldk ? d.ldk : d.Hkv * d.D;
+  int64_t ldv = ldk, ldo = d.Hq * d.D;
+  buf q = mk(d.B * d.Tq * ldq, 1), k = mk(d.B * d.Tk * ldk, 1), v = mk(d.B * d.Tk * ldv, 1);
+  buf out = mk(d.B * d.Tq * ldo, 1), lse = mk(d.B * d.Hq * d.Tq, 1), dout = mk(out.n, 1);
+  buf dq = mk(q.n, 1), dk = mk(k.n, 1), dv = mk(v.n, 1);
+  buf bb = mk(bias ? d.Tq * d.Tk : 1, 1), dbb = mk(bb.n, 1);
+  int64_t g = rel ? d.rel_kh : 1;
+  buf rh = mk(d.B * d.Hq * d.Tq * g, 1), rw = mk(rh.n, 1), drh = mk(rh.n, 1), drw = mk(rh.n, 1);
+  if (bias) /* mask a few entries, and one whole query row */
+    for (int64_t i = 0; i < bb.n; i++)
+      if (i % 7 == 3 || i / d.Tk == 1) bb.h[i] = -INFINITY;
+  d_copy(bb.d, bb.h, sizeof(float) * (size_t)bb.n, cudaMemcpyHostToDevice);
+  ps_attention_desc dh = d, dd = d;
+  if (bias) dh.bias = bb.h, dd.bias = bb.d, dh.bias_sb = dh.bias_sh = dd.bias_sb = dd.bias_sh = 0;
+  if (rel) dh.rel_h = rh.h, dh.rel_w = rw.h, dd.rel_h = rh.d, dd.rel_w = rw.d;
+  int64_t sf = CPU->attention_scratch(&dh, 1), sf0 = CPU->attention_scratch(&dh, 0);
+  sf = sf > sf0 ? sf : sf0;
+  float *scr = malloc(sizeof(float) * (size_t)(sf > 0 ? sf : 1));
+  int64_t gsf = GPU->attention_scratch(&dd, 1), gsf0 = GPU->attention_scratch(&dd, 0);
+  gsf = gsf > gsf0 ? gsf : gsf0;
+  float *gscr = d_alloc(sizeof(float) * (size_t)(gsf > 0 ? gsf : 1));
+
+  CPU->attention_forward(out.h, lse.h, q.h, k.h, v.h, &dh, scr, sf);
+  GPU->attention_forward(out.d, lse.d, q.d, k.d, v.d, &dd, gscr, gsf);
+  d_sync();
+  char what[48];
+  snprintf(what, sizeof what, "%s out", tag), cmp("attention_forward", what, &out);
+  snprintf(what, sizeof what, "%s lse", tag), cmp("attention_forward", what, &lse);
+  /* Backward from the CPU's forward on both sides, so only backward differs. */
+  d_copy(out.d, out.h, sizeof(float) * (size_t)out.n, cudaMemcpyHostToDevice);
+  d_copy(lse.d, lse.h, sizeof(float) * (size_t)lse.n, cudaMemcpyHostToDevice);
+  CPU->attention_backward(dq.h, dk.h, dv.h, bias ? dbb.h : NULL, rel ? drh.h : NULL,
+                          rel ? drw.h : NULL, dout.h, q.h, k.h, v.h, out.h, lse.h, &dh, scr, sf);
+  GPU->attention_backward(dq.d, dk.d, dv.d, bias ? dbb.d : NULL, rel ? drh.d : NULL,
+                          rel ? drw.d : NULL, dout.d, q.d, k.d, v.d, out.d, lse.d, &dd, gscr, gsf);
+  d_sync();
+  snprintf(what, sizeof what, "%s dq", tag), cmp("attention_backward", what, &dq);
+  snprintf(what, sizeof what, "%s dk", tag), cmp("attention_backward", what, &dk);
+  snprintf(what, sizeof what, "%s dv", tag), cmp("attention_backward", what, &dv);
+  if (bias) snprintf(what, sizeof what, "%s dbias", tag), cmp("attention_backward", what, &dbb);
+  if (rel) {
+    snprintf(what, sizeof what, "%s drel_h", tag), cmp("attention_backward", what, &drh);
+    snprintf(what, sizeof what, "%s drel_w", tag), cmp("attention_backward", what, &drw);
+  }
+  free(scr);
+  d_free(gscr);
+  rm(&q), rm(&k), rm(&v), rm(&out), rm(&lse), rm(&dout), rm(&dq), rm(&dk), rm(&dv), rm(&bb),
+      rm(&dbb), rm(&rh), rm(&rw), rm(&drh), rm(&drw);
+}
+
+static void check_attention(void) {
+  if (!HAVE(attention_forward) || !HAVE(attention_backward) || !HAVE(attention_scratch)) return;
+  ps_attention_desc d = {.B = 2, .Hq = 4, .Hkv = 2, .Tq = 33, .Tk = 33, .D = 32,
+                         .scale = 0.17677669f, .causal = 1};
+  check_attention_case("causal-gqa", d, 0, 0);
+  d = (ps_attention_desc){.B = 2, .Hq = 3, .Hkv = 3, .Tq = 9, .Tk = 41, .D = 40, .scale = 0.3f};
+  check_attention_case("cross+bias", d, 1, 0);
+  d = (ps_attention_desc){.B = 3, .Hq = 2, .Hkv = 2, .Tq = 49, .Tk = 49, .D = 16, .scale = 0.25f,
+                          .ldq = 3 * 2 * 16, .ldk = 3 * 2 * 16, .ldv = 3 * 2 * 16,
+                          .rel_kh = 7, .rel_kw = 7};
+  check_attention_case("packed+relpos", d, 0, 1);
+}
+
+/* Host int32 array and its device twin. */
+typedef struct {
+  int32_t *h, *d;
+  int64_t n;
+} ibuf;
+
+static ibuf mki(int64_t n, int32_t lo, int32_t hi) {
+  ibuf b = {malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1)), NULL, n};
+  for (int64_t i = 0; i < n; i++) b.h[i] = lo + (int32_t)((frand() * 0.5f + 0.5f) * (float)(hi - lo));
+  b.d = d_alloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+  d_copy(b.d, b.h, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice);
+  return b;
+}
+static void rmi(ibuf *b) {
+  free(b->h);
+  d_free(b->d);
+}
+#define PI(b) (side ? (b).d : (b).h)
+
+static void check_embedding_losses(void) {
+  int64_t N = 50, V = 37, C = 24;
+  if (HAVE(embedding_forward) && HAVE(embedding_backward)) {
+    ibuf ids = mki(N, -2, (int32_t)V + 2); /* a few out-of-range ids */
+    buf out = mk(N * C, 1), tab = mk(V * C, 1), dtab = mk(V * C, 1), dy = mk(N * C, 1);
+    RUN(embedding_forward, (P(out), PI(ids), P(tab), N, V, C));
+    cmp("embedding_forward", "out", &out);
+    RUN(embedding_backward, (P(dtab), PI(ids), P(dy), N, V, C));
+    cmp("embedding_backward", "dtable", &dtab);
+    rmi(&ids), rm(&out), rm(&tab), rm(&dtab), rm(&dy);
+  }
+  if (HAVE(crossentropy)) {
+    int64_t R = 40, VV = 3000;
+    ibuf tg = mki(R, 0, (int32_t)VV);
+    tg.h[3] = -100, tg.h[7] = -100; /* ignore_index rows */
+    d_copy(tg.d, tg.h, sizeof(int32_t) * (size_t)R, cudaMemcpyHostToDevice);
+    buf x = mk(R * VV, 6), dx = mk(R * VV, 1), rl = mk(R, 1), loss = mk(1, 0);
+    float lc = 0, lg = 0;
+    {
+      enum { side = 0 };
+      lc = CPU->crossentropy(P(dx), P(rl), P(x), PI(tg), R, VV, -100, 0.0f, 1.0f);
+    }
+    {
+      enum { side = 1 };
+      lg = GPU->crossentropy(P(dx), P(rl), P(x), PI(tg), R, VV, -100, 0.0f, 1.0f);
+    }
+    loss.h[0] = lc;
+    d_copy(loss.d, &lg, sizeof(float), cudaMemcpyHostToDevice);
+    cmp("crossentropy", "loss", &loss), cmp("crossentropy", "row_loss", &rl);
+    cmp("crossentropy", "dlogits", &dx);
+    /* in place (dlogits == logits), sum reduction */
+    {
+      enum { side = 0 };
+      lc = CPU->crossentropy(P(x), NULL, P(x), PI(tg), R, VV, -100, 7.0f, 0.5f);
+    }
+    {
+      enum { side = 1 };
+      lg = GPU->crossentropy(P(x), NULL, P(x), PI(tg), R, VV, -100, 7.0f, 0.5f);
+    }
+    loss.h[0] = lc;
+    d_copy(loss.d, &lg, sizeof(float), cudaMemcpyHostToDevice);
+    cmp("crossentropy", "loss/inpl", &loss), cmp("crossentropy", "dlog/inpl", &x);
+    rmi(&tg), rm(&x), rm(&dx), rm(&rl), rm(&loss);
+  }
+  int64_t M = 3, Pn = 5000;
+  buf lg = mk(M * Pn, 4), tg = mk(M * Pn, 1), los = mk(M, 1), dl = mk(M, 1), dlg = mk(M * Pn, 1);
+  for (int64_t i = 0; i < tg.n; i++) tg.h[i] = tg.h[i] > 0.2f ? 1.0f : 0.0f;
+  d_copy(tg.d, tg.h, sizeof(float) * (size_t)tg.n, cudaMemcpyHostToDevice);
+  if (HAVE(bce_logits_forward) && HAVE(bce_logits_backward)) {
+    RUN(bce_logits_forward, (P(los), P(lg), P(tg), M, Pn));
+    cmp("bce_logits_forward", "losses", &los);
+    RUN(bce_logits_backward, (P(dlg), P(dl), P(lg), P(tg), M, Pn));
+    cmp("bce_logits_backward", "dlogits", &dlg);
+  }
+  if (HAVE(dice_forward) && HAVE(dice_backward)) {
+    ps_dice_desc lisa = {1000.0f, 1e-6f, 1e-6f, 0}, monai = {1.0f, 1e-5f, 1e-5f, 1};
+    RUN(dice_forward, (P(los), P(lg), P(tg), M, Pn, &lisa));
+    cmp("dice_forward", "lisa", &los);
+    RUN(dice_backward, (P(dlg), P(dl), P(lg), P(tg), M, Pn, &lisa));
+    cmp("dice_backward", "lisa", &dlg);
+    RUN(dice_forward, (P(los), P(lg), P(tg), M, Pn, &monai));
+    cmp("dice_forward", "monai", &los);
+    RUN(dice_backward, (P(dlg), P(dl), P(lg), P(tg), M, Pn, &monai));
+    cmp("dice_backward", "monai", &dlg);
+  }
+  rm(&lg), rm(&tg), rm(&los), rm(&dl), rm(&dlg);
+}
+
+static void check_spatial(void) {
+  int64_t B = 2, H = 17, W = 13, C = 8, ws = 7;
+  int64_t nwin = B * ps_windows_per_dim(H, ws) * ps_windows_per_dim(W, ws);
+  if (HAVE(window_partition_forward) && HAVE(window_partition_backward) &&
+      HAVE(window_unpartition_forward) && HAVE(window_unpartition_backward)) {
+    buf grid = mk(B * H * W * C, 1), win = mk(nwin * ws * ws * C, 1), dgrid = mk(grid.n, 1),
+        dwin = mk(win.n, 1);
+    RUN(window_partition_forward, (P(win), P(grid), B, H, W, C, ws));
+    cmp("window_partition_fwd", "out", &win);
+    RUN(window_partition_backward, (P(dgrid), P(win), B, H, W, C, ws));
+    cmp("window_partition_bwd", "dinp", &dgrid);
+    RUN(window_unpartition_forward, (P(grid), P(win), B, H, W, C, ws));
+    cmp("window_unpartition_fwd", "out", &grid);
+    RUN(window_unpartition_backward, (P(dwin), P(grid), B, H, W, C, ws));
+    cmp("window_unpartition_bwd", "dinp", &dwin);
+    rm(&grid), rm(&win), rm(&dgrid), rm(&dwin);
+  }
+  if (HAVE(rel_pos_forward) && HAVE(rel_pos_backward)) {
+    int64_t Bq = 2, Hh = 3, gh = 5, gw = 4, D = 16, ldq = 3 * Hh * D, T = gh * gw;
+    buf q = mk(Bq * T * ldq, 1), rph = mk((2 * gh - 1) * D, 1), rpw = mk((2 * gw - 1) * D, 1);
+    buf rh = mk(Bq * Hh * T * gh, 1), rw = mk(Bq * Hh * T * gw, 1), dq = mk(q.n, 1),
+        drph = mk(rph.n, 1), drpw = mk(rpw.n, 1);
+    RUN(rel_pos_forward, (P(rh), P(rw), P(q), P(rph), P(rpw), Bq, Hh, gh, gw, D, ldq));
+    cmp("rel_pos_forward", "rel_h", &rh), cmp("rel_pos_forward", "rel_w", &rw);
+    RUN(rel_pos_backward, (P(dq), P(drph), P(drpw), P(rh), P(rw), P(q), P(rph), P(rpw), Bq, Hh, gh,
+                           gw, D, ldq));
+    cmp("rel_pos_backward", "dq", &dq), cmp("rel_pos_backward", "drel_pos_h", &drph);
+    cmp("rel_pos_backward", "drel_pos_w", &drpw);
+    rm(&q), rm(&rph), rm(&rpw), rm(&rh), rm(&rw), rm(&dq), rm(&drph), rm(&drpw);
+  }
+  if (HAVE(rope_forward) && HAVE(rope_backward)) {
+    ps_rope_desc d1 = {.N = 40, .H = 3, .D = 64, .theta = 10000.0f};
+    ps_rope_desc d3 = {.N = 40, .H = 2, .D = 32, .ld = 3 * 2 * 32, .theta = 1e6f, .n_sections = 3,
+                       .sections = {4, 6, 6}};
+    ps_rope_desc dv = {.N = 40, .H = 2, .D = 32, .theta = 1e4f, .n_sections = 2,
+                       .sections = {8, 8}, .section_local = 1};
+    const ps_rope_desc *ds[3] = {&d1, &d3, &dv};
+    const char *tags[3] = {"1d", "mrope", "vision2d"};
+    for (int k = 0; k < 3; k++) {
+      const ps_rope_desc *d = ds[k];
+      int64_t ld = d->ld ? d->ld : d->H * d->D;
+      ibuf pos = mki(3 * d->N, 0, 4000);
+      buf x = mk(d->N * ld, 1), y = mk(d->N * ld, 1), dx = mk(d->N * ld, 1);
+      RUN(rope_forward, (P(y), P(x), PI(pos), d));
+      cmp("rope_forward", tags[k], &y);
+      RUN(rope_backward, (P(dx), P(y), PI(pos), d));
+      cmp("rope_backward", tags[k], &dx);
+      rmi(&pos), rm(&x), rm(&y), rm(&dx);
+    }
+  }
+  if (HAVE(resize_forward) && HAVE(resize_backward)) {
+    int64_t NC = 3, Hi = 19, Wi = 23;
+    static const int64_t outs[][2] = {{64, 40}, {7, 9}};
+    for (int mode = 0; mode < 2; mode++)
+      for (int s = 0; s < 2; s++) {
+        int64_t OH = outs[s][0], OW = outs[s][1];
+        buf x = mk(NC * Hi * Wi, 1), y = mk(NC * OH * OW, 1), dx = mk(x.n, 1);
+        char tag[32];
+        snprintf(tag, sizeof tag, "%s %lldx%lld", mode ? "cubic" : "linear", (long long)OH,
+                 (long long)OW);
+        RUN(resize_forward, (P(y), P(x), NC, Hi, Wi, OH, OW, 0.0f, 0.0f, (ps_resize_mode)mode));
+        cmp("resize_forward", tag, &y);
+        RUN(resize_backward, (P(dx), P(y), NC, Hi, Wi, OH, OW, 0.0f, 0.0f, (ps_resize_mode)mode));
+        cmp("resize_backward", tag, &dx);
+        rm(&x), rm(&y), rm(&dx);
+      }
+  }
+}
+
+static void check_conv(void) {
+  if (HAVE(conv2d_forward) && HAVE(conv2d_backward) && HAVE(conv2d_scratch)) {
+    static const ps_conv2d_desc ds[] = {
+        {.B = 2, .C = 3, .H = 32, .W = 32, .OC = 16, .KH = 16, .KW = 16, .stride = 16}, /* patch */
+        {.B = 2, .C = 8, .H = 15, .W = 13, .OC = 12, .KH = 3, .KW = 3, .stride = 1, .pad = 1},
+        {.B = 2, .C = 8, .H = 15, .W = 13, .OC = 12, .KH = 3, .KW = 3, .stride = 2, .pad = 1},
+        {.B = 2, .C = 16, .H = 9, .W = 11, .OC = 8, .KH = 1, .KW = 1, .stride = 1}};
+    for (size_t s = 0; s < sizeof ds / sizeof ds[0]; s++) {
+      const ps_conv2d_desc *d = &ds[s];
+      int64_t OH = (d->H + 2 * d->pad - d->KH) / d->stride + 1;
+      int64_t OW = (d->W + 2 * d->pad - d->KW) / d->stride + 1;
+      int64_t sf = CPU->conv2d_scratch(d), gsf = GPU->conv2d_scratch(d);
+      buf scr = mk(sf > gsf ? sf : gsf, 0);
+      buf x = mk(d->B * d->C * d->H * d->W, 1), w = mk(d->OC * d->C * d->KH * d->KW, 1),
+          b = mk(d->OC, 1), y = mk(d->B * d->OC * OH * OW, 1), dx = mk(x.n, 1), dw = mk(w.n, 1),
+          db = mk(d->OC, 1), dy = mk(y.n, 1);
+      char tag[16];
+      snprintf(tag, sizeof tag, "case %zu", s);
+      RUN(conv2d_forward, (P(y), P(x), P(w), P(b), d, P(scr), side ? gsf : sf));
+      cmp("conv2d_forward", tag, &y);
+      RUN(conv2d_backward, (P(dx), P(dw), P(db), P(dy), P(x), P(w), d, P(scr), side ? gsf : sf));
+      cmp("conv2d_backward dinp", tag, &dx), cmp("conv2d_backward dW", tag, &dw);
+      cmp("conv2d_backward db", tag, &db);
+      rm(&scr), rm(&x), rm(&w), rm(&b), rm(&y), rm(&dx), rm(&dw), rm(&db), rm(&dy);
+    }
+  }
+  if (HAVE(convt2x2_forward) && HAVE(convt2x2_backward) && HAVE(convt2x2_scratch)) {
+    int64_t B = 2, C = 16, H = 9, W = 7, OC = 8;
+    int64_t sf = CPU->convt2x2_scratch(B, C, H, W, OC), gsf = GPU->convt2x2_scratch(B, C, H, W, OC);
+    buf scr = mk(sf > gsf ? sf : gsf, 0);
+    buf x = mk(B * C * H * W, 1), w = mk(C * OC * 4, 1), b = mk(OC, 1), y = mk(B * OC * 4 * H * W, 1),
+        dx = mk(x.n, 1), dw = mk(w.n, 1), db = mk(OC, 1), dy = mk(y.n, 1);
+    RUN(convt2x2_forward, (P(y), P(x), P(w), P(b), B, C, H, W, OC, P(scr), side ? gsf : sf));
+    cmp("convt2x2_forward", "out", &y);
+    RUN(convt2x2_backward,
+        (P(dx), P(dw), P(db), P(dy), P(x), P(w), B, C, H, W, OC, P(scr), side ? gsf : sf));
+    cmp("convt2x2_backward", "dinp", &dx), cmp("convt2x2_backward", "dweight", &dw);
+    cmp("convt2x2_backward", "dbias", &db);
+    rm(&scr), rm(&x), rm(&w), rm(&b), rm(&y), rm(&dx), rm(&dw), rm(&db), rm(&dy);
+  }
+}
+
+/* ------------------------------------------------------------ benchmarks */
+
+typedef void (*gpu_fn)(void *);
+
+static double time_ms(gpu_fn fn, void *ctx, int reps) {
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  fn(ctx); /* warm-up */
+  float best = 1e30f;
+  for (int r = 0; r < reps; r++) {
+    CK(cudaEventRecord(a, 0));
+    fn(ctx);
+    CK(cudaEventRecord(b, 0));
+    CK(cudaEventSynchronize(b));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    if (ms < best) best = ms;
+  }
+  cudaEventDestroy(a), cudaEventDestroy(b);
+  return best;
+}
+
+typedef struct {
+  int64_t N, C, OC;
+  float *inp, *w, *b, *out, *dout, *dinp, *dw, *db;
+} lin_ctx;
+static void lin_run(void *p) {
+  lin_ctx *c = p;
+  GPU->linear_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+  GPU->linear_backward(c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->N, c->C, c->OC);
+}
+
+typedef struct {
+  ps_attention_desc d;
+  float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+} att_ctx;
+static void att_run(void *p) {
+  att_ctx *c = p;
+  GPU->attention_forward(c->out, c->lse, c->q, c->k, c->v, &c->d, NULL, 0);
+  GPU->attention_backward(c->dq, c->dk, c->dv, NULL, NULL, NULL, c->dout, c->q, c->k, c->v, c->out,
+                          c->lse, &c->d, NULL, 0);
+}
+
+typedef struct {
+  int op;
+  int64_t N, C;
+  float *x, *y, *w, *b, *mean, *rstd, *dst;
+} mem_ctx;
+static void mem_run(void *p) {
+  mem_ctx *c = p;
+  if (c->op == 0) GPU->layernorm_forward(c->y, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, 1e-5f);
+  else if (c->op == 1) GPU->softmax_forward(c->y, c->x, c->N, c->C);
+  else if (c->op == 2) GPU->gelu_forward(c->y, c->x, c->N * c->C);
+  else CK(cudaMemcpyAsync(c->dst, c->x, sizeof(float) * (size_t)(c->N * c->C), cudaMemcpyDeviceToDevice, 0));
+}
+
+static float *dalloc(int64_t n) {
+  float *p;
+  CK(cudaMalloc((void **)&p, sizeof(float) * (size_t)n));
+  CK(cudaMemset(p, 0, sizeof(float) * (size_t)n));
+  return p;
+}
+
+static void benchmarks(void) {
+  printf("\nGPU benchmarks (best of 20, CUDA events)\n");
+  printf("  %-34s %10s %12s\n", "case", "ms", "rate");
+  static const int64_t lin[][3] = {{4096, 768, 3072}, {4096, 3072, 768}, {2048, 896, 4864}};
+  for (int s = 0; s < 3 && GPU->linear_forward && GPU->linear_backward; s++) {
+    lin_ctx c = {.N = lin[s][0], .C = lin[s][1], .OC = lin[s][2]};
+    c.inp = dalloc(c.N * c.C), c.dinp = dalloc(c.N * c.C), c.w = dalloc(c.OC * c.C),
+    c.dw = dalloc(c.OC * c.C), c.b = dalloc(c.OC), c.db = dalloc(c.OC),
+    c.out = dalloc(c.N * c.OC), c.dout = dalloc(c.N * c.OC);
+    double ms = time_ms(lin_run, &c, 20);
+    char name[64];
+    snprintf(name, sizeof name, "linear fwd+bwd %lldx%lldx%lld", (long long)c.N, (long long)c.C,
+             (long long)c.OC);
+    printf("  %-34s %10.3f %9.1f TFLOP/s\n", name, ms, 6.0 * c.N * c.C * c.OC / ms * 1e-9);
+    cudaFree(c.inp), cudaFree(c.dinp), cudaFree(c.w), cudaFree(c.dw), cudaFree(c.b),
+        cudaFree(c.db), cudaFree(c.out), cudaFree(c.dout);
+  }
+  if (GPU->attention_forward && GPU->attention_backward) {
+    static const int64_t at[][4] = {{8, 4, 256, 32}, {25, 12, 196, 64}, {1, 12, 4096, 64}};
+    static const char *names[] = {"attention mha 8x4x256x32", "attention sam window 25x12x196x64",
+                                  "attention sam global 1x12x4096x64"};
+    for (int s = 0; s < 3; s++) {
+      att_ctx c = {.d = {.B = at[s][0], .Hq = at[s][1], .Hkv = at[s][1], .Tq = at[s][2],
+                         .Tk = at[s][2], .D = at[s][3]}};
+      c.d.scale = 1.0f / sqrtf((float)c.d.D);
+      int64_t n = c.d.B * c.d.Tq * c.d.Hq * c.d.D;
+      c.q = dalloc(n), c.k = dalloc(n), c.v = dalloc(n), c.out = dalloc(n), c.dout = dalloc(n),
+      c.dq = dalloc(n), c.dk = dalloc(n), c.dv = dalloc(n), c.lse = dalloc(c.d.B * c.d.Hq * c.d.Tq);
+      double ms = time_ms(att_run, &c, s == 2 ? 3 : 20);
+      double flops = 6.0 * 2.0 * c.d.B * c.d.Hq * (double)c.d.Tq * c.d.Tk * c.d.D;
+      printf("  %-34s %10.3f %9.2f TFLOP/s\n", names[s], ms, flops / ms * 1e-9);
+      cudaFree(c.q), cudaFree(c.k), cudaFree(c.v), cudaFree(c.out), cudaFree(c.dout),
+          cudaFree(c.dq), cudaFree(c.dk), cudaFree(c.dv), cudaFree(c.lse);
+    }
+  }
+  static const struct {
+    int op;
+    const char *name;
+    int64_t N, C;
+  } mem[] = {{3, "memcpy d2d (reference)", 16384, 768}, {0, "layernorm fwd 16384x768", 16384, 768},
+             {1, "softmax fwd 8192x256", 8192, 256}, {1, "softmax fwd 4096x4096", 4096, 4096},
+             {2, "gelu fwd 4096x3072", 4096, 3072}};
+  double ref = 0;
+  for (int s = 0; s < 5; s++) {
+    mem_ctx c = {.op = mem[s].op, .N = mem[s].N, .C = mem[s].C};
+    if ((c.op == 0 && !GPU->layernorm_forward) || (c.op == 1 && !GPU->softmax_forward) ||
+        (c.op == 2 && !GPU->gelu_forward))
+      continue;
+    int64_t n = c.N * c.C;
+    c.x = dalloc(n), c.y = dalloc(n), c.dst = dalloc(n), c.w = dalloc(c.C), c.b = dalloc(c.C),
+    c.mean = dalloc(c.N), c.rstd = dalloc(c.N);
+    double ms = time_ms(mem_run, &c, 20);
+    double gbps = 2.0 * n * sizeof(float) / ms * 1e-6;
+    if (s == 0) ref = gbps;
+    printf("  %-34s %10.3f %8.0f GB/s (%.2f of memcpy)\n", mem[s].name, ms, gbps, gbps / ref);
+    cudaFree(c.x), cudaFree(c.y), cudaFree(c.dst), cudaFree(c.w), cudaFree(c.b), cudaFree(c.mean),
+        cudaFree(c.rstd);
+  }
+}
+
+int main(int argc, char **argv) {
+  int bench = 1;
+  for (int a = 1; a < argc; a++) {
+    if (strcmp(argv[a], "--no-bench") == 0) bench = 0;
+    else if (strcmp(argv[a], "--self") == 0) self_mode = 1, bench = 0;
+  }
+  GError *err = NULL;
+  CPU = ps_kernels_get(PS_DEVICE_CPU, &err);
+  if (self_mode) {
+    GPU = CPU;
+    printf("gpu_check --self: the harness with the CPU table on both sides\n");
+    check_products();
+    check_norms();
+    check_elementwise();
+    check_attention();
+    check_embedding_losses();
+    check_spatial();
+    check_conv();
+    /* The comparison must notice a wrong element: plant one. */
+    buf probe = mk(1000, 1);
+    probe.d[500] += 0.5f;
+    int before = n_fail;
+    printf("  (a planted error must FAIL:)\n");
+    cmp("planted", "probe", &probe);
+    int caught = n_fail == before + 1;
+    n_fail = before;
+    rm(&probe);
+    printf("gpu_check --self: %d outputs ok, %d FAILED%s\n", n_pass, n_fail,
+           caught ? "" : ", and a planted error went unnoticed");
+    return n_fail || !caught ? 1 : 0;
+  }
+  GPU = CPU ? ps_kernels_get(PS_DEVICE_CUDA, &err) : NULL;
+  if (!GPU) {
+    printf("gpu_check: no CUDA device: %s\n", err ? err->message : "(unknown)");
+    g_clear_error(&err);
+    return 2;
+  }
+  struct cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  printf("gpu_check: %s (sm_%d%d, %.0f GiB); CUDA table vs CPU table, f32 rel err <= 1e-5\n",
+         prop.name, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
+  printf("  (bf16: the kernel table has no bf16 entry points, nothing to check)\n");
+  check_products();
+  check_norms();
+  check_elementwise();
+  check_attention();
+  check_embedding_losses();
+  check_spatial();
+  check_conv();
+  printf("gpu_check: %d outputs ok, %d FAILED, %d ops not implemented on CUDA\n", n_pass, n_fail,
+         n_missing);
+  if (bench) benchmarks();
+  return n_fail ? 1 : 0;
+}
