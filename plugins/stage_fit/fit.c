@@ -15,7 +15,8 @@
 
 typedef struct {
   char *dataset, *loss_instance, *loss_port;
-  int64_t steps, batch_size, checkpoint_every, eval_every, eval_batches, stop_after;
+  int64_t steps, batch_size, checkpoint_every, eval_every, eval_batches, stop_after, accumulate;
+  ps_tensor *seed_grad; /* (1) d total / d loss of one micro-batch */
   ps_schedule schedule;
   ps_adamw_config adamw;
   ps_role roles[PS_ROLE_COUNT];
@@ -30,7 +31,8 @@ static const ps_config_key fit_config[] = {
     {"dataset", PS_TYPE_STRING, NULL, PS_NO_RANGE, NULL, "instance name of the dataset component"},
     {"loss", PS_TYPE_STRING, NULL, PS_NO_RANGE, NULL, "the scalar to minimise: \"instance.port\""},
     {"steps", PS_TYPE_INT, "100", 0, 1e12, NULL, "optimizer steps"},
-    {"batch_size", PS_TYPE_INT, "16", 1, 1e6, NULL, "examples per step"},
+    {"batch_size", PS_TYPE_INT, "16", 1, 1e6, NULL, "examples per micro-batch"},
+    {"accumulate", PS_TYPE_INT, "1", 1, 1e6, NULL, "micro-batches whose gradients make one step"},
     {"lr", PS_TYPE_FLOAT, "1e-3", 0, 10, NULL, "peak learning rate"},
     {"min_lr", PS_TYPE_FLOAT, "0", 0, 10, NULL, "final learning rate of the cosine schedule"},
     {"schedule", PS_TYPE_ENUM, "cosine", PS_NO_RANGE, "constant|cosine|robbins_monro",
@@ -63,15 +65,17 @@ static void fit_destroy(void *self) {
   g_free(f->loss_port);
   g_strfreev(f->metrics);
   g_strfreev(f->only);
+  ps_tensor_free(f->seed_grad);
   g_free(f);
 }
 
 static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
-  g_autofree fit *f = g_new0(fit, 1);
+  fit *f = g_new0(fit, 1);
   const char *loss = ps_config_string(cfg, "loss");
   const char *dot = strrchr(loss, '.');
   if (!dot || dot == loss || !dot[1]) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "loss: '%s' is not \"instance.port\"", loss);
+    fit_destroy(f);
     return NULL;
   }
   size_t n = 0;
@@ -80,6 +84,7 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     if (!ps_role_from_name(roles[i], &f->roles[f->n_roles])) {
       g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
                   "train_roles: '%s' is not a role (frozen, full, lora, adapter, backbone)", roles[i]);
+      fit_destroy(f);
       return NULL;
     }
     if (f->n_roles < PS_ROLE_COUNT - 1) f->n_roles++;
@@ -90,7 +95,7 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   for (size_t i = 0; i < n_metrics; i++) {
     if (!strchr(metrics[i], '.')) {
       g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "eval_metrics: '%s' is not \"instance.port\"", metrics[i]);
-      g_strfreev(f->metrics);
+      fit_destroy(f);
       return NULL;
     }
     f->metrics[i] = g_strdup(metrics[i]);
@@ -112,6 +117,12 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   f->eval_batches = ps_config_int(cfg, "eval_batches");
   f->seed = (uint64_t)ps_config_int(cfg, "seed");
   f->stop_after = ps_config_int(cfg, "stop_after_steps");
+  f->accumulate = ps_config_int(cfg, "accumulate");
+  f->seed_grad = ps_tensor_new4(PS_DTYPE_F32, 1, -1, -1, -1, error);
+  if (!f->seed_grad) {
+    fit_destroy(f);
+    return NULL;
+  }
   ps_schedule_from_name(ps_config_string(cfg, "schedule"), &f->schedule.kind);
   f->schedule.lr = ps_config_float(cfg, "lr");
   f->schedule.min_lr = ps_config_float(cfg, "min_lr");
@@ -123,7 +134,7 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   f->adamw.beta2 = ps_config_float(cfg, "beta2");
   f->adamw.weight_decay = ps_config_float(cfg, "weight_decay");
   f->adamw.clip_norm = ps_config_float(cfg, "clip_norm");
-  return g_steal_pointer(&f);
+  return f;
 }
 
 /* Forward on one batch; returns the loss value through *loss. */
@@ -227,29 +238,34 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
       ps_run_log(run, "interrupted: saving a checkpoint at step %" G_GINT64_FORMAT, step);
       return ps_run_save_checkpoint(run, step, opt, error);
     }
+    /* One optimizer step sums the gradients of `accumulate` micro-batches
+     * (micro-batch m of step s is the loader's batch s * accumulate + m);
+     * the seed 1/accumulate makes the sum a mean. */
     ps_graph_zero_grad(g);
     double loss = 0;
-    const ps_ports *batch = ps_loader_get(train, step, error);
-    if (!batch || !step_forward(f, g, batch, &loss, error)) return FALSE;
-    if (!isfinite(loss)) {
-      g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
-                  "step %" G_GINT64_FORMAT ": loss term %s.%s is %s; stopped (the last checkpoint "
-                  "is the last good state)",
-                  step + 1, f->loss_instance, f->loss_port, isnan(loss) ? "NaN" : "infinite");
-      return FALSE;
+    for (int64_t m = 0; m < f->accumulate; m++) {
+      double micro = 0;
+      const ps_ports *batch = ps_loader_get(train, step * f->accumulate + m, error);
+      if (!batch || !step_forward(f, g, batch, &micro, error)) return FALSE;
+      if (!isfinite(micro)) {
+        g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
+                    "step %" G_GINT64_FORMAT ": loss term %s.%s is %s; stopped (the last checkpoint "
+                    "is the last good state)",
+                    step + 1, f->loss_instance, f->loss_port, isnan(micro) ? "NaN" : "infinite");
+        return FALSE;
+      }
+      loss += micro / (double)f->accumulate;
+      ps_f32(f->seed_grad)[0] = (float)(1.0 / (double)f->accumulate);
+      if (!ps_graph_seed_grad(g, f->loss_instance, f->loss_port, f->seed_grad, error) ||
+          !ps_graph_backward(g, error))
+        return FALSE;
     }
-    g_autoptr(ps_tensor) one = ps_tensor_new4(PS_DTYPE_F32, 1, -1, -1, -1, error);
-    if (!one) return FALSE;
-    ps_f32(one)[0] = 1.0f;
-    if (!ps_graph_seed_grad(g, f->loss_instance, f->loss_port, one, error) ||
-        !ps_graph_backward(g, error))
-      return FALSE;
     double lr = ps_schedule_lr(&f->schedule, step), norm = 0;
     if (!ps_optim_step(opt, lr, &norm, error)) return FALSE;
     ps_context_reset_scratch(ps_run_context(run));
     double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
     ps_run_metrics(run, step + 1, "loss", loss, "lr", lr, "grad_norm", norm, "examples_per_s",
-                   secs > 0 ? (double)((step + 1 - start) * f->batch_size) / secs : 0.0, NULL);
+                   secs > 0 ? (double)((step + 1 - start) * f->batch_size * f->accumulate) / secs : 0.0, NULL);
     ps_run_progress(run, step + 1, f->steps, "loss %.4g  lr %.3g", loss, lr);
     if (f->eval_every > 0 && (step + 1) % f->eval_every == 0 &&
         !evaluate(f, run, ds, ds_self, step + 1, error))
