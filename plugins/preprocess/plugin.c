@@ -1,0 +1,350 @@
+/* plugin.c — the `preprocess` plugin: stage.preprocess_slides cuts whole
+ * slides into tissue tiles at a chosen magnification, with masks from
+ * polygon annotations (or the tissue mask), template queries and reasoning
+ * chains, one resumable job per slide (slide_job.c), `workers` slides at a
+ * time in threads, a Slurm array's share of the slides per process, and a
+ * final merge of the per-slide manifests (merge.c). */
+#include <glib/gstdio.h>
+#include <pathseg/error.h>
+#include <pathseg/plugin.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "png_io.h"
+#include "preprocess.h"
+#include "slide.h"
+
+static const ps_config_key keys[] = {
+    {"slides", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL, "whole-slide images (any OpenSlide format)"},
+    {"slide_list", PS_TYPE_STRING, "", PS_NO_RANGE, NULL,
+     "a text file, one slide per line (optionally TAB and its annotation file); relative paths are relative to it"},
+    {"annotations", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,
+     "per slide of `slides`, an ASAP XML or QuPath GeoJSON of level-0 polygons (\"\": none)"},
+    {"annotation_dir", PS_TYPE_STRING, "", PS_NO_RANGE, NULL,
+     "looks up <stem>.geojson, <stem>.json or <stem>.xml for slides without annotations"},
+    {"exclude_groups", PS_TYPE_STRING_LIST, "[_2, exclusion, exclude, ignore]", PS_NO_RANGE, NULL,
+     "annotation groups / classifications cut out of the masks"},
+    {"out_dir", PS_TYPE_STRING, NULL, PS_NO_RANGE, NULL, "output directory: <stem>/tiles, masks, manifest.jsonl"},
+    {"magnification", PS_TYPE_INT, "20", 5, 40, NULL, "5, 10, 20 or 40 (40x = 0.25 um/px)"},
+    {"mpp", PS_TYPE_FLOAT, "0", 0, 1000, NULL, "level-0 microns per pixel; 0: from the slide's properties"},
+    {"mpp_tolerance", PS_TYPE_FLOAT, "0.05", 0, 0.5, NULL,
+     "relative mpp difference within which a level is used without resizing"},
+    {"tile_size", PS_TYPE_INT, "256", 16, 4096, NULL, "tile side in pixels at the magnification"},
+    {"overlap", PS_TYPE_INT, "0", 0, 4095, NULL, "pixels shared by neighbouring tiles"},
+    {"min_tissue", PS_TYPE_FLOAT, "0.5", 0, 1, NULL, "keep tiles with at least this fraction of tissue"},
+    {"thumb_factor", PS_TYPE_INT, "16", 1, 4096, NULL, "level-0 pixels per tissue-mask cell"},
+    {"tissue", PS_TYPE_ENUM, "otsu", PS_NO_RANGE, "otsu|fixed", "saturation threshold: Otsu or `tissue_threshold`"},
+    {"tissue_threshold", PS_TYPE_FLOAT, "0.07", 0, 1, NULL, "saturation threshold when tissue: fixed"},
+    {"target", PS_TYPE_STRING, "", PS_NO_RANGE, NULL,
+     "query target; \"\": tumour with annotations, tissue without"},
+    {"organ", PS_TYPE_STRING, "colonic", PS_NO_RANGE, NULL, "organ word used in reasoning chains"},
+    {"keep_empty", PS_TYPE_BOOL, "false", PS_NO_RANGE, NULL, "keep tiles whose annotation mask is empty"},
+    {"min_component", PS_TYPE_INT, "16", 1, 1e6, NULL, "pixels of the smallest mask piece the descriptors count"},
+    {"png_compression", PS_TYPE_INT, "6", 0, 9, NULL, "PNG deflate level (6: zlib's and Pillow's default)"},
+    {"png_filter", PS_TYPE_ENUM, "none", PS_NO_RANGE, "none|sub|up|paeth|all",
+     "PNG row filter: none is fastest; all (adaptive, as Pillow) gives ~25% smaller tiles at ~2x the time"},
+    {"seed", PS_TYPE_INT, "1", 0, 1e15, NULL, "seed of splits and reasoning chains"},
+    {"workers", PS_TYPE_INT, "1", 1, 256, NULL, "threads; slides run in parallel, spare threads share tiles"},
+    {"job_index", PS_TYPE_INT, "-1", -1, 1e6, NULL,
+     "this job's index in an array of job_count; -1: SLURM_ARRAY_TASK_ID or 0"},
+    {"job_count", PS_TYPE_INT, "0", 0, 1e6, NULL, "jobs sharing the slides; 0: SLURM_ARRAY_TASK_COUNT or 1"},
+    {"merge_only", PS_TYPE_BOOL, "false", PS_NO_RANGE, NULL, "only merge the finished slides' manifests"},
+    {NULL},
+};
+
+typedef struct {
+  pp_config cfg;
+  GPtrArray *jobs; /* pp_slide_job*, all slides */
+  int workers;
+  int64_t job_index, job_count;
+  gboolean merge_only;
+} stage;
+
+static void job_free(pp_slide_job *j) {
+  g_free(j->path);
+  g_free(j->annotations);
+  g_free(j->stem);
+  g_free(j);
+}
+
+static void stage_destroy(void *self) {
+  stage *st = self;
+  if (!st) return;
+  g_free(st->cfg.out_dir);
+  g_free(st->cfg.target);
+  g_free(st->cfg.tissue);
+  g_free(st->cfg.organ);
+  g_strfreev(st->cfg.exclude_groups);
+  if (st->jobs) g_ptr_array_unref(st->jobs);
+  g_free(st);
+}
+
+/* The slide's file name without its extension. */
+static char *stem_of(const char *path) {
+  char *base = g_path_get_basename(path);
+  char *dot = strrchr(base, '.');
+  if (dot && dot != base) *dot = '\0';
+  return base;
+}
+
+static void add_job(stage *st, const char *path, const char *annotations, const char *annotation_dir) {
+  pp_slide_job *j = g_new0(pp_slide_job, 1);
+  j->path = g_strdup(path);
+  j->stem = stem_of(path);
+  j->annotations = annotations && *annotations ? g_strdup(annotations) : NULL;
+  static const char *const exts[] = {".geojson", ".json", ".xml"};
+  for (size_t e = 0; !j->annotations && annotation_dir && *annotation_dir && e < G_N_ELEMENTS(exts); e++) {
+    g_autofree char *name = g_strconcat(j->stem, exts[e], NULL);
+    char *p = g_build_filename(annotation_dir, name, NULL);
+    if (g_file_test(p, G_FILE_TEST_IS_REGULAR))
+      j->annotations = p;
+    else
+      g_free(p);
+  }
+  g_ptr_array_add(st->jobs, j);
+}
+
+static gboolean read_slide_list(stage *st, const char *list, const char *annotation_dir, GError **error) {
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents(list, &text, NULL, error)) return FALSE;
+  g_autofree char *base = g_path_get_dirname(list);
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (size_t i = 0; lines[i]; i++) {
+    char *line = g_strstrip(lines[i]);
+    if (!*line || *line == '#') continue;
+    g_auto(GStrv) f = g_strsplit(line, "\t", 2);
+    g_autofree char *path = g_path_is_absolute(f[0]) ? g_strdup(f[0]) : g_build_filename(base, f[0], NULL);
+    g_autofree char *ann = NULL;
+    if (f[1] && *g_strstrip(f[1]))
+      ann = g_path_is_absolute(f[1]) ? g_strdup(f[1]) : g_build_filename(base, f[1], NULL);
+    add_job(st, path, ann, annotation_dir);
+  }
+  return TRUE;
+}
+
+static int64_t env_int(const char *name, int64_t fallback) {
+  const char *v = g_getenv(name);
+  char *end = NULL;
+  if (!v || !*v) return fallback;
+  int64_t x = g_ascii_strtoll(v, &end, 10);
+  return end && *end == '\0' ? x : fallback;
+}
+
+static void *stage_create(const ps_config *c, ps_context *ctx, GError **error) {
+  if (!ps_png_init(error) || !ps_slide_init_vips(error)) return NULL;
+  stage *st = g_new0(stage, 1);
+  pp_config *cfg = &st->cfg;
+  st->jobs = g_ptr_array_new_with_free_func((GDestroyNotify)job_free);
+  cfg->out_dir = g_strdup(ps_config_string(c, "out_dir"));
+  cfg->target = g_strdup(ps_config_string(c, "target"));
+  cfg->tissue = g_strdup(ps_config_string(c, "tissue"));
+  cfg->organ = g_strdup(ps_config_string(c, "organ"));
+  cfg->tissue_threshold = ps_config_float(c, "tissue_threshold");
+  cfg->magnification = (int)ps_config_int(c, "magnification");
+  cfg->mpp = ps_config_float(c, "mpp");
+  cfg->mpp_tolerance = ps_config_float(c, "mpp_tolerance");
+  cfg->tile_size = (int)ps_config_int(c, "tile_size");
+  cfg->overlap = (int)ps_config_int(c, "overlap");
+  cfg->thumb_factor = (int)ps_config_int(c, "thumb_factor");
+  cfg->min_component = (int)ps_config_int(c, "min_component");
+  cfg->min_tissue = ps_config_float(c, "min_tissue");
+  cfg->keep_empty = ps_config_bool(c, "keep_empty");
+  cfg->seed = (uint64_t)ps_config_int(c, "seed");
+  cfg->png_compression = (int)ps_config_int(c, "png_compression");
+  static const struct {
+    const char *name;
+    int flags;
+  } filters[] = {{"none", VIPS_FOREIGN_PNG_FILTER_NONE}, {"sub", VIPS_FOREIGN_PNG_FILTER_SUB},
+                 {"up", VIPS_FOREIGN_PNG_FILTER_UP},     {"paeth", VIPS_FOREIGN_PNG_FILTER_PAETH},
+                 {"all", VIPS_FOREIGN_PNG_FILTER_ALL}};
+  for (size_t i = 0; i < G_N_ELEMENTS(filters); i++)
+    if (strcmp(ps_config_string(c, "png_filter"), filters[i].name) == 0) cfg->png_filter = filters[i].flags;
+  size_t ne = 0;
+  const char *const *ex = ps_config_string_list(c, "exclude_groups", &ne);
+  cfg->exclude_groups = g_new0(char *, ne + 1);
+  for (size_t i = 0; i < ne; i++) cfg->exclude_groups[i] = g_strdup(ex[i]);
+  st->workers = (int)ps_config_int(c, "workers");
+  st->merge_only = ps_config_bool(c, "merge_only");
+  if (cfg->magnification != 5 && cfg->magnification != 10 && cfg->magnification != 20 && cfg->magnification != 40) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "magnification: %d is not one of 5, 10, 20, 40", cfg->magnification);
+    goto fail;
+  }
+  if (cfg->overlap >= cfg->tile_size) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "overlap: %d must be smaller than tile_size %d", cfg->overlap,
+                cfg->tile_size);
+    goto fail;
+  }
+
+  const char *adir = ps_config_string(c, "annotation_dir");
+  size_t ns = 0, na = 0;
+  const char *const *slides = ps_config_string_list(c, "slides", &ns);
+  const char *const *anns = ps_config_string_list(c, "annotations", &na);
+  if (na && na != ns) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "annotations: %zu entries for %zu slides (use \"\" for none)", na,
+                ns);
+    goto fail;
+  }
+  for (size_t i = 0; i < ns; i++) add_job(st, slides[i], na ? anns[i] : NULL, adir);
+  const char *list = ps_config_string(c, "slide_list");
+  if (*list && !read_slide_list(st, list, adir, error)) {
+    g_prefix_error(error, "slide_list: ");
+    goto fail;
+  }
+  if (st->jobs->len == 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "slides: no slide given (slides or slide_list)");
+    goto fail;
+  }
+  /* Each slide's outputs live under its stem: two slides may not share one. */
+  g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+  for (guint i = 0; i < st->jobs->len; i++) {
+    pp_slide_job *j = g_ptr_array_index(st->jobs, i);
+    const char *other = g_hash_table_lookup(seen, j->stem);
+    if (other) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "slides: %s and %s have the same name '%s'", other, j->path,
+                  j->stem);
+      goto fail;
+    }
+    g_hash_table_insert(seen, j->stem, j->path);
+  }
+
+  st->job_count = ps_config_int(c, "job_count");
+  st->job_index = ps_config_int(c, "job_index");
+  if (st->job_count <= 0) st->job_count = MAX(env_int("SLURM_ARRAY_TASK_COUNT", 1), 1);
+  if (st->job_index < 0)
+    st->job_index = env_int("SLURM_ARRAY_TASK_ID", 0) - env_int("SLURM_ARRAY_TASK_MIN", 0);
+  if (st->job_index < 0 || st->job_index >= st->job_count) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "job_index: %" G_GINT64_FORMAT " is not in 0..%" G_GINT64_FORMAT,
+                st->job_index, st->job_count - 1);
+    goto fail;
+  }
+  return st;
+fail:
+  stage_destroy(st);
+  return NULL;
+}
+
+typedef struct {
+  stage *st;
+  GPtrArray *mine;
+  gint next, ok, skipped;
+  int tile_threads;
+  pp_shared *sh;
+  char *first_skip; /* the first skip's reason, for the error when nothing is usable */
+} pool;
+
+static gpointer worker(gpointer data) {
+  pool *p = data;
+  for (;;) {
+    int i = g_atomic_int_add(&p->next, 1);
+    if (i >= (int)p->mine->len) break;
+    const pp_slide_job *job = g_ptr_array_index(p->mine, i);
+    pp_job_result r;
+    GError *e = NULL;
+    if (pp_slide_job_run(&p->st->cfg, job, p->tile_threads, p->sh, &r, &e)) {
+      g_atomic_int_inc(&p->ok);
+      if (r.tiles || r.written)
+        pp_log(p->sh, "slide %s: %" G_GINT64_FORMAT " tiles (%" G_GINT64_FORMAT " written, %" G_GINT64_FORMAT
+                      " with an empty mask skipped)",
+               job->path, r.tiles, r.written, r.skipped_empty);
+      else
+        pp_log(p->sh, "slide %s: already done", job->path);
+    } else {
+      g_atomic_int_inc(&p->skipped);
+      /* Slide errors name the slide already; others (annotation files) get it here. */
+      if (strstr(e->message, job->path))
+        pp_log(p->sh, "skipped: %s", e->message);
+      else
+        pp_log(p->sh, "skipped slide %s: %s", job->path, e->message);
+      g_mutex_lock(&p->sh->lock);
+      if (!p->first_skip) p->first_skip = g_strdup(e->message);
+      g_mutex_unlock(&p->sh->lock);
+      g_error_free(e);
+    }
+  }
+  return NULL;
+}
+
+static gboolean stage_run(void *self, ps_run *run, GError **error) {
+  stage *st = self;
+  pp_config *cfg = &st->cfg;
+  if (g_mkdir_with_parents(cfg->out_dir, 0755) != 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_IO, "out_dir: cannot create %s", cfg->out_dir);
+    return FALSE;
+  }
+  pp_shared sh = {run, {0}, 0, 0};
+  g_mutex_init(&sh.lock);
+  gboolean ok = TRUE;
+  if (!st->merge_only) {
+    g_autoptr(GPtrArray) mine = g_ptr_array_new();
+    for (guint i = 0; i < st->jobs->len; i++)
+      if ((int64_t)i % st->job_count == st->job_index) g_ptr_array_add(mine, g_ptr_array_index(st->jobs, i));
+    int nw = MAX(1, MIN(st->workers, (int)mine->len));
+    pool p = {st, mine, 0, 0, 0, MAX(1, st->workers / nw), &sh, NULL};
+    ps_run_log(run, "job %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ": %u of %u slides, %d worker(s) x %d tile thread(s)",
+               st->job_index, st->job_count, mine->len, st->jobs->len, nw, p.tile_threads);
+    GThread **threads = g_new0(GThread *, nw);
+    for (int t = 1; t < nw; t++) threads[t] = g_thread_new("preprocess", worker, &p);
+    worker(&p);
+    for (int t = 1; t < nw; t++) g_thread_join(threads[t]);
+    g_free(threads);
+    ps_run_log(run, "%d slide(s) done, %d skipped", p.ok, p.skipped);
+    if (ps_run_cancelled(run)) {
+      g_free(p.first_skip);
+      g_mutex_clear(&sh.lock);
+      return TRUE; /* finished tiles stay; rerunning resumes */
+    }
+    if (mine->len > 0 && p.ok == 0) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "no usable slide: all %u skipped (reasons in the log; first: %s)",
+                  mine->len, p.first_skip ? p.first_skip : "?");
+      ok = FALSE;
+    }
+    g_free(p.first_skip);
+  }
+  g_mutex_clear(&sh.lock);
+  if (!ok) return FALSE;
+  guint pending = 0;
+  for (guint i = 0; i < st->jobs->len; i++)
+    pending += !pp_slide_done(cfg, ((pp_slide_job *)g_ptr_array_index(st->jobs, i))->stem);
+  /* A single job has tried every slide: it merges what is done. In an array,
+   * the job that finds every slide done merges (or a later merge_only run). */
+  if (pending && !st->merge_only && st->job_count > 1) {
+    ps_run_log(run, "merge: %u slide(s) not done yet (other jobs, or skipped); rerun with merge_only: true", pending);
+    return TRUE;
+  }
+  int64_t rows = 0;
+  gboolean rewritten = FALSE;
+  if (!pp_merge(cfg, st->jobs, &rows, &rewritten, error)) return FALSE;
+  ps_run_log(run, "merge: %s/manifest.jsonl, %" G_GINT64_FORMAT " rows from %u slide(s)%s", cfg->out_dir, rows,
+             st->jobs->len - pending, rewritten ? "" : " (unchanged)");
+  if (rows == 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "merge: no finished slide in %s", cfg->out_dir);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static const ps_port_desc no_ports[] = {{NULL}};
+static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run};
+static const void *capability(const char *name) { return strcmp(name, "stage") == 0 ? &stage_iface : NULL; }
+static const ps_component_vtable vtable = {
+    sizeof(ps_component_vtable), stage_create, stage_destroy, NULL, NULL, NULL,
+};
+static const ps_component_desc desc = {
+    sizeof(ps_component_desc), PS_KIND_STAGE, "stage.preprocess_slides",
+    "Cuts whole-slide images into tissue tiles at 5/10/20/40x with masks from ASAP XML or GeoJSON polygons, "
+    "template queries and reasoning chains: one resumable job per slide (threads, Slurm arrays), PNGs and "
+    "per-slide manifests merged into one manifest with splits grouped by slide.",
+    keys, no_ports, no_ports, &vtable, capability,
+};
+static const ps_component_desc *const components[] = {&desc, NULL};
+static const ps_plugin_desc plugin = {
+    PS_PLUGIN_HEADER,
+    .name = "preprocess",
+    .version = "0.1.0",
+    .license = "MIT",
+    .description = "Whole-slide preprocessing (tiles, masks, reasoning chains, manifests) through libvips.",
+    .components = components,
+};
+
+PS_PLUGIN_EXPORT const ps_plugin_desc *ps_plugin_query(void) { return &plugin; }

@@ -1,0 +1,67 @@
+/* preprocess.h — what the files of the `preprocess` plugin share: the
+ * resolved configuration of stage.preprocess_slides, the per-slide job
+ * (slide_job.c) and the merge of per-slide manifests (merge.c).
+ *
+ * Output layout (out_dir):
+ *   <stem>/tiles/<x>_<y>.png   RGB tiles (x, y: level-0 top-left corner)
+ *   <stem>/masks/<x>_<y>.png   0/255 masks
+ *   <stem>/manifest.jsonl      the slide's rows (paths relative to <stem>/)
+ *   <stem>/done                written last: the slide is finished
+ *   manifest.jsonl             all slides (paths relative to out_dir) */
+#pragma once
+
+#include <glib.h>
+#include <pathseg/run.h>
+#include <stdint.h>
+
+typedef struct pp_config {
+  char *out_dir;
+  char *target;
+  char *organ;            /* word in the reasoning chains */
+  char *tissue;           /* "otsu" | "fixed" */
+  double tissue_threshold; /* saturation threshold for "fixed" */
+  int magnification;      /* 5, 10, 20, 40 */
+  double mpp;             /* override; 0: from the slide */
+  double mpp_tolerance;   /* relative: a level this close to the wanted mpp is read as is */
+  int tile_size, overlap, thumb_factor, min_component;
+  double min_tissue;
+  gboolean keep_empty;    /* keep tiles whose annotation mask is empty */
+  char **exclude_groups;  /* NULL-terminated */
+  uint64_t seed;
+  int png_compression;    /* deflate level 0..9 */
+  int png_filter;         /* VipsForeignPngFilter flags */
+} pp_config;
+
+/* One slide to process. */
+typedef struct pp_slide_job {
+  char *path, *annotations, *stem;
+} pp_slide_job;
+
+/* Thread-safe logging and progress shared by the jobs of one run. */
+typedef struct pp_shared {
+  ps_run *run;
+  GMutex lock;
+  int64_t tiles_done, tiles_total;
+} pp_shared;
+
+void pp_log(pp_shared *sh, const char *format, ...) G_GNUC_PRINTF(2, 3);
+void pp_progress(pp_shared *sh, int64_t add_done, int64_t add_total, const char *stem);
+
+typedef struct pp_job_result {
+  int64_t tiles, written, skipped_empty;
+  gboolean done; /* finished now or before */
+} pp_job_result;
+
+/* Processes one slide with `threads` tile threads. FALSE (with the reason in
+ * error) when the slide is skipped: unreadable, no mpp, empty mask,
+ * cancelled. Writes the per-slide manifest and `done` only on success. */
+gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int threads, pp_shared *sh,
+                          pp_job_result *result, GError **error);
+
+/* out_dir/<stem>/done exists. */
+gboolean pp_slide_done(const pp_config *cfg, const char *stem);
+
+/* Concatenates the per-slide manifests of `jobs` that are done into
+ * out_dir/manifest.jsonl (atomically, rewritten only when its content
+ * changes); splits 8:1:1 grouped by slide. *rows: rows written. */
+gboolean pp_merge(const pp_config *cfg, GPtrArray *jobs, int64_t *rows, gboolean *rewritten, GError **error);
