@@ -14,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
   libonnx-testdata
+  chromium
 )
 if [[ "${1:-}" == "--peers" ]]; then
   packages+=(python3-torch python3-openslide python3-pil python3-numpy hyperfine)

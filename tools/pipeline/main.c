@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "build_config.h"
+#include "commands.h"
 
 typedef struct {
   char **plugin_paths;
@@ -35,7 +36,9 @@ static int usage(void) {
           "  run FILE [--set KEY=VALUE]... [--resume RUN] [--dry-run] [--quiet]\n"
           "  fixture [--data-dir DIR]... FILE...   run reference fixtures and compare\n"
           "  dataset check MANIFEST                report missing files, size mismatches, empty masks\n"
-          "  dataset review MANIFEST [--approve N | --revise N TEXT] [--reviewer NAME]\n");
+          "  dataset review MANIFEST [--approve N | --revise N TEXT] [--reviewer NAME]\n"
+          "  segment IMAGE \"QUERY\" [--model RUN] [--reference IMAGE MASK] [--slide SLIDE ...] [--out DIR]\n"
+          "  compare RUN... [--out FILE.md] [--csv FILE.csv]   several runs' results in one table\n");
   return 2;
 }
 
@@ -355,6 +358,11 @@ int main(int argc, char **argv) {
     status = cmd_fixture(&c, rest, args);
   else if (strcmp(cmd, "dataset") == 0)
     status = cmd_dataset(&c, rest, args);
+  else if (strcmp(cmd, "segment") == 0) {
+    load_plugins(&c, FALSE);
+    status = ps_cmd_segment(c.reg, rest, args);
+  } else if (strcmp(cmd, "compare") == 0)
+    status = ps_cmd_compare(rest, args);
   else {
     fprintf(stderr, "pipeline: unknown command '%s'\n", cmd);
     status = usage();
