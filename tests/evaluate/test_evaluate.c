@@ -217,7 +217,9 @@ static char *train(void) {
                    "stages.ssl_pretrain.enabled=false", "--set", "stages.sft.steps=4", "--set",
                    "stages.sft.batch_size=2", "--set", "stages.sft.lr=3e-3", "--set",
                    "stages.sft.warmup_steps=1", "--set", "stages.sft.eval_every=0", "--set",
-                   "stages.sft.eval_batches=1", "--set", "stages.sft.checkpoint_every=0", NULL);
+                   "stages.sft.eval_batches=1", "--set", "stages.sft.checkpoint_every=0", "--set",
+                   "stages.so_grpo.enabled=false", "--set", "stages.evaluate.enabled=false", "--set",
+                   "stages.report.enabled=false", NULL);
   PS_CHECK_MSG(rc == 0, "training failed (%d)", rc);
   const char *p = out ? strstr(out, "run finished: ") : NULL;
   if (!p) return NULL;

@@ -111,7 +111,9 @@ int main(int argc, char **argv) {
   g_autofree char *out_set = g_strdup_printf("stages.build.out_dir=%s", data);
   const char *build[] = {out_set, "stages.build.tiles=24", "stages.build.zeroshot_tiles=4",
                          "stages.build.patients=6", "stages.vlm_pretrain.enabled=false",
-                         "stages.sft.enabled=false", NULL};
+                         "stages.sft.enabled=false", "stages.ssl_pretrain.enabled=false",
+                         "stages.so_grpo.enabled=false", "stages.evaluate.enabled=false",
+                         "stages.report.enabled=false", NULL};
   PS_CHECK_OK(run_file(quick, build, NULL, &error), error);
   manifest = g_build_filename(data, "manifest.jsonl", NULL);
 
