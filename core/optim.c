@@ -1,6 +1,7 @@
 /* optim.c — AdamW with decoupled weight decay, global-norm clipping and the
  * learning-rate schedules (see optim.h). */
 #include <math.h>
+#include <pathseg/config.h>
 #include <pathseg/optim.h>
 #include <string.h>
 
@@ -193,4 +194,20 @@ double ps_schedule_lr(const ps_schedule *s, int64_t step) {
     return s->lr / (1.0 + s->eta * (double)step);
   }
   return s->lr;
+}
+
+void ps_optim_from_config(const ps_config *cfg, int64_t total_steps, ps_schedule *schedule,
+                          ps_adamw_config *adamw) {
+  memset(schedule, 0, sizeof *schedule);
+  ps_schedule_from_name(ps_config_string(cfg, "schedule"), &schedule->kind);
+  schedule->lr = ps_config_float(cfg, "lr");
+  schedule->min_lr = ps_config_float(cfg, "min_lr");
+  schedule->eta = ps_config_float(cfg, "eta");
+  schedule->warmup_steps = ps_config_int(cfg, "warmup_steps");
+  schedule->total_steps = total_steps;
+  *adamw = ps_adamw_defaults();
+  adamw->beta1 = ps_config_float(cfg, "beta1");
+  adamw->beta2 = ps_config_float(cfg, "beta2");
+  adamw->weight_decay = ps_config_float(cfg, "weight_decay");
+  adamw->clip_norm = ps_config_float(cfg, "clip_norm");
 }

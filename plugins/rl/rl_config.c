@@ -139,16 +139,6 @@ void *rl_config_create(const ps_config *cfg, gboolean grpo, GError **error) {
   c->stop_after = ps_config_int(cfg, "stop_after_steps");
   c->seed = (uint64_t)ps_config_int(cfg, "seed");
   c->dump_rollouts = ps_config_bool(cfg, "dump_rollouts");
-  ps_schedule_from_name(ps_config_string(cfg, "schedule"), &c->schedule.kind);
-  c->schedule.lr = ps_config_float(cfg, "lr");
-  c->schedule.min_lr = ps_config_float(cfg, "min_lr");
-  c->schedule.eta = ps_config_float(cfg, "eta");
-  c->schedule.warmup_steps = ps_config_int(cfg, "warmup_steps");
-  c->schedule.total_steps = c->steps;
-  c->adamw = ps_adamw_defaults();
-  c->adamw.beta1 = ps_config_float(cfg, "beta1");
-  c->adamw.beta2 = ps_config_float(cfg, "beta2");
-  c->adamw.weight_decay = ps_config_float(cfg, "weight_decay");
-  c->adamw.clip_norm = ps_config_float(cfg, "clip_norm");
+  ps_optim_from_config(cfg, c->steps, &c->schedule, &c->adamw);
   return c;
 }

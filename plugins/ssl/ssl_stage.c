@@ -157,17 +157,7 @@ static void *stage_create(const ps_config *cfg, ps_context *ctx, GError **error)
   s->checkpoint_every = ps_config_int(cfg, "checkpoint_every");
   s->stop_after = ps_config_int(cfg, "stop_after_steps");
   s->seed = (uint64_t)ps_config_int(cfg, "seed");
-  ps_schedule_from_name(ps_config_string(cfg, "schedule"), &s->schedule.kind);
-  s->schedule.lr = ps_config_float(cfg, "lr");
-  s->schedule.min_lr = ps_config_float(cfg, "min_lr");
-  s->schedule.eta = ps_config_float(cfg, "eta");
-  s->schedule.warmup_steps = ps_config_int(cfg, "warmup_steps");
-  s->schedule.total_steps = s->steps;
-  s->adamw = ps_adamw_defaults();
-  s->adamw.beta1 = ps_config_float(cfg, "beta1");
-  s->adamw.beta2 = ps_config_float(cfg, "beta2");
-  s->adamw.weight_decay = ps_config_float(cfg, "weight_decay");
-  s->adamw.clip_norm = ps_config_float(cfg, "clip_norm");
+  ps_optim_from_config(cfg, s->steps, &s->schedule, &s->adamw);
   return s;
 }
 

@@ -123,17 +123,7 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     fit_destroy(f);
     return NULL;
   }
-  ps_schedule_from_name(ps_config_string(cfg, "schedule"), &f->schedule.kind);
-  f->schedule.lr = ps_config_float(cfg, "lr");
-  f->schedule.min_lr = ps_config_float(cfg, "min_lr");
-  f->schedule.eta = ps_config_float(cfg, "eta");
-  f->schedule.warmup_steps = ps_config_int(cfg, "warmup_steps");
-  f->schedule.total_steps = f->steps;
-  f->adamw = ps_adamw_defaults();
-  f->adamw.beta1 = ps_config_float(cfg, "beta1");
-  f->adamw.beta2 = ps_config_float(cfg, "beta2");
-  f->adamw.weight_decay = ps_config_float(cfg, "weight_decay");
-  f->adamw.clip_norm = ps_config_float(cfg, "clip_norm");
+  ps_optim_from_config(cfg, f->steps, &f->schedule, &f->adamw);
   return f;
 }
 

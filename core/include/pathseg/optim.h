@@ -61,4 +61,11 @@ typedef struct ps_schedule {
 gboolean ps_schedule_from_name(const char *name, ps_schedule_kind *out);
 double ps_schedule_lr(const ps_schedule *s, int64_t step);
 
+/* Reads the optimizer keys every training stage declares in its schema —
+ * lr, min_lr, schedule (constant|cosine|robbins_monro), warmup_steps, eta,
+ * beta1, beta2, weight_decay, clip_norm — into a schedule over `total_steps`
+ * and an AdamW configuration. The stage keeps its own defaults in its schema. */
+void ps_optim_from_config(const ps_config *cfg, int64_t total_steps, ps_schedule *schedule,
+                          ps_adamw_config *adamw);
+
 G_END_DECLS
