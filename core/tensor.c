@@ -435,3 +435,11 @@ uint16_t ps_f32_to_f16(float f) {
   const uint32_t r = mm & ((1u << s) - 1u);
   return (uint16_t)(sign | round_rne(q, r, 1u << (s - 1)));
 }
+
+gboolean ps_tensor_ensure(ps_tensor **t, ps_dtype dtype, int32_t ndim, const int64_t *shape,
+                          GError **error) {
+  if (*t && (*t)->dtype == dtype && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
+  ps_tensor_free(*t);
+  *t = ps_tensor_new(dtype, ndim, shape, error);
+  return *t != NULL;
+}

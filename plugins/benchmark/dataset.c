@@ -246,13 +246,6 @@ static int64_t bench_size(void *self, const char *split) {
   return s < 0 ? 0 : (int64_t)b->splits[s]->len;
 }
 
-static gboolean ensure(ps_tensor **t, ps_dtype dt, int32_t nd, const int64_t *shape, GError **error) {
-  if (*t && (*t)->dtype == dt && ps_tensor_has_shape(*t, nd, shape)) return TRUE;
-  ps_tensor_free(*t);
-  *t = ps_tensor_new(dt, nd, shape, error);
-  return *t != NULL;
-}
-
 static const ps_ports *bench_batch(void *self, const char *split, const int64_t *indices, size_t n,
                                    ps_rng *rng, GError **error) {
   bench *b = self;
@@ -260,9 +253,9 @@ static const ps_ports *bench_batch(void *self, const char *split, const int64_t 
   int s = split_index(split);
   const int64_t S = b->size, T = b->max_len, B = (int64_t)n;
   const int64_t is[4] = {B, 3, S, S}, ms[4] = {B, 1, S, S}, ts[2] = {B, T}, bs[1] = {B};
-  if (s < 0 || !ensure(&b->image, PS_DTYPE_F32, 4, is, error) || !ensure(&b->maskf, PS_DTYPE_F32, 4, ms, error) ||
-      !ensure(&b->ids, PS_DTYPE_I32, 2, ts, error) || !ensure(&b->labels, PS_DTYPE_I32, 2, ts, error) ||
-      !ensure(&b->seg, PS_DTYPE_I32, 1, bs, error) || !ensure(&b->lens, PS_DTYPE_I32, 1, bs, error))
+  if (s < 0 || !ps_tensor_ensure(&b->image, PS_DTYPE_F32, 4, is, error) || !ps_tensor_ensure(&b->maskf, PS_DTYPE_F32, 4, ms, error) ||
+      !ps_tensor_ensure(&b->ids, PS_DTYPE_I32, 2, ts, error) || !ps_tensor_ensure(&b->labels, PS_DTYPE_I32, 2, ts, error) ||
+      !ps_tensor_ensure(&b->seg, PS_DTYPE_I32, 1, bs, error) || !ps_tensor_ensure(&b->lens, PS_DTYPE_I32, 1, bs, error))
     return NULL;
   for (int64_t k = 0; k < B; k++) {
     if (indices[k] < 0 || indices[k] >= (int64_t)b->splits[s]->len) {

@@ -81,13 +81,12 @@ static ps_param_list linear_params(void *self) {
   return (ps_param_list){l->params, l->bias ? 2 : 1};
 }
 
-/* Keeps `*t` when it already has the shape, else replaces it: after the first
- * step with a given batch size nothing is allocated. */
+/* Outputs live in tensors the component keeps: ps_tensor_ensure reallocates
+ * only when the shape changes, so after the first step with a given batch
+ * size nothing is allocated. */
 static gboolean ensure(ps_tensor **t, int64_t rows, int64_t cols, GError **error) {
-  if (*t && (*t)->shape[0] == rows && (*t)->shape[1] == cols) return TRUE;
-  ps_tensor_free(*t);
-  *t = ps_tensor_new4(PS_DTYPE_F32, rows, cols, -1, -1, error);
-  return *t != NULL;
+  const int64_t shape[2] = {rows, cols};
+  return ps_tensor_ensure(t, PS_DTYPE_F32, 2, shape, error);
 }
 
 static gboolean linear_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,

@@ -8,12 +8,9 @@
 #include <pathseg/plugin.h>
 #include <string.h>
 
-/* Keeps *t when its shape already matches, so the steady state allocates nothing. */
+/* F32 outputs kept between steps (ps_tensor_ensure). */
 static gboolean ensure(ps_tensor **t, int32_t ndim, const int64_t *shape, GError **error) {
-  if (*t && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
-  ps_tensor_free(*t);
-  *t = ps_tensor_new(PS_DTYPE_F32, ndim, shape, error);
-  return *t != NULL;
+  return ps_tensor_ensure(t, PS_DTYPE_F32, ndim, shape, error);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -126,10 +126,7 @@ void sam_buf_free(sam_buf *b) {
 }
 
 gboolean sam_tensor_ensure(ps_tensor **t, int32_t ndim, const int64_t *shape, GError **error) {
-  if (*t && ps_tensor_has_shape(*t, ndim, shape) && (*t)->dtype == PS_DTYPE_F32) return TRUE;
-  ps_tensor_free(*t);
-  *t = ps_tensor_new(PS_DTYPE_F32, ndim, shape, error);
-  return *t != NULL;
+  return ps_tensor_ensure(t, PS_DTYPE_F32, ndim, shape, error);
 }
 
 float *sam_scratch(ps_context *ctx, int64_t n, GError **error) {

@@ -122,10 +122,7 @@ void ssl_buf_free(ssl_buf *b) {
 
 gboolean ssl_tensor_ensure(ps_tensor **t, ps_dtype dtype, int32_t ndim, const int64_t *shape,
                            GError **error) {
-  if (*t && (*t)->dtype == dtype && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
-  ps_tensor_free(*t);
-  *t = ps_tensor_new(dtype, ndim, shape, error);
-  return *t != NULL;
+  return ps_tensor_ensure(t, dtype, ndim, shape, error);
 }
 
 float *ssl_scratch(ps_context *ctx, int64_t n) {

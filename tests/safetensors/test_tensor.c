@@ -346,5 +346,20 @@ int main(void) {
   test_check();
   test_f16();
   test_bf16();
+  /* ps_tensor_ensure keeps a tensor of the right dtype and shape, replaces any other. */
+  {
+    ps_tensor *t = NULL;
+    const int64_t a[2] = {3, 4}, b[2] = {4, 3};
+    PS_CHECK(ps_tensor_ensure(&t, PS_DTYPE_F32, 2, a, NULL) && t && t->nbytes == 48);
+    ps_f32(t)[0] = 7.0f;
+    ps_tensor *first = t;
+    PS_CHECK(ps_tensor_ensure(&t, PS_DTYPE_F32, 2, a, NULL) && t == first && ps_f32(t)[0] == 7.0f);
+    PS_CHECK(ps_tensor_ensure(&t, PS_DTYPE_F32, 2, b, NULL) && t->shape[0] == 4 && t->shape[1] == 3);
+    PS_CHECK(ps_tensor_ensure(&t, PS_DTYPE_I32, 2, b, NULL) && t->dtype == PS_DTYPE_I32);
+    const int64_t bad[1] = {-2};
+    GError *error = NULL;
+    PS_CHECK(!ps_tensor_ensure(&t, PS_DTYPE_F32, 1, bad, &error) && t == NULL && error);
+    g_clear_error(&error);
+  }
   return ps_test_finish();
 }

@@ -57,6 +57,12 @@ ps_tensor *ps_tensor_new4(ps_dtype dtype, int64_t d0, int64_t d1, int64_t d2, in
 /* A tensor header over memory the caller keeps alive. */
 ps_tensor *ps_tensor_new_view(ps_dtype dtype, int32_t ndim, const int64_t *shape, void *data,
                               GError **error);
+/* Keeps *t when it already has this dtype and shape; otherwise frees it and
+ * allocates a zeroed one. Components keep their outputs and activations in
+ * tensors like this, so after the first step with a given batch shape
+ * nothing is allocated. */
+gboolean ps_tensor_ensure(ps_tensor **t, ps_dtype dtype, int32_t ndim, const int64_t *shape,
+                          GError **error);
 /* A deep copy (same dtype, CPU). */
 ps_tensor *ps_tensor_copy(const ps_tensor *t, GError **error);
 /* A CPU f32 copy of an f32/f64/bf16/f16/integer tensor. */
