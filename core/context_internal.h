@@ -11,4 +11,5 @@ struct ps_context {
   ps_rng rng;
   GArray *blocks; /* struct scratch_block */
   size_t scratch_grows;
+  struct ps_comm *comm; /* borrowed; NULL = single process */
 };

@@ -24,7 +24,14 @@ struct ps_graph {
   ps_context *ctx;
   node *nodes;
   size_t n;
+  ps_backward_hook hook; /* after each instance's backward, or NULL */
+  void *hook_user;
 };
+
+void ps_graph_set_backward_hook(ps_graph *g, ps_backward_hook hook, void *user) {
+  g->hook = hook;
+  g->hook_user = user;
+}
 
 static size_t count_ports(const ps_port_desc *d) {
   size_t n = 0;
@@ -368,6 +375,7 @@ gboolean ps_graph_backward(ps_graph *g, GError **error) {
       if (!gin || !nd->in.items[k].needs_grad || nd->src_node[k] < 0) continue;
       ok = accumulate(&g->nodes[nd->src_node[k]], (size_t)nd->src_port[k], gin, error);
     }
+    if (ok && g->hook) g->hook(nd->pc->name, g->hook_user);
   }
   /* Clear every seed and every pass mark, also after a failure. */
   for (size_t i = 0; i < g->n; i++) {

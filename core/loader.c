@@ -39,9 +39,11 @@ static void slot_clear(slot *s) {
   s->step = -1;
 }
 
-/* The indices of step `step` into loader->indices. */
+/* The indices of step `step` into loader->indices: with sharding, slice
+ * shard_index of the batch of size batch_size * shard_count. */
 static void step_indices(ps_loader *l, int64_t step) {
-  int64_t first = step * l->opt.batch_size;
+  int64_t shards = l->opt.shard_count > 1 ? l->opt.shard_count : 1;
+  int64_t first = (step * shards + (shards > 1 ? l->opt.shard_index : 0)) * l->opt.batch_size;
   for (int64_t i = 0; i < l->opt.batch_size; i++) {
     int64_t k = first + i, epoch = k / l->n, pos = k % l->n;
     if (!l->opt.shuffle) {
@@ -173,6 +175,11 @@ ps_loader *ps_loader_new(const ps_dataset_iface *dataset, void *self,
   }
   if (options->batch_size <= 0) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "batch size must be positive");
+    return NULL;
+  }
+  if (options->shard_count > 1 && (options->shard_index < 0 || options->shard_index >= options->shard_count)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "shard %d of %d does not exist", options->shard_index,
+                options->shard_count);
     return NULL;
   }
   ps_loader *l = g_new0(ps_loader, 1);

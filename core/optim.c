@@ -1,21 +1,46 @@
 /* optim.c — AdamW with decoupled weight decay, global-norm clipping and the
  * learning-rate schedules (see optim.h). */
 #include <math.h>
+#include <pathseg/comm.h>
 #include <pathseg/config.h>
 #include <pathseg/optim.h>
 #include <string.h>
 
 typedef struct {
   char *key;       /* "INSTANCE/PARAM" */
+  size_t instance_len; /* key[0..instance_len) is the instance name */
   ps_param *param; /* owned by the component */
   ps_tensor *m, *v;
+  guint bucket;    /* data-parallel runs: the bucket its gradient travels in */
+  gboolean ready;  /* its instance's backward is done (this step) */
 } slot;
+
+/* Data-parallel gradient reduction (more than one rank): the gradients are
+ * packed into buckets of about BUCKET_FLOATS floats in backward order (the
+ * last component's parameters first), and each bucket's sum across ranks
+ * starts as soon as the backward passes of all its parameters are done —
+ * while the components before them still run backward — and is waited for
+ * in ps_optim_step. PyTorch DDP buckets the same way (25 MiB there). */
+#define BUCKET_FLOATS ((size_t)4 << 20)
+
+typedef struct {
+  float *flat;           /* (n) packed gradients */
+  size_t n;
+  guint waiting;         /* slots whose gradient is not final yet */
+  ps_comm_request *request; /* in flight, or NULL */
+  gboolean launched;
+} bucket;
 
 struct ps_optim {
   ps_adamw_config cfg;
   GArray *slots; /* slot */
   int64_t step;
   int64_t n_params;
+  ps_graph *graph;
+  ps_comm *comm;     /* ranks; size 1 = no reduction */
+  GArray *buckets;   /* bucket */
+  gboolean overlap;  /* reduce during the current backward pass */
+  gboolean hooked;
 };
 
 ps_adamw_config ps_adamw_defaults(void) {
@@ -32,7 +57,7 @@ typedef struct {
 static void collect(const char *instance, ps_param *p, void *user) {
   collect_ctx *cc = user;
   if (!p->grad || cc->failed) return;
-  slot s = {g_strdup_printf("%s/%s", instance, p->name), p, NULL, NULL};
+  slot s = {g_strdup_printf("%s/%s", instance, p->name), strlen(instance), p, NULL, NULL, 0, FALSE};
   s.m = ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error);
   s.v = s.m ? ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error) : NULL;
   if (!s.v) cc->failed = TRUE;
@@ -40,18 +65,133 @@ static void collect(const char *instance, ps_param *p, void *user) {
   cc->opt->n_params += ps_tensor_numel(p->value);
 }
 
+static void launch(ps_optim *opt, guint b, GError **error);
+
+/* The graph's backward hook: `instance`'s gradients are final. */
+static void on_backward(const char *instance, void *user) {
+  ps_optim *opt = user;
+  if (!opt->overlap) return;
+  size_t len = strlen(instance);
+  for (guint i = 0; i < opt->slots->len; i++) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    if (s->ready || s->instance_len != len || strncmp(s->key, instance, len) != 0) continue;
+    s->ready = TRUE;
+    bucket *bk = &g_array_index(opt->buckets, bucket, s->bucket);
+    /* A failed start is retried (and reported) by ps_optim_step. */
+    if (--bk->waiting == 0) launch(opt, s->bucket, NULL);
+  }
+  ps_comm_progress(opt->comm);
+}
+
+/* Buckets over the slots in reverse order (the order backward finishes). */
+static void make_buckets(ps_optim *opt) {
+  opt->buckets = g_array_new(FALSE, TRUE, sizeof(bucket));
+  bucket cur = {0};
+  for (guint i = opt->slots->len; i-- > 0;) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    size_t n = (size_t)ps_tensor_numel(s->param->grad);
+    if (cur.n > 0 && cur.n + n > BUCKET_FLOATS) {
+      g_array_append_val(opt->buckets, cur);
+      memset(&cur, 0, sizeof cur);
+    }
+    s->bucket = opt->buckets->len;
+    cur.n += n;
+    cur.waiting++;
+  }
+  if (cur.n > 0) g_array_append_val(opt->buckets, cur);
+  for (guint b = 0; b < opt->buckets->len; b++) {
+    bucket *bk = &g_array_index(opt->buckets, bucket, b);
+    bk->flat = g_new(float, bk->n);
+  }
+}
+
 ps_optim *ps_optim_new(ps_graph *g, const ps_adamw_config *cfg, GError **error) {
   g_autoptr(ps_optim) opt = g_new0(ps_optim, 1);
   opt->cfg = cfg ? *cfg : ps_adamw_defaults();
   opt->slots = g_array_new(FALSE, TRUE, sizeof(slot));
+  opt->graph = g;
+  opt->comm = ps_context_comm(ps_graph_context(g));
   collect_ctx cc = {opt, error, FALSE};
   ps_graph_visit_params(g, collect, &cc);
   if (cc.failed) return NULL;
+  if (ps_comm_size(opt->comm) > 1) {
+    make_buckets(opt);
+    ps_graph_set_backward_hook(g, on_backward, opt);
+    opt->hooked = TRUE;
+  }
   return g_steal_pointer(&opt);
+}
+
+void ps_optim_reduce_during_backward(ps_optim *opt) { opt->overlap = ps_comm_size(opt->comm) > 1; }
+
+/* Packs bucket b's gradients and starts their sum across ranks. */
+static void launch(ps_optim *opt, guint b, GError **error) {
+  bucket *bk = &g_array_index(opt->buckets, bucket, b);
+  if (bk->launched) return;
+  size_t at = 0;
+  for (guint i = opt->slots->len; i-- > 0;) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    if (s->bucket != b) continue;
+    size_t n = (size_t)ps_tensor_numel(s->param->grad);
+    memcpy(bk->flat + at, s->param->grad->data, n * sizeof(float));
+    at += n;
+  }
+  bk->request = ps_comm_iallreduce_f32(opt->comm, bk->flat, bk->n, error);
+  bk->launched = bk->request != NULL;
+}
+
+/* Finishes every bucket's reduction and leaves each gradient the mean over
+ * ranks (the ranks' losses are means over their shards). */
+static gboolean reduce_grads(ps_optim *opt, GError **error) {
+  const float inv = 1.0f / (float)ps_comm_size(opt->comm);
+  gboolean ok = TRUE;
+  for (guint b = 0; b < opt->buckets->len; b++) {
+    bucket *bk = &g_array_index(opt->buckets, bucket, b);
+    if (ok && !bk->launched) {
+      launch(opt, b, error);
+      ok = bk->launched;
+    }
+  }
+  for (guint b = 0; b < opt->buckets->len; b++) {
+    bucket *bk = &g_array_index(opt->buckets, bucket, b);
+    if (bk->launched && !ps_comm_wait(bk->request, ok ? error : NULL)) ok = FALSE;
+    bk->request = NULL;
+    bk->launched = FALSE;
+    bk->waiting = 0;
+  }
+  for (guint i = opt->slots->len; i-- > 0;) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    g_array_index(opt->buckets, bucket, s->bucket).waiting++;
+    s->ready = FALSE;
+  }
+  opt->overlap = FALSE;
+  if (!ok) return FALSE;
+  guint b = G_MAXUINT;
+  size_t at = 0;
+  for (guint i = opt->slots->len; i-- > 0;) {
+    slot *s = &g_array_index(opt->slots, slot, i);
+    if (s->bucket != b) {
+      b = s->bucket;
+      at = 0;
+    }
+    const float *src = g_array_index(opt->buckets, bucket, b).flat + at;
+    float *gr = s->param->grad->data;
+    int64_t n = ps_tensor_numel(s->param->grad);
+    for (int64_t k = 0; k < n; k++) gr[k] = src[k] * inv;
+    at += (size_t)n;
+  }
+  return TRUE;
 }
 
 void ps_optim_free(ps_optim *opt) {
   if (!opt) return;
+  if (opt->hooked) ps_graph_set_backward_hook(opt->graph, NULL, NULL);
+  for (guint b = 0; opt->buckets && b < opt->buckets->len; b++) {
+    bucket *bk = &g_array_index(opt->buckets, bucket, b);
+    if (bk->request) ps_comm_wait(bk->request, NULL);
+    g_free(bk->flat);
+  }
+  if (opt->buckets) g_array_free(opt->buckets, TRUE);
   for (guint i = 0; i < opt->slots->len; i++) {
     slot *s = &g_array_index(opt->slots, slot, i);
     g_free(s->key);
@@ -86,6 +226,10 @@ void ps_optim_scale_grads(ps_optim *opt, double factor) {
 }
 
 gboolean ps_optim_step(ps_optim *opt, double lr, double *grad_norm, GError **error) {
+  if (opt->buckets && !reduce_grads(opt, error)) {
+    g_prefix_error(error, "step %" G_GINT64_FORMAT ": summing gradients across ranks: ", opt->step + 1);
+    return FALSE;
+  }
   double norm = ps_optim_grad_norm(opt);
   if (grad_norm) *grad_norm = norm;
   if (!isfinite(norm)) {

@@ -35,6 +35,8 @@ struct ps_run {
   gint64 progress_start_us;
   int64_t progress_start_step;
   int64_t last_plain_step;
+  ps_comm *comm;            /* the ranks (borrowed); rank 0 writes the run directory */
+  gboolean root;
 };
 
 static volatile sig_atomic_t cancel_requested = 0;
@@ -54,6 +56,8 @@ ps_graph *ps_run_graph(ps_run *run) { return run->graph; }
 ps_context *ps_run_context(ps_run *run) { return run->ctx; }
 const char *ps_run_stage(const ps_run *run) { return run->stage; }
 gboolean ps_run_cancelled(const ps_run *run) { return cancel_requested != 0; }
+ps_comm *ps_run_comm(ps_run *run) { return run->comm; }
+gboolean ps_run_is_root(const ps_run *run) { return run->root; }
 void ps_run_request_stop(ps_run *run) { cancel_requested = 1; }
 
 static void end_progress_line(ps_run *run) {
@@ -74,7 +78,7 @@ void ps_run_log(ps_run *run, const char *format, ...) {
     fprintf(run->log, "%s [%s] %s\n", stamp, run->stage ? run->stage : "run", msg);
     fflush(run->log);
   }
-  if (!run->quiet) {
+  if (!run->quiet && run->root) {
     end_progress_line(run);
     fprintf(stderr, "[%s] %s\n", run->stage ? run->stage : "run", msg);
   }
@@ -123,7 +127,7 @@ static void format_duration(char *buf, size_t size, double seconds) {
 }
 
 void ps_run_progress(ps_run *run, int64_t step, int64_t total, const char *format, ...) {
-  if (run->quiet) return;
+  if (run->quiet || !run->root) return;
   gint64 now = g_get_monotonic_time();
   if (!run->progress_start_us || step < run->progress_start_step) {
     run->progress_start_us = now;
@@ -203,7 +207,8 @@ static gboolean write_checkpoint(ps_run *run, const char *stage, int64_t step, c
 }
 
 gboolean ps_run_save_checkpoint(ps_run *run, int64_t step, const ps_optim *opt, GError **error) {
-  return write_checkpoint(run, run->stage, step, opt, error);
+  /* All ranks hold the same parameters and optimizer state. */
+  return !run->root || write_checkpoint(run, run->stage, step, opt, error);
 }
 
 gboolean ps_run_resume(ps_run *run, ps_optim *opt, int64_t *start_step, GError **error) {
@@ -346,6 +351,50 @@ static gboolean stage_done(const ps_run *run, const char *name) {
   return FALSE;
 }
 
+/* Rank 0's parameters to every rank: at the start (whatever each rank
+ * initialised) and after a stage that ran on rank 0 alone. */
+typedef struct {
+  ps_comm *comm;
+  GError **error;
+  gboolean failed;
+} bcast_ctx;
+
+static void bcast_param(const char *instance, ps_param *p, void *user) {
+  bcast_ctx *bc = user;
+  if (bc->failed) return;
+  if (!ps_comm_broadcast(bc->comm, p->value->data, p->value->nbytes, 0, bc->error)) {
+    g_prefix_error(bc->error, "broadcasting %s/%s: ", instance, p->name);
+    bc->failed = TRUE;
+  }
+}
+
+static gboolean broadcast_params(ps_run *run, GError **error) {
+  if (ps_comm_size(run->comm) == 1) return TRUE;
+  bcast_ctx bc = {run->comm, error, FALSE};
+  ps_graph_visit_params(run->graph, bcast_param, &bc);
+  return !bc.failed;
+}
+
+/* Rank 0 names the run directory; every rank gets the name. */
+static char *shared_run_dir(ps_run *run, const ps_pipeline *pipeline, GError **error) {
+  g_autofree char *dir = run->root ? make_run_dir(pipeline, error) : NULL;
+  int64_t len = dir ? (int64_t)strlen(dir) + 1 : run->root ? -1 : 0;
+  if (ps_comm_size(run->comm) == 1) return g_steal_pointer(&dir);
+  GError *local = NULL;
+  if (!ps_comm_broadcast(run->comm, &len, sizeof len, 0, &local)) {
+    g_propagate_error(error, local);
+    return NULL;
+  }
+  if (len < 0) {
+    if (!run->root)
+      g_set_error(error, PS_ERROR, PS_ERROR_IO, "rank 0 could not create the run directory");
+    return NULL;
+  }
+  if (!run->root) dir = g_malloc0((gsize)len);
+  if (!ps_comm_broadcast(run->comm, dir, (size_t)len, 0, error)) return NULL;
+  return g_steal_pointer(&dir);
+}
+
 gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
                          const ps_run_options *options, char **run_dir_out, GError **error) {
   (void)reg;
@@ -354,6 +403,9 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
   run.quiet = options && options->quiet;
   run.tty = isatty(STDERR_FILENO);
   run.stages_done = g_ptr_array_new_with_free_func(g_free);
+  run.comm = options && options->comm ? options->comm : ps_context_comm(NULL);
+  run.root = ps_comm_rank(run.comm) == 0;
+  const int ranks = ps_comm_size(run.comm);
   gboolean ok = FALSE;
   g_autofree char *ckdir = NULL, *yaml_path = NULL, *log_path = NULL, *metrics_path = NULL;
   void (*previous)(int) = NULL;
@@ -366,7 +418,7 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
     }
     run.dir = g_strdup(options->resume_dir);
   } else {
-    run.dir = make_run_dir(pipeline, error);
+    run.dir = shared_run_dir(&run, pipeline, error);
     if (!run.dir) goto out;
   }
   if (run_dir_out) *run_dir_out = g_strdup(run.dir);
@@ -374,26 +426,33 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
   yaml_path = g_build_filename(run.dir, "pipeline.yaml", NULL);
   log_path = g_build_filename(run.dir, "log.txt", NULL);
   metrics_path = g_build_filename(run.dir, "metrics.jsonl", NULL);
-  if (g_mkdir_with_parents(ckdir, 0755) != 0) {
+  if (run.root && g_mkdir_with_parents(ckdir, 0755) != 0) {
     g_set_error(error, PS_ERROR, PS_ERROR_IO, "cannot create %s: %s", ckdir, g_strerror(errno));
     goto out;
   }
-  if (!(options && options->resume_dir) &&
+  if (run.root && !(options && options->resume_dir) &&
       !g_file_set_contents(yaml_path, pipeline->resolved_yaml, -1, error))
     goto out;
-  run.log = fopen(log_path, "a");
-  run.metrics = fopen(metrics_path, "a");
-  if (!run.log || !run.metrics) {
+  if (run.root) {
+    run.log = fopen(log_path, "a");
+    run.metrics = fopen(metrics_path, "a");
+  }
+  if (run.root && (!run.log || !run.metrics)) {
     g_set_error(error, PS_ERROR, PS_ERROR_IO, "cannot open the log files in %s: %s", run.dir,
                 g_strerror(errno));
     goto out;
   }
 
   run.ctx = ps_context_new(pipeline->device, pipeline->threads, (uint64_t)pipeline->seed);
+  ps_context_set_comm(run.ctx, run.comm);
   run.graph = ps_graph_new(pipeline, run.ctx, error);
   if (!run.graph) goto out;
   if (options && options->resume_dir && !open_resume(&run, error)) goto out;
+  if (!broadcast_params(&run, error)) goto out;
   ps_run_log(&run, "run directory %s", run.dir);
+  if (ranks > 1)
+    ps_run_log(&run, "%d ranks (%s backend): data-parallel stages shard each batch; rank 0 writes",
+               ranks, ps_comm_backend(run.comm));
   log_blas(&run);
 
   cancel_requested = 0;
@@ -423,9 +482,26 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
       break;
     }
     gint64 t0 = g_get_monotonic_time();
-    ps_run_log(&run, "starting (%s)", st->plugin);
-    ok = iface->run(ps_component_self(comp), &run, error);
+    gboolean parallel = iface->struct_size >= G_STRUCT_OFFSET(ps_stage_iface, flags) + sizeof(uint32_t) &&
+                        (iface->flags & PS_STAGE_DATA_PARALLEL);
+    ps_run_log(&run, "starting (%s)%s", st->plugin,
+               ranks > 1 ? (parallel ? " on every rank" : " on rank 0") : "");
+    if (parallel || run.root) ok = iface->run(ps_component_self(comp), &run, error);
     end_progress_line(&run);
+    if (ranks > 1 && !parallel) {
+      /* The other ranks learn whether rank 0's stage worked, then take its
+       * parameters (a failed rank in a parallel stage ends the job through
+       * ps_comm_abort, since the others wait inside a collective). */
+      int64_t failed = !ok;
+      GError *local = NULL;
+      if (!ps_comm_broadcast(run.comm, &failed, sizeof failed, 0, ok ? error : &local)) ok = FALSE;
+      g_clear_error(&local);
+      if (ok && failed) {
+        g_set_error(error, PS_ERROR, PS_ERROR_FAILED, "stage '%s' failed on rank 0", st->name);
+        ok = FALSE;
+      }
+      if (ok && !broadcast_params(&run, error)) ok = FALSE;
+    }
     if (!ok) break;
     if (cancel_requested) {
       g_set_error(error, PS_ERROR, PS_ERROR_CANCELLED,
@@ -435,7 +511,7 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
       break;
     }
     g_ptr_array_add(run.stages_done, g_strdup(st->name));
-    ok = write_checkpoint(&run, st->name, 0, NULL, error);
+    ok = !run.root || write_checkpoint(&run, st->name, 0, NULL, error);
     ps_run_log(&run, "finished in %.1f s", (double)(g_get_monotonic_time() - t0) / 1e6);
   }
   signal(SIGINT, previous);

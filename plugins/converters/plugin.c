@@ -69,7 +69,7 @@ static gboolean run(void *self, ps_run *r, GError **error) {
 }
 
 static const ps_port_desc no_ports[] = {{NULL}};
-static const ps_stage_iface stage = {sizeof(ps_stage_iface), run};
+static const ps_stage_iface stage = {sizeof(ps_stage_iface), run, 0};
 static const void *capability(const char *name) { return strcmp(name, "stage") == 0 ? &stage : NULL; }
 static const ps_component_vtable vtable = {sizeof(ps_component_vtable), create, destroy, NULL, NULL, NULL};
 static const ps_component_desc convert_desc = {

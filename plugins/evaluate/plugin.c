@@ -10,7 +10,7 @@
 
 static const ps_port_desc no_ports[] = {{NULL}};
 
-static const ps_stage_iface eval_stage = {sizeof(ps_stage_iface), ev_eval_run};
+static const ps_stage_iface eval_stage = {sizeof(ps_stage_iface), ev_eval_run, 0};
 static const void *eval_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &eval_stage : NULL;
 }
@@ -32,7 +32,7 @@ static const ps_component_desc eval_desc = {
     eval_capability,
 };
 
-static const ps_stage_iface report_stage = {sizeof(ps_stage_iface), ev_report_run};
+static const ps_stage_iface report_stage = {sizeof(ps_stage_iface), ev_report_run, 0};
 static const void *report_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &report_stage : NULL;
 }
@@ -52,7 +52,7 @@ static const ps_component_desc report_desc = {
     report_capability,
 };
 
-static const ps_stage_iface infer_stage = {sizeof(ps_stage_iface), ev_infer_run};
+static const ps_stage_iface infer_stage = {sizeof(ps_stage_iface), ev_infer_run, 0};
 static const void *infer_capability(const char *name) {
   if (strcmp(name, "stage") == 0) return &infer_stage;
   if (strcmp(name, PS_SEGMENT_CAPABILITY) == 0) return &ev_segment_iface;

@@ -441,7 +441,7 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   int64_t start = 0;
   if (ok) {
     uint64_t seed = s->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL;
-    ps_loader_options lopt = {"train", s->batch_size, seed, TRUE, TRUE};
+    ps_loader_options lopt = {.split = "train", .batch_size = s->batch_size, .seed = seed, .shuffle = TRUE, .prefetch = TRUE};
     loader = ps_loader_new(st.ds, st.ds_self, &lopt, error);
     if (!loader) g_prefix_error(error, "stage.ssl_pretrain: dataset '%s': ", s->dataset);
     ok = loader != NULL;
@@ -507,7 +507,7 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   return ok;
 }
 
-static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run};
+static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run, 0};
 
 static const void *stage_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &stage_iface : NULL;

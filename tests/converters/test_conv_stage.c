@@ -20,7 +20,7 @@ static gboolean run(const char *dir, const char *format, const char *input, cons
   if (!g_file_set_contents(yaml, text, -1, error)) return FALSE;
   g_autoptr(ps_pipeline) p = ps_pipeline_load(yaml, NULL, ps_registry_lookup, reg, error);
   if (!p) return FALSE;
-  ps_run_options opts = {NULL, TRUE};
+  ps_run_options opts = {.quiet = TRUE};
   return ps_run_execute(p, reg, &opts, NULL, error);
 }
 

@@ -47,7 +47,7 @@ int main(void) {
   GError *error = NULL;
   fake f = {.n = 10, .fail_index = -1};
   /* 10 examples, batches of 4: an epoch spans 2.5 steps. */
-  ps_loader_options opt = {"train", 4, 42, TRUE, TRUE};
+  ps_loader_options opt = {.split = "train", .batch_size = 4, .seed = 42, .shuffle = TRUE, .prefetch = TRUE};
   g_autoptr(ps_loader) threaded = ps_loader_new(&fake_iface, &f, &opt, &error);
   opt.prefetch = FALSE;
   fake g = {.n = 10, .fail_index = -1};
@@ -81,14 +81,14 @@ int main(void) {
 
   /* Without shuffling, the split is walked in order and wraps around. */
   fake h = {.n = 10, .fail_index = -1};
-  ps_loader_options plain = {"train", 4, 42, FALSE, TRUE};
+  ps_loader_options plain = {.split = "train", .batch_size = 4, .seed = 42, .shuffle = FALSE, .prefetch = TRUE};
   g_autoptr(ps_loader) ordered = ps_loader_new(&fake_iface, &h, &plain, &error);
   const ps_ports *third = ps_loader_get(ordered, 2, &error);
   PS_CHECK(third && ids(third)[0] == 8 && ids(third)[1] == 9 && ids(third)[2] == 0 && ids(third)[3] == 1);
 
   /* A failure in a prefetched step surfaces at that step, with the dataset's message. */
   fake bad = {.n = 10, .fail_index = 5};
-  ps_loader_options seq = {"train", 2, 1, FALSE, TRUE};
+  ps_loader_options seq = {.split = "train", .batch_size = 2, .seed = 1, .shuffle = FALSE, .prefetch = TRUE};
   g_autoptr(ps_loader) failing = ps_loader_new(&fake_iface, &bad, &seq, &error);
   PS_CHECK_OK(ps_loader_get(failing, 0, &error) != NULL, error);
   PS_CHECK_OK(ps_loader_get(failing, 1, &error) != NULL, error);
@@ -98,7 +98,7 @@ int main(void) {
    * validation reads on the caller's thread) must not see each other's
    * batches: the dataset's buffers are shared. */
   fake shared = {.n = 10, .fail_index = -1, .sleep_us = 200};
-  ps_loader_options tr = {"train", 4, 42, TRUE, TRUE}, va = {"val", 4, 0, FALSE, FALSE};
+  ps_loader_options tr = {.split = "train", .batch_size = 4, .seed = 42, .shuffle = TRUE, .prefetch = TRUE}, va = {.split = "val", .batch_size = 4, .seed = 0, .shuffle = FALSE, .prefetch = FALSE};
   g_autoptr(ps_loader) train = ps_loader_new(&fake_iface, &shared, &tr, &error);
   g_autoptr(ps_loader) val = ps_loader_new(&fake_iface, &shared, &va, &error);
   gboolean clean = TRUE;
@@ -114,6 +114,30 @@ int main(void) {
   g_clear_pointer(&train, ps_loader_free);
   g_clear_pointer(&val, ps_loader_free);
   ps_tensor_free(shared.index);
+
+  /* Data-parallel shards: two loaders of batch 2 (shards 0 and 1 of 2) give,
+   * side by side, the batches of batch 4 above (seen[]), across epochs. */
+  fake s0 = {.n = 10, .fail_index = -1}, s1 = {.n = 10, .fail_index = -1};
+  ps_loader_options half = {.split = "train", .batch_size = 2, .seed = 42, .shuffle = TRUE, .prefetch = TRUE,
+                            .shard_index = 0, .shard_count = 2};
+  g_autoptr(ps_loader) shard0 = ps_loader_new(&fake_iface, &s0, &half, &error);
+  half.shard_index = 1;
+  g_autoptr(ps_loader) shard1 = ps_loader_new(&fake_iface, &s1, &half, &error);
+  PS_CHECK(shard0 && shard1);
+  gboolean sharded = TRUE;
+  for (int64_t step = 0; step < 10 && shard0 && shard1; step++) {
+    const ps_ports *a = ps_loader_get(shard0, step, &error);
+    sharded = sharded && a && memcmp(ids(a), seen + 4 * step, 2 * sizeof(int64_t)) == 0;
+    const ps_ports *b = ps_loader_get(shard1, step, &error);
+    sharded = sharded && b && memcmp(ids(b), seen + 4 * step + 2, 2 * sizeof(int64_t)) == 0;
+  }
+  PS_CHECK_MSG(sharded, "two shards of batch 2 are not the halves of the batches of 4");
+  g_clear_pointer(&shard0, ps_loader_free);
+  g_clear_pointer(&shard1, ps_loader_free);
+  ps_tensor_free(s0.index);
+  ps_tensor_free(s1.index);
+  half.shard_index = 2;
+  PS_CHECK_FAILS_WITH(ps_loader_new(&fake_iface, &s0, &half, &error), error, "shard 2 of 2");
 
   /* An empty split is refused up front. */
   fake empty = {.n = 0, .fail_index = -1};

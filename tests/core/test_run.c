@@ -20,7 +20,7 @@ static gboolean run_file(const char *path, const char *run_dir, const char *cons
   g_autoptr(ps_pipeline) p =
       ps_pipeline_load(path, (const char *const *)sets->pdata, ps_registry_lookup, reg, error);
   if (!p) return FALSE;
-  ps_run_options opts = {resume, TRUE};
+  ps_run_options opts = {.resume_dir = resume, .quiet = TRUE};
   return ps_run_execute(p, reg, &opts, dir_out, error);
 }
 

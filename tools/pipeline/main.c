@@ -14,6 +14,7 @@
 #include <pathseg/dataset.h>
 #include <pathseg/graph.h>
 #include <pathseg/host.h>
+#include <pathseg/comm.h>
 #include <pathseg/run.h>
 #include <stdio.h>
 #include <string.h>
@@ -224,10 +225,22 @@ static int cmd_run(cli *c, int argc, char **argv) {
     print_plan(p, g);
     return 0;
   }
-  ps_run_options opts = {a.resume, a.quiet};
+  /* Under mpirun/srun with several tasks (or PATHSEG_COMM=mpi|nccl) each
+   * process is one rank of a data-parallel run. */
+  g_autoptr(ps_comm) comm = ps_comm_new("auto", &error);
+  if (!comm) return fail(error);
+  ps_run_options opts = {a.resume, a.quiet, comm};
   g_autofree char *dir = NULL;
-  if (!ps_run_execute(p, c->reg, &opts, &dir, &error)) return fail(error);
-  printf("run finished: %s\n", dir);
+  if (!ps_run_execute(p, c->reg, &opts, &dir, &error)) {
+    /* A stop (Ctrl-C, stop_after_steps) is agreed by all ranks; any other
+     * failure may leave the other ranks waiting in a collective. */
+    if (ps_comm_size(comm) > 1 && !g_error_matches(error, PS_ERROR, PS_ERROR_CANCELLED)) {
+      fprintf(stderr, "pipeline: rank %d: %s\n", ps_comm_rank(comm), error ? error->message : "failed");
+      ps_comm_abort(comm, 1);
+    }
+    return fail(error);
+  }
+  if (ps_comm_rank(comm) == 0) printf("run finished: %s\n", dir);
   return 0;
 }
 

@@ -60,6 +60,13 @@ gboolean ps_graph_seed_grad(ps_graph *g, const char *instance, const char *port,
  * parameter gradients accumulate (+=), output seeds are cleared. */
 gboolean ps_graph_backward(ps_graph *g, GError **error);
 
+/* Called by ps_graph_backward right after `instance`'s backward has run:
+ * that instance's parameter gradients are then final for this pass (each
+ * instance runs once per pass). The optimizer uses it to start reducing
+ * gradients across ranks while earlier components still run backward. */
+typedef void (*ps_backward_hook)(const char *instance, void *user);
+void ps_graph_set_backward_hook(ps_graph *g, ps_backward_hook hook, void *user);
+
 /* Loads parameters from a safetensors file by name (with an optional prefix
  * prepended to each parameter name). Every missing, wrongly shaped or (when
  * `strict`) unexpected tensor is reported at once. */

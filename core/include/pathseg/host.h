@@ -4,6 +4,7 @@
 #pragma once
 
 #include <glib.h>
+#include <pathseg/comm.h>
 #include <pathseg/pipeline.h>
 #include <pathseg/plugin.h>
 #include <pathseg/registry.h>
@@ -13,6 +14,9 @@ G_BEGIN_DECLS
 ps_context *ps_context_new(ps_device device, int threads, uint64_t seed);
 void ps_context_free(ps_context *ctx);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_context, ps_context_free)
+/* Makes `comm` (borrowed; it must outlive the context) the context's
+ * ranks: see comm.h. Without it a context is a single process. */
+void ps_context_set_comm(ps_context *ctx, ps_comm *comm);
 /* How many times the scratch arena had to grow (a test checks it stops). */
 size_t ps_context_scratch_grows(const ps_context *ctx);
 

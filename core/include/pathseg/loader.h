@@ -22,6 +22,14 @@ typedef struct ps_loader_options {
   uint64_t seed;
   gboolean shuffle;
   gboolean prefetch;  /* FALSE: decode on the caller's thread (tests, debugging) */
+  /* Data-parallel sharding: with shard_count N > 1 the loader walks the
+   * same epochs as a loader of batch_size * N and returns slice shard_index
+   * of each of its batches, so N ranks together see exactly the batches of
+   * one process with an N times larger batch. 0 or 1: no sharding. The
+   * augmentation `rng` a dataset receives is the same on every shard (it is
+   * drawn from (seed, step)): a dataset that augments should fork it by
+   * example index for its augmentations to be shard-invariant. */
+  int shard_index, shard_count;
 } ps_loader_options;
 
 /* `dataset` must stay alive; its batch() is only ever called from one thread. */

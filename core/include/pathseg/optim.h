@@ -33,6 +33,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_optim, ps_optim_free)
 double ps_optim_grad_norm(const ps_optim *opt);
 /* Scales every gradient (e.g. 1/accumulation steps). */
 void ps_optim_scale_grads(ps_optim *opt, double factor);
+/* With several ranks (comm.h), ps_optim_step first replaces every gradient
+ * by its mean over the ranks, so that all ranks take the same step. By
+ * default the sums start inside ps_optim_step; a stage that calls this right
+ * before the last backward pass of a step lets them start during that pass,
+ * as each component's gradients become final. No effect with one rank. */
+void ps_optim_reduce_during_backward(ps_optim *opt);
 /* Clips, checks for NaN/Inf (error names the parameter), updates; returns
  * the pre-clip gradient norm in *grad_norm when non-NULL. */
 gboolean ps_optim_step(ps_optim *opt, double lr, double *grad_norm, GError **error);

@@ -44,7 +44,7 @@
 G_BEGIN_DECLS
 
 #define PS_ABI_MAJOR 1
-#define PS_ABI_MINOR 0
+#define PS_ABI_MINOR 1
 
 #define PS_PLUGIN_EXPORT __attribute__((visibility("default")))
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <glib.h>
+#include <pathseg/comm.h>
 #include <pathseg/graph.h>
 #include <pathseg/optim.h>
 #include <pathseg/registry.h>
@@ -31,6 +32,10 @@ gboolean ps_run_cancelled(const ps_run *run);
 /* Asks the run to stop after the current step, as Ctrl-C does (a stage's
  * `stop_after_steps`, a time-boxed cluster job). */
 void ps_run_request_stop(ps_run *run);
+/* The ranks of this run (see comm.h); size 1 without mpirun. */
+ps_comm *ps_run_comm(ps_run *run);
+/* TRUE on rank 0, the rank that writes the run directory. */
+gboolean ps_run_is_root(const ps_run *run);
 
 void ps_run_log(ps_run *run, const char *format, ...) G_GNUC_PRINTF(2, 3);
 /* Appends {"stage":..,"step":..,"time":..,KEY:VALUE...} to metrics.jsonl.
@@ -48,10 +53,22 @@ gboolean ps_run_save_checkpoint(ps_run *run, int64_t step, const ps_optim *opt, 
  * run was resumed inside this stage, restores `opt` from the checkpoint. */
 gboolean ps_run_resume(ps_run *run, ps_optim *opt, int64_t *start_step, GError **error);
 
-/* Capability "stage" of a stage component. */
+/* Capability "stage" of a stage component.
+ *
+ * With several ranks, a stage without PS_STAGE_DATA_PARALLEL runs on rank 0
+ * only; the other ranks wait and then receive rank 0's parameters. A stage
+ * with the flag runs on every rank and shares the work itself: it shards its
+ * data by ps_comm_rank/ps_comm_size (ps_loader_options.shard_*), and its
+ * ps_optim sums gradients across ranks before each step. Only rank 0's
+ * ps_run_log, ps_run_metrics, ps_run_progress and checkpoints reach the
+ * run directory (the calls are no-ops elsewhere), so stages call them as
+ * usual. */
+enum { PS_STAGE_DATA_PARALLEL = 1u << 0 };
+
 typedef struct ps_stage_iface {
   uint32_t struct_size;
   gboolean (*run)(void *self, ps_run *run, GError **error);
+  uint32_t flags; /* PS_STAGE_* (added in ABI 1.1; absent means 0) */
 } ps_stage_iface;
 
 /* ---------------------------------------------------------------------- */
@@ -60,6 +77,7 @@ typedef struct ps_stage_iface {
 typedef struct ps_run_options {
   const char *resume_dir; /* --resume RUN, or NULL */
   gboolean quiet;
+  ps_comm *comm;          /* the ranks of a data-parallel run (borrowed), or NULL */
 } ps_run_options;
 
 /* Creates (or reopens) the run directory and runs every enabled stage in
