@@ -57,6 +57,14 @@ ps_context *ps_run_context(ps_run *run) { return run->ctx; }
 const char *ps_run_stage(const ps_run *run) { return run->stage; }
 gboolean ps_run_cancelled(const ps_run *run) { return cancel_requested != 0; }
 ps_comm *ps_run_comm(ps_run *run) { return run->comm; }
+
+gboolean ps_run_agree_stop(ps_run *run, GError **error) {
+  if (ps_comm_size(run->comm) == 1) return TRUE;
+  int64_t stop = cancel_requested != 0;
+  if (!ps_comm_allreduce_max_i64(run->comm, &stop, 1, error)) return FALSE;
+  if (stop) cancel_requested = 1;
+  return TRUE;
+}
 gboolean ps_run_is_root(const ps_run *run) { return run->root; }
 void ps_run_request_stop(ps_run *run) { cancel_requested = 1; }
 

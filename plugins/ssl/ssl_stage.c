@@ -441,7 +441,11 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   int64_t start = 0;
   if (ok) {
     uint64_t seed = s->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL;
-    ps_loader_options lopt = {.split = "train", .batch_size = s->batch_size, .seed = seed, .shuffle = TRUE, .prefetch = TRUE};
+    /* With several ranks each takes its slice of every batch (DP). */
+    ps_comm *comm = ps_run_comm(run);
+    ps_loader_options lopt = {.split = "train", .batch_size = s->batch_size, .seed = seed, .shuffle = TRUE,
+                              .prefetch = TRUE, .shard_index = ps_comm_rank(comm),
+                              .shard_count = ps_comm_size(comm)};
     loader = ps_loader_new(st.ds, st.ds_self, &lopt, error);
     if (!loader) g_prefix_error(error, "stage.ssl_pretrain: dataset '%s': ", s->dataset);
     ok = loader != NULL;
@@ -468,6 +472,7 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   ps_context_set_training(ps_run_context(run), TRUE);
   for (int64_t step = start; ok && step < s->steps; step++) {
     if (s->stop_after > 0 && step - start >= s->stop_after) ps_run_request_stop(run);
+    if (!(ok = ps_run_agree_stop(run, error))) break;
     if (ps_run_cancelled(run)) {
       ps_run_log(run, "interrupted: saving a checkpoint at step %" G_GINT64_FORMAT, step);
       ok = ps_run_save_checkpoint(run, step, opt, error);
@@ -479,7 +484,7 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
     ok = batch && mae_pass(s, g, &st, batch, step, &l, error);
     if (ok && st.stain && isfinite(l.mae)) ok = stain_pass(s, g, &st, batch, &l, error);
     if (!ok) break;
-    const double total = l.mae + l.stain;
+    double total = l.mae + l.stain;
     if (!isfinite(total)) {
       g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
                   "step %" G_GINT64_FORMAT ": loss term %s is %s; stopped (the last checkpoint is "
@@ -492,6 +497,13 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
     const double lr = ps_schedule_lr(&s->schedule, step);
     double norm = 0.0;
     if (!(ok = ps_optim_step(opt, lr, &norm, error))) break;
+    if (ps_comm_size(ps_run_comm(run)) > 1) { /* log the whole step's losses */
+      double sums[2] = {l.mae, l.stain};
+      if (!(ok = ps_comm_allreduce_f64(ps_run_comm(run), sums, 2, error))) break;
+      l.mae = sums[0] / ps_comm_size(ps_run_comm(run));
+      l.stain = sums[1] / ps_comm_size(ps_run_comm(run));
+      total = l.mae + l.stain;
+    }
     ps_context_reset_scratch(ps_run_context(run));
     if (l.have_dist)
       ps_run_metrics(run, step + 1, "mae_loss", l.mae, "stain_loss", l.stain, "stain_dist", l.dist,
@@ -507,7 +519,7 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   return ok;
 }
 
-static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run, 0};
+static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run, PS_STAGE_DATA_PARALLEL};
 
 static const void *stage_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &stage_iface : NULL;

@@ -32,6 +32,11 @@ gboolean ps_run_cancelled(const ps_run *run);
 /* Asks the run to stop after the current step, as Ctrl-C does (a stage's
  * `stop_after_steps`, a time-boxed cluster job). */
 void ps_run_request_stop(ps_run *run);
+/* Data-parallel stages call this once per step, before ps_run_cancelled:
+ * when any rank was asked to stop (Ctrl-C reaches ranks at different
+ * steps), every rank is, so that all stop at the same step. Collective; a
+ * no-op with one rank. FALSE only when the ranks cannot communicate. */
+gboolean ps_run_agree_stop(ps_run *run, GError **error);
 /* The ranks of this run (see comm.h); size 1 without mpirun. */
 ps_comm *ps_run_comm(ps_run *run);
 /* TRUE on rank 0, the rank that writes the run directory. */
