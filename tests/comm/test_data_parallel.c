@@ -9,7 +9,9 @@
  * shows how far a wrong sharding or a missing gradient sum would land. (D)
  * stops the two-rank run after two steps and resumes it as one process:
  * resuming works with another number of ranks. Rank 0 alone writes: one run
- * directory, one metrics line per step.
+ * directory, one metrics line per step. (E) SO-GRPO (tests/comm/dp_rl.yaml)
+ * with groups of 4 shared by two ranks (2 rows each) gives the rewards,
+ * advantage statistics and gradient norms of one process.
  *
  *   test_data_parallel PIPELINE_BINARY MPIRUN */
 #include <glib/gstdio.h>
@@ -104,6 +106,21 @@ static double max_param_diff(const char *run_a, const char *run_b) {
   return worst;
 }
 
+/* The value of `key` on the metrics line of `step` that has it, or NAN. */
+static double metric(const char *run_dir, int step, const char *key) {
+  g_autofree char *path = g_build_filename(run_dir, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents(path, &text, NULL, NULL)) return NAN;
+  g_autofree char *want_step = g_strdup_printf("\"step\": %d,", step);
+  g_autofree char *want_key = g_strdup_printf("\"%s\": ", key);
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  for (size_t i = 0; lines[i]; i++) {
+    const char *k = strstr(lines[i], want_key);
+    if (strstr(lines[i], want_step) && k) return g_ascii_strtod(k + strlen(want_key), NULL);
+  }
+  return NAN;
+}
+
 static guint loss_lines(const char *run_dir) {
   g_autofree char *path = g_build_filename(run_dir, "metrics.jsonl", NULL);
   g_autofree char *text = NULL;
@@ -156,6 +173,25 @@ int main(int argc, char **argv) {
     printf("max |A - D| = %.3g (2 ranks for 2 steps, resumed as 1 process)\n", ad);
     PS_CHECK_MSG(ad >= 0 && ad < 1e-4, "resume with another number of ranks drifted: %g", ad);
   }
+  /* (E) */
+  g_free(yaml);
+  yaml = ps_test_source_path("tests/comm/dp_rl.yaml");
+  g_autofree char *runs_e1 = g_build_filename(tmp, "e1", NULL), *runs_e2 = g_build_filename(tmp, "e2", NULL);
+  PS_CHECK(run(FALSE, runs_e1, NULL, NULL, NULL) == 0);
+  PS_CHECK(run(TRUE, runs_e2, NULL, NULL, NULL) == 0);
+  int ne1 = 0, ne2 = 0;
+  g_autofree char *e1 = only_run(runs_e1, &ne1), *e2 = only_run(runs_e2, &ne2);
+  const char *keys[] = {"reward", "adv_mean", "adv_std", "reward/r_len", "grad_norm", "param_delta"};
+  for (int step = 1; step <= 2 && e1 && e2; step++)
+    for (size_t k = 0; k < G_N_ELEMENTS(keys); k++) {
+      double one = metric(e1, step, keys[k]), two = metric(e2, step, keys[k]);
+      printf("so_grpo step %d %s: 1 process %.9g, 2 ranks %.9g\n", step, keys[k], one, two);
+      PS_CHECK_MSG(isfinite(one) && isfinite(two) && fabs(one - two) <= 1e-5 * fmax(1, fabs(one)),
+                   "step %d %s: %g (1 process) vs %g (2 ranks)", step, keys[k], one, two);
+    }
+  /* the rollout really had several reward values to normalise */
+  PS_CHECK(e1 && metric(e1, 1, "adv_std") > 0.5);
+
   g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp);
   g_free(yaml);
