@@ -10,6 +10,7 @@ static const char *const kind_names[PS_KIND_COUNT] = {
     [PS_KIND_CRITIC] = "critic",       [PS_KIND_ADVANTAGE] = "advantage",
     [PS_KIND_STAGE] = "stage",         [PS_KIND_DATASET] = "dataset",
     [PS_KIND_METRIC] = "metric",       [PS_KIND_TOKENIZER] = "tokenizer",
+    [PS_KIND_ANNOTATOR] = "annotator",
 };
 
 const char *ps_kind_name(ps_kind kind) {

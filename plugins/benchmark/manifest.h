@@ -25,6 +25,7 @@ typedef struct ps_manifest_row {
 } ps_manifest_row;
 
 void ps_manifest_row_free(ps_manifest_row *row);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_manifest_row, ps_manifest_row_free)
 
 /* Rows of `path` (GPtrArray of ps_manifest_row*); errors name file:line and the key. */
 GPtrArray *ps_manifest_read(const char *path, GError **error);

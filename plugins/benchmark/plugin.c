@@ -1,13 +1,14 @@
 /* plugin.c — the benchmark plugin: `stage.build_benchmark` makes the
  * triplet benchmark (tiles, masks, queries, reasoning chains, splits) and
- * `dataset.benchmark` serves it to training stages. */
+ * `dataset.benchmark` serves it to training stages; `annotator.template`
+ * writes template reasoning chains through the "annotator" capability. */
 #include <string.h>
 
 #include "benchmark.h"
 
 static const ps_port_desc no_ports[] = {{NULL}};
 
-static const ps_stage_iface build_stage = {sizeof(ps_stage_iface), ps_build_run};
+static const ps_stage_iface build_stage = {sizeof(ps_stage_iface), ps_build_run, 0};
 static const void *build_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &build_stage : NULL;
 }
@@ -17,8 +18,9 @@ static const ps_component_vtable build_vtable = {
 static const ps_component_desc build_desc = {
     sizeof(ps_component_desc), PS_KIND_STAGE, "stage.build_benchmark",
     "Builds the reasoning-segmentation benchmark: tiles, masks, queries and reasoning chains "
-    "(template annotator), 8:1:1 splits grouped by patient plus a zero-shot split, as PNGs "
-    "and a JSON Lines manifest.",
+    "from the synthetic generator, public datasets (converters) or slide/converter manifests; "
+    "reasoning chains from an annotator component (default: the template), 8:1:1 splits grouped "
+    "by patient plus a zero-shot split, as PNGs and a JSON Lines manifest.",
     ps_build_config, no_ports, no_ports, &build_vtable, build_capability,
 };
 
@@ -37,14 +39,15 @@ static const ps_component_desc bench_desc = {
     ps_bench_config, no_ports, no_ports, &bench_vtable, bench_capability,
 };
 
-static const ps_component_desc *const components[] = {&build_desc, &bench_desc, NULL};
+static const ps_component_desc *const components[] = {&build_desc, &bench_desc, &ps_template_annotator_desc,
+                                                      NULL};
 
 static const ps_plugin_desc plugin = {
     PS_PLUGIN_HEADER,
     .name = "benchmark",
     .version = "0.1.0",
     .license = "MIT",
-    .description = "Benchmark building (synthetic source, template reasoning chains) and its dataset.",
+    .description = "Benchmark building (synthetic, converter and manifest sources; template annotator) and its dataset.",
     .components = components,
 };
 

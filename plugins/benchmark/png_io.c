@@ -39,7 +39,11 @@ gboolean ps_png_write(const char *path, const uint8_t *data, int w, int h, int b
 }
 
 uint8_t *ps_png_read(const char *path, int want_bands, int *w, int *h, GError **error) {
-  VipsImage *img = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+  /* fail_on truncated: libvips would otherwise decode a cut-off file with
+   * the missing rows grey and only warn, and a half image would pass as a
+   * tile. */
+  VipsImage *img = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+                                            VIPS_FAIL_ON_TRUNCATED, NULL);
   if (!img) {
     vips_fail(error, "cannot read", path);
     return NULL;

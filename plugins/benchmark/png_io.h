@@ -1,5 +1,6 @@
 /* png_io.h — reading and writing the benchmark's PNG tiles with libvips.
- * Writes are atomic (temporary file + rename); reads name the file on error. */
+ * Writes are atomic (temporary file + rename); reads name the file on error,
+ * and a truncated file is an error, not an image with grey rows. */
 #pragma once
 
 #include <glib.h>

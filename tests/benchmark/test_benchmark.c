@@ -21,7 +21,7 @@ static gboolean build(const char *dir, GError **error) {
                         "stages.build.patients=8", "stages.build.tile_size=64", NULL};
   g_autoptr(ps_pipeline) p = ps_pipeline_load(yaml, sets, ps_registry_lookup, reg, error);
   if (!p) return FALSE;
-  ps_run_options opts = {NULL, TRUE};
+  ps_run_options opts = {.quiet = TRUE};
   return ps_run_execute(p, reg, &opts, NULL, error);
 }
 

@@ -61,6 +61,7 @@ typedef enum {
   PS_KIND_DATASET,
   PS_KIND_METRIC,
   PS_KIND_TOKENIZER,
+  PS_KIND_ANNOTATOR, /* ABI 1.1: writes reasoning chains (annotator.h) */
   PS_KIND_COUNT
 } ps_kind;
 
