@@ -217,6 +217,18 @@ static void mark_needed(const ps_graph *g, int i, gboolean *needed) {
     if (nd->src_node[k] >= 0) mark_needed(g, nd->src_node[k], needed);
 }
 
+char **ps_graph_upstream(const ps_graph *g, const char *instance) {
+  int i = find_node(g, instance);
+  if (i < 0) return NULL;
+  g_autofree gboolean *needed = g_new0(gboolean, g->n + 1);
+  mark_needed(g, i, needed);
+  GPtrArray *names = g_ptr_array_new();
+  for (size_t k = 0; k < g->n; k++)
+    if (needed[k]) g_ptr_array_add(names, g_strdup(g->nodes[k].pc->name));
+  g_ptr_array_add(names, NULL);
+  return (char **)g_ptr_array_free(names, FALSE);
+}
+
 gboolean ps_graph_forward(ps_graph *g, const ps_ports *data, const char *const *targets,
                           GError **error) {
   g_autofree gboolean *needed = g_new0(gboolean, g->n + 1);

@@ -3,7 +3,8 @@
  * With u = dropout(x) and a = s * (u A^T) (s = alpha / r), the LoRA branch
  * adds a B^T to y. Backward, with g = dy:
  *   dB += g^T a,  da = g B,  dA += s * da^T u,  dx += mask * (s * da A) / keep
- * all through the kernel table's linear products. */
+ * all through the kernel table's linear products (GEMMs), so that the
+ * branch costs little more than its r / out share of the layer's FLOPs. */
 #include <math.h>
 #include <pathseg/layers.h>
 #include <stdlib.h>
@@ -56,6 +57,8 @@ void ps_linear_clear(ps_linear *l) {
   g_clear_pointer(&l->keep, free);
   g_clear_pointer(&l->ax, free);
   g_clear_pointer(&l->dax, free);
+  g_clear_pointer(&l->dlora_x, free);
+  g_clear_pointer(&l->b_t, free);
   l->cap_n = 0;
 }
 
@@ -93,13 +96,16 @@ static gboolean reserve(ps_linear *l, int64_t N, GError **error) {
   g_clear_pointer(&l->keep, free);
   g_clear_pointer(&l->ax, free);
   g_clear_pointer(&l->dax, free);
+  g_clear_pointer(&l->dlora_x, free);
+  if (!l->b_t) l->b_t = malloc(sizeof(float) * (size_t)(l->r * l->out));
   l->ax = malloc(sizeof(float) * nr);
   l->dax = malloc(sizeof(float) * nr);
   if (l->dropout > 0) {
     l->drop_x = malloc(sizeof(float) * nx);
     l->keep = malloc(nx);
+    l->dlora_x = malloc(sizeof(float) * nx);
   }
-  if (!l->ax || !l->dax || (l->dropout > 0 && (!l->drop_x || !l->keep))) {
+  if (!l->ax || !l->dax || !l->b_t || (l->dropout > 0 && (!l->drop_x || !l->keep || !l->dlora_x))) {
     g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
                 "out of memory for LoRA activations of %" G_GINT64_FORMAT " rows", N);
     l->cap_n = 0;
@@ -120,32 +126,30 @@ gboolean ps_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, f
   const float *u = x;
   if (l->dropout > 0 && ps_context_training(ctx)) {
     /* Inverted dropout as torch does it: kept entries are scaled by 1/(1-p). */
+    /* Two draws per 64-bit random word: entry i is kept when its 32-bit
+     * half is below keep * 2^32. */
     ps_rng *rng = ps_context_rng(ctx);
     const float keep = 1.0f - l->dropout, inv = 1.0f / keep;
-    for (int64_t i = 0; i < N * l->in; i++) {
-      l->keep[i] = ps_rng_uniform(rng) < keep;
-      l->drop_x[i] = l->keep[i] ? x[i] * inv : 0.0f;
+    const uint64_t threshold = (uint64_t)((double)keep * 4294967296.0);
+    const int64_t n = N * l->in;
+    for (int64_t i = 0; i < n; i += 2) {
+      uint64_t bits = ps_rng_u64(rng);
+      l->keep[i] = (bits & 0xffffffffu) < threshold;
+      if (i + 1 < n) l->keep[i + 1] = (bits >> 32) < threshold;
     }
+    for (int64_t i = 0; i < n; i++) l->drop_x[i] = l->keep[i] ? x[i] * inv : 0.0f;
     u = l->drop_x;
     l->dropped = TRUE;
   }
   k->linear_forward(l->ax, u, ps_f32(l->lora_a), NULL, N, l->in, l->r);
   for (int64_t i = 0; i < N * l->r; i++) l->ax[i] *= l->scaling;
-  /* y += ax B^T, as "dinp += dout @ weight" with dout = ax (N, r) and
-   * weight = B^T — B is (out, r), so run the row products directly: r is small. */
+  /* y += ax B^T, as the table's "dinp += dout @ weight" with dout = ax
+   * (N, r) and weight = B^T (r, out). */
   const float *B = ps_f32(l->lora_b);
   const int64_t out = l->out, r = l->r;
-#pragma omp parallel for if (N * out * r > 65536)
-  for (int64_t n = 0; n < N; n++) {
-    const float *a = l->ax + n * r;
-    float *row = y + n * out;
-    for (int64_t o = 0; o < out; o++) {
-      const float *b = B + o * r;
-      float acc = 0;
-      for (int64_t j = 0; j < r; j++) acc += a[j] * b[j];
-      row[o] += acc;
-    }
-  }
+  for (int64_t o = 0; o < out; o++)
+    for (int64_t j = 0; j < r; j++) l->b_t[j * out + o] = B[o * r + j];
+  k->linear_backward(y, NULL, NULL, l->ax, NULL, l->b_t, N, out, r);
   return TRUE;
 }
 
@@ -173,21 +177,12 @@ void ps_linear_backward(ps_linear *l, const ps_kernels *k, float *dx, const floa
     k->linear_backward(dx, NULL, NULL, l->dax, u, ps_f32(l->lora_a), N, l->in, l->r);
     return;
   }
-  /* dx += mask * (dax A) / keep, row by row (r is small). drop_x must stay
-   * intact: a second backward of the same forward reads it again. */
+  /* dx += mask * (dax A) / keep: the product as one GEMM into dlora_x,
+   * then the mask. drop_x must stay intact: a second backward of the same
+   * forward reads it again. */
   const float inv = 1.0f / (1.0f - l->dropout);
-  const float *A = ps_f32(l->lora_a);
-  const int64_t in = l->in, r = l->r;
-#pragma omp parallel for if (N * in * r > 65536)
-  for (int64_t n = 0; n < N; n++) {
-    const float *da = l->dax + n * r;
-    const uint8_t *keep = l->keep + n * in;
-    float *row = dx + n * in;
-    for (int64_t i = 0; i < in; i++) {
-      if (!keep[i]) continue;
-      float acc = 0;
-      for (int64_t j = 0; j < r; j++) acc += da[j] * A[j * in + i];
-      row[i] += acc * inv;
-    }
-  }
+  const int64_t n = N * l->in;
+  memset(l->dlora_x, 0, sizeof(float) * (size_t)n);
+  k->linear_backward(l->dlora_x, NULL, NULL, l->dax, NULL, ps_f32(l->lora_a), N, l->in, l->r);
+  for (int64_t i = 0; i < n; i++) dx[i] += l->keep[i] ? l->dlora_x[i] * inv : 0.0f;
 }

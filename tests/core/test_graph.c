@@ -113,6 +113,13 @@ int main(void) {
   PS_CHECK_OK(g != NULL, error);
   if (!g) return ps_test_finish();
 
+  /* What a loss depends on (stage.fit trains only that by default). */
+  g_auto(GStrv) up_a = ps_graph_upstream(g, "loss_a"), up_first = ps_graph_upstream(g, "first");
+  g_autofree char *ua = up_a ? g_strjoinv(",", up_a) : NULL, *uf = up_first ? g_strjoinv(",", up_first) : NULL;
+  PS_CHECK_MSG(ua && strcmp(ua, "first,second,loss_a") == 0, "upstream of loss_a: %s", ua ? ua : "NULL");
+  PS_CHECK_MSG(uf && strcmp(uf, "first") == 0, "upstream of first: %s", uf ? uf : "NULL");
+  PS_CHECK(ps_graph_upstream(g, "nobody") == NULL);
+
   const ps_dataset_iface *ds = ps_graph_capability(g, "toy", "dataset");
   void *toy = ps_graph_self(g, "toy", NULL);
   PS_CHECK(ds != NULL);

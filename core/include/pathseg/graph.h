@@ -42,6 +42,10 @@ int64_t ps_graph_set_trainable(ps_graph *g, const ps_role *roles, size_t n_roles
 /* Visits every parameter of every instance (trainable ones have grad set). */
 typedef void (*ps_param_visit)(const char *instance, ps_param *param, void *user);
 void ps_graph_visit_params(ps_graph *g, ps_param_visit visit, void *user);
+/* The instances whose outputs `instance` depends on, itself included, in
+ * pipeline order (NULL-terminated; g_strfreev), or NULL when there is no
+ * such instance. A loss's upstream is what its gradient can reach. */
+char **ps_graph_upstream(const ps_graph *g, const char *instance);
 
 /* Runs forward for the components that `targets` (instance names, NULL-
  * terminated; NULL = all) depend on, with `data` providing the data.FIELD

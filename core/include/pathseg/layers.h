@@ -32,6 +32,8 @@ typedef struct ps_linear {
   uint8_t *keep;          /* (N, in) dropout mask */
   float *ax;              /* (N, r) scaling * A(dropout(x)) */
   float *dax;             /* (N, r) backward scratch */
+  float *dlora_x;         /* (N, in) backward scratch: dax A before the dropout mask */
+  float *b_t;             /* (r, out) B transposed, for y += ax B^T as one GEMM */
   int64_t cap_n;
   /* Gradients (set by ps_linear_bind_grads from the ps_param list) */
   ps_tensor **g_weight, **g_bias, **g_lora_a, **g_lora_b;
