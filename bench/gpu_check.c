@@ -3,22 +3,25 @@
  * with a GPU; elsewhere it prints "no CUDA device" and exits 2.
  *
  * Accuracy: relative error norm ||gpu - cpu|| / ||cpu|| <= 1e-5 for every f32
- * output (the table is f32-only: it has no bf16 entry points, so the bf16
- * bound of 1e-2 has nothing to apply to yet). Gradients start from random
- * values on both sides, so the "backward adds" contract is checked too. Ops
- * whose CUDA entry is NULL are listed as not implemented.
+ * output of the f32 entries; <= 1e-2 for the bf16 entries (*_bf16), checked
+ * against the CPU f32 op on the same data rounded to bf16 (see "bf16
+ * entries" below). Gradients start from random values on both sides, so the
+ * "backward adds" contract is checked too. Ops whose CUDA entry is NULL are
+ * listed as not implemented.
  *
  * Benchmarks (CUDA events, median of repeats): linear forward+backward GFLOP/s,
  * attention forward+backward, and layernorm / softmax / GELU bandwidth against
  * cudaMemcpy device-to-device of the same bytes.
  *
  * Usage: gpu_check [--no-bench] [--self]
- *   --self  runs the checks with the CPU table standing in for the GPU and host
+ *   --self  runs the checks with the CPU table standing in for the GPU (its
+ *           bf16 entries emulated by rounding around the f32 ops) and host
  *           memory for device memory (no CUDA calls): a test of this harness,
  *           run by ctest as test_gpu_check_self. */
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <pathseg/kernels.h>
+#include <pathseg/tensor.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +61,10 @@ static void d_copy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind
   if (self_mode) memcpy(dst, src, bytes);
   else CK(cudaMemcpy(dst, src, bytes, kind));
 }
+/* Waits for the device and surfaces any error of the ops launched so far
+ * (the table's ops are asynchronous and cannot return errors). */
 static void d_sync(void) {
-  if (!self_mode) d_sync();
+  if (!self_mode) CK(cudaDeviceSynchronize());
 }
 
 /* A host array and its device twin, filled with the same random values. */
@@ -88,29 +93,39 @@ static void rm(buf *b) {
   b->h = b->d = NULL;
 }
 
-/* Compares the device result with the host result. */
-static void cmp(const char *op, const char *what, const buf *b) {
-  float *g = malloc(sizeof(float) * (size_t)(b->n > 0 ? b->n : 1));
-  d_copy(g, b->d, sizeof(float) * (size_t)b->n, cudaMemcpyDeviceToHost);
+/* Relative error norm of a device result `g` (already on the host) against
+ * the host result h; prints a row of the table and counts it. */
+static void judge(const char *op, const char *what, const float *h, const float *g, int64_t n,
+                  double tol) {
   double num = 0, den = 0;
   int nonfinite = 0;
-  for (int64_t i = 0; i < b->n; i++) {
-    if (isfinite(b->h[i]) != isfinite(g[i]) || (!isfinite(b->h[i]) && b->h[i] != g[i])) {
+  for (int64_t i = 0; i < n; i++) {
+    if (isfinite(h[i]) != isfinite(g[i]) || (!isfinite(h[i]) && h[i] != g[i])) {
       nonfinite++;
       continue;
     }
-    if (!isfinite(b->h[i])) continue;
-    num += ((double)g[i] - b->h[i]) * ((double)g[i] - b->h[i]);
-    den += (double)b->h[i] * b->h[i];
+    if (!isfinite(h[i])) continue;
+    num += ((double)g[i] - h[i]) * ((double)g[i] - h[i]);
+    den += (double)h[i] * h[i];
   }
   double rel = sqrt(num / (den > 0 ? den : 1e-30));
-  int ok = rel <= 1e-5 && !nonfinite;
-  printf("  %-4s %-22s %-10s rel_err %.2e%s\n", ok ? "ok" : "FAIL", op, what, rel,
+  int ok = rel <= tol && !nonfinite;
+  printf("  %-4s %-27s %-16s rel_err %.2e%s\n", ok ? "ok" : "FAIL", op, what, rel,
          nonfinite ? " (inf/nan mismatch)" : "");
   if (ok) n_pass++;
   else n_fail++;
+}
+
+/* Compares an f32 device result with the host result, within tol. */
+static void cmp_tol(const char *op, const char *what, const buf *b, double tol) {
+  float *g = malloc(sizeof(float) * (size_t)(b->n > 0 ? b->n : 1));
+  d_copy(g, b->d, sizeof(float) * (size_t)b->n, cudaMemcpyDeviceToHost);
+  judge(op, what, b->h, g, b->n, tol);
   free(g);
 }
+
+/* f32 outputs of f32 ops: relative error norm <= 1e-5. */
+static void cmp(const char *op, const char *what, const buf *b) { cmp_tol(op, what, b, 1e-5); }
 
 static int have(const char *op, const void *cpu_fn, const void *gpu_fn) {
   if (gpu_fn && cpu_fn) return 1;
@@ -511,7 +526,10 @@ static void check_spatial(void) {
   }
 }
 
-static void check_conv(void) {
+/* conv2d runs through cuDNN when the CUDA library was built with it and
+ * through its own im2col kernels otherwise (or with PATHSEG_NO_CUDNN=1):
+ * main runs this twice, `path` naming the run. */
+static void check_conv(const char *path) {
   if (HAVE(conv2d_forward) && HAVE(conv2d_backward) && HAVE(conv2d_scratch)) {
     static const ps_conv2d_desc ds[] = {
         {.B = 2, .C = 3, .H = 32, .W = 32, .OC = 16, .KH = 16, .KW = 16, .stride = 16}, /* patch */
@@ -527,8 +545,8 @@ static void check_conv(void) {
       buf x = mk(d->B * d->C * d->H * d->W, 1), w = mk(d->OC * d->C * d->KH * d->KW, 1),
           b = mk(d->OC, 1), y = mk(d->B * d->OC * OH * OW, 1), dx = mk(x.n, 1), dw = mk(w.n, 1),
           db = mk(d->OC, 1), dy = mk(y.n, 1);
-      char tag[16];
-      snprintf(tag, sizeof tag, "case %zu", s);
+      char tag[32];
+      snprintf(tag, sizeof tag, "%s case %zu", path, s);
       RUN(conv2d_forward, (P(y), P(x), P(w), P(b), d, P(scr), side ? gsf : sf));
       cmp("conv2d_forward", tag, &y);
       RUN(conv2d_backward, (P(dx), P(dw), P(db), P(dy), P(x), P(w), d, P(scr), side ? gsf : sf));
@@ -544,13 +562,542 @@ static void check_conv(void) {
     buf x = mk(B * C * H * W, 1), w = mk(C * OC * 4, 1), b = mk(OC, 1), y = mk(B * OC * 4 * H * W, 1),
         dx = mk(x.n, 1), dw = mk(w.n, 1), db = mk(OC, 1), dy = mk(y.n, 1);
     RUN(convt2x2_forward, (P(y), P(x), P(w), P(b), B, C, H, W, OC, P(scr), side ? gsf : sf));
-    cmp("convt2x2_forward", "out", &y);
+    cmp("convt2x2_forward", path, &y);
     RUN(convt2x2_backward,
         (P(dx), P(dw), P(db), P(dy), P(x), P(w), B, C, H, W, OC, P(scr), side ? gsf : sf));
-    cmp("convt2x2_backward", "dinp", &dx), cmp("convt2x2_backward", "dweight", &dw);
-    cmp("convt2x2_backward", "dbias", &db);
+    cmp("convt2x2_backward dinp", path, &dx), cmp("convt2x2_backward dW", path, &dw);
+    cmp("convt2x2_backward db", path, &db);
     rm(&scr), rm(&x), rm(&w), rm(&b), rm(&y), rm(&dx), rm(&dw), rm(&db), rm(&dy);
   }
+}
+
+/* Both conv2d paths: cuDNN (where built in) and the own kernels. */
+static void check_convs(void) {
+  check_conv("default");
+  const char *was = getenv("PATHSEG_NO_CUDNN");
+  char *saved = was ? strdup(was) : NULL;
+  setenv("PATHSEG_NO_CUDNN", "1", 1);
+  check_conv("no-cudnn");
+  if (saved) setenv("PATHSEG_NO_CUDNN", saved, 1);
+  else unsetenv("PATHSEG_NO_CUDNN");
+  free(saved);
+}
+
+/* ------------------------------------------------------------ bf16 entries
+ *
+ * Each bf16 entry of the CUDA table against the CPU f32 op on the same data:
+ * the inputs are drawn, rounded to bf16, and the CPU gets those rounded
+ * values as f32, so the only differences are the GPU's bf16 outputs (one
+ * rounding each, ~2^-9 relative) and f32 summation order. Bound: relative
+ * error norm <= 1e-2, for bf16 outputs and for the f32 outputs of bf16 ops
+ * (statistics, parameter gradients, losses) alike. Backward runs from the
+ * CPU's forward state, rounded to the storage type, on both sides. */
+
+static const double BF16_TOL = 1e-2;
+
+/* Host values (f32, exactly representable in bf16) and their bf16 device twin. */
+typedef struct {
+  float *h;
+  ps_bf16 *d;
+  int64_t n;
+} bbuf;
+
+static void upload_bf16(bbuf *b) {
+  ps_bf16 *t = malloc(sizeof(ps_bf16) * (size_t)(b->n > 0 ? b->n : 1));
+  for (int64_t i = 0; i < b->n; i++) t[i] = ps_f32_to_bf16(b->h[i]);
+  d_copy(b->d, t, sizeof(ps_bf16) * (size_t)b->n, cudaMemcpyHostToDevice);
+  free(t);
+}
+
+/* Rounds the host values to bf16 in place and uploads them. */
+static void round_upload(bbuf *b) {
+  for (int64_t i = 0; i < b->n; i++) b->h[i] = ps_bf16_to_f32(ps_f32_to_bf16(b->h[i]));
+  upload_bf16(b);
+}
+
+static bbuf mkb(int64_t n, float scale) {
+  bbuf b = {malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)), NULL, n};
+  for (int64_t i = 0; i < n; i++) b.h[i] = scale * frand();
+  b.d = d_alloc(sizeof(ps_bf16) * (size_t)(n > 0 ? n : 1));
+  round_upload(&b);
+  return b;
+}
+
+static void rmb(bbuf *b) {
+  free(b->h);
+  d_free(b->d);
+  b->h = NULL, b->d = NULL;
+}
+
+static void cmpb(const char *op, const char *what, const bbuf *b) {
+  ps_bf16 *t = malloc(sizeof(ps_bf16) * (size_t)(b->n > 0 ? b->n : 1));
+  float *g = malloc(sizeof(float) * (size_t)(b->n > 0 ? b->n : 1));
+  d_copy(t, b->d, sizeof(ps_bf16) * (size_t)b->n, cudaMemcpyDeviceToHost);
+  for (int64_t i = 0; i < b->n; i++) g[i] = ps_bf16_to_f32(t[i]);
+  judge(op, what, b->h, g, b->n, BF16_TOL);
+  free(t), free(g);
+}
+
+/* f32 host buffer -> device, for the f32 state a backward reads (mean, lse). */
+static void upload(buf *b) { d_copy(b->d, b->h, sizeof(float) * (size_t)b->n, cudaMemcpyHostToDevice); }
+
+/* The CPU's f32 op against the GPU's bf16 op. PB passes a bbuf (host f32
+ * values / device bf16), P an f32 buf; void * converts to either pointer type. */
+#define RUNB(fn, ARGS)                                                                    \
+  do {                                                                                    \
+    {                                                                                     \
+      enum { side = 0 };                                                                  \
+      CPU->fn ARGS;                                                                       \
+    }                                                                                     \
+    {                                                                                     \
+      enum { side = 1 };                                                                  \
+      GPU->fn##_bf16 ARGS;                                                                \
+    }                                                                                     \
+    d_sync();                                                                             \
+  } while (0)
+#define PB(b) (side ? (void *)(b).d : (void *)(b).h)
+#define HAVEB(fn) have(#fn "_bf16", (const void *)CPU->fn, (const void *)GPU->fn##_bf16)
+
+static void check_bf16_dense(void) {
+  int64_t N = 67, C = 45, OC = 33;
+  if (HAVEB(linear_forward) && HAVEB(linear_backward)) {
+    bbuf out = mkb(N * OC, 1), inp = mkb(N * C, 1), w = mkb(OC * C, 1), b = mkb(OC, 1);
+    bbuf dinp = mkb(N * C, 1), dout = mkb(N * OC, 1);
+    buf dw = mk(OC * C, 1), db = mk(OC, 1);
+    RUNB(linear_forward, (PB(out), PB(inp), PB(w), PB(b), N, C, OC));
+    cmpb("linear_forward_bf16", "out", &out);
+    RUNB(linear_forward, (PB(out), PB(inp), PB(w), NULL, N, C, OC));
+    cmpb("linear_forward_bf16", "out/nobias", &out);
+    RUNB(linear_backward, (PB(dinp), P(dw), P(db), PB(dout), PB(inp), PB(w), N, C, OC));
+    cmpb("linear_backward_bf16", "dinp", &dinp);
+    cmp_tol("linear_backward_bf16", "dweight f32", &dw, BF16_TOL);
+    cmp_tol("linear_backward_bf16", "dbias f32", &db, BF16_TOL);
+    rmb(&out), rmb(&inp), rmb(&w), rmb(&b), rmb(&dinp), rmb(&dout), rm(&dw), rm(&db);
+  }
+  N = 70, C = 300;
+  if (HAVEB(layernorm_forward) && HAVEB(layernorm_backward)) {
+    bbuf out = mkb(N * C, 1), x = mkb(N * C, 3), w = mkb(C, 1), b = mkb(C, 1), dx = mkb(N * C, 1),
+         dy = mkb(N * C, 1);
+    buf mean = mk(N, 1), rstd = mk(N, 1), dw = mk(C, 1), db = mk(C, 1);
+    for (int64_t i = 0; i < x.n; i++) x.h[i] += 5.0f; /* a large mean */
+    round_upload(&x);
+    RUNB(layernorm_forward, (PB(out), P(mean), P(rstd), PB(x), PB(w), PB(b), N, C, 1e-5f));
+    cmpb("layernorm_forward_bf16", "out", &out);
+    cmp_tol("layernorm_forward_bf16", "mean f32", &mean, BF16_TOL);
+    cmp_tol("layernorm_forward_bf16", "rstd f32", &rstd, BF16_TOL);
+    upload(&mean), upload(&rstd);
+    RUNB(layernorm_backward,
+         (PB(dx), P(dw), P(db), PB(dy), PB(x), PB(w), P(mean), P(rstd), N, C));
+    cmpb("layernorm_backward_bf16", "dinp", &dx);
+    cmp_tol("layernorm_backward_bf16", "dweight f32", &dw, BF16_TOL);
+    cmp_tol("layernorm_backward_bf16", "dbias f32", &db, BF16_TOL);
+    rmb(&out), rmb(&x), rmb(&w), rmb(&b), rmb(&dx), rmb(&dy);
+    rm(&mean), rm(&rstd), rm(&dw), rm(&db);
+  }
+  if (HAVEB(rmsnorm_forward) && HAVEB(rmsnorm_backward)) {
+    bbuf out = mkb(N * C, 1), x = mkb(N * C, 2), w = mkb(C, 1), dx = mkb(N * C, 1),
+         dy = mkb(N * C, 1);
+    buf rstd = mk(N, 1), dw = mk(C, 1);
+    RUNB(rmsnorm_forward, (PB(out), P(rstd), PB(x), PB(w), N, C, 1e-6f));
+    cmpb("rmsnorm_forward_bf16", "out", &out);
+    cmp_tol("rmsnorm_forward_bf16", "rstd f32", &rstd, BF16_TOL);
+    upload(&rstd);
+    RUNB(rmsnorm_backward, (PB(dx), P(dw), PB(dy), PB(x), PB(w), P(rstd), N, C));
+    cmpb("rmsnorm_backward_bf16", "dinp", &dx);
+    cmp_tol("rmsnorm_backward_bf16", "dweight f32", &dw, BF16_TOL);
+    rmb(&out), rmb(&x), rmb(&w), rmb(&dx), rmb(&dy), rm(&rstd), rm(&dw);
+  }
+}
+
+#define CHECK_ACT_BF16(name)                                                              \
+  if (HAVEB(name##_forward) && HAVEB(name##_backward)) {                                  \
+    bbuf out = mkb(n, 1), x = mkb(n, 4), dx = mkb(n, 1), dy = mkb(n, 1);                  \
+    RUNB(name##_forward, (PB(out), PB(x), n));                                            \
+    cmpb(#name "_forward_bf16", "out", &out);                                             \
+    RUNB(name##_backward, (PB(dx), PB(x), PB(dy), n));                                    \
+    cmpb(#name "_backward_bf16", "dinp", &dx);                                            \
+    rmb(&out), rmb(&x), rmb(&dx), rmb(&dy);                                               \
+  }
+
+static void check_bf16_elementwise(void) {
+  int64_t n = 100003, N = 37, C = 129;
+  CHECK_ACT_BF16(gelu)
+  CHECK_ACT_BF16(silu)
+  if (HAVEB(swiglu_forward) && HAVEB(swiglu_backward)) {
+    /* packed [gate | up] rows (ld = 2C), as DINOv2's w12 */
+    bbuf out = mkb(N * C, 1), h = mkb(N * 2 * C, 3), dh = mkb(N * 2 * C, 1), dy = mkb(N * C, 1);
+    RUNB(swiglu_forward, (PB(out), PB(h), side ? (void *)(h.d + C) : (void *)(h.h + C), N, C, 2 * C));
+    cmpb("swiglu_forward_bf16", "out", &out);
+    RUNB(swiglu_backward, (PB(dh), side ? (void *)(dh.d + C) : (void *)(dh.h + C), PB(dy), PB(h),
+                           side ? (void *)(h.d + C) : (void *)(h.h + C), N, C, 2 * C));
+    cmpb("swiglu_backward_bf16", "dgate|dup", &dh);
+    rmb(&out), rmb(&h), rmb(&dh), rmb(&dy);
+  }
+  if (HAVEB(softmax_forward) && HAVEB(softmax_backward)) {
+    static const int64_t shapes[][2] = {{50, 1000}, {64, 256}, {3, 7}};
+    for (int s = 0; s < 3; s++) {
+      int64_t R = shapes[s][0], K = shapes[s][1];
+      bbuf y = mkb(R * K, 1), x = mkb(R * K, 8), dx = mkb(R * K, 1), dyy = mkb(R * K, 1);
+      for (int64_t j = 0; j < K; j++) x.h[j] = -INFINITY; /* a fully masked row */
+      upload_bf16(&x);
+      char tag[32];
+      snprintf(tag, sizeof tag, "%lldx%lld", (long long)R, (long long)K);
+      RUNB(softmax_forward, (PB(y), PB(x), R, K));
+      cmpb("softmax_forward_bf16", tag, &y);
+      round_upload(&y); /* backward from the CPU's probabilities */
+      RUNB(softmax_backward, (PB(dx), PB(dyy), PB(y), R, K));
+      cmpb("softmax_backward_bf16", tag, &dx);
+      rmb(&y), rmb(&x), rmb(&dx), rmb(&dyy);
+    }
+  }
+}
+
+static void check_bf16_attention_case(const char *tag, ps_attention_desc d, int bias, int rel) {
+  int64_t ldq = d.ldq ? d.ldq : d.Hq * d.D, ldk = d.ldk ? d.ldk : d.Hkv * d.D;
+  int64_t ldv = d.ldv ? d.ldv : d.Hkv * d.D, ldo = d.Hq * d.D;
+  bbuf q = mkb(d.B * d.Tq * ldq, 1), k = mkb(d.B * d.Tk * ldk, 1), v = mkb(d.B * d.Tk * ldv, 1);
+  bbuf out = mkb(d.B * d.Tq * ldo, 1), dout = mkb(out.n, 1);
+  bbuf dq = mkb(q.n, 1), dk = mkb(k.n, 1), dv = mkb(v.n, 1);
+  buf lse = mk(d.B * d.Hq * d.Tq, 1);
+  buf bb = mk(bias ? d.Tq * d.Tk : 1, 1), dbb = mk(bb.n, 1);
+  int64_t g = rel ? d.rel_kh : 1;
+  buf rh = mk(d.B * d.Hq * d.Tq * g, 1), rw = mk(rh.n, 1), drh = mk(rh.n, 1), drw = mk(rh.n, 1);
+  if (bias)
+    for (int64_t i = 0; i < bb.n; i++)
+      if (i % 7 == 3 || i / d.Tk == 1) bb.h[i] = -INFINITY;
+  upload(&bb);
+  ps_attention_desc dh = d, dd = d;
+  if (bias) dh.bias = bb.h, dd.bias = bb.d, dh.bias_sb = dh.bias_sh = dd.bias_sb = dd.bias_sh = 0;
+  if (rel) dh.rel_h = rh.h, dh.rel_w = rw.h, dd.rel_h = rh.d, dd.rel_w = rw.d;
+  int64_t sf = CPU->attention_scratch(&dh, 1), sf0 = CPU->attention_scratch(&dh, 0);
+  sf = sf > sf0 ? sf : sf0;
+  float *scr = malloc(sizeof(float) * (size_t)(sf > 0 ? sf : 1));
+  int64_t gsf = GPU->attention_scratch_bf16(&dd, 1), gsf0 = GPU->attention_scratch_bf16(&dd, 0);
+  gsf = gsf > gsf0 ? gsf : gsf0;
+  float *gscr = d_alloc(sizeof(float) * (size_t)(gsf > 0 ? gsf : 1));
+
+  CPU->attention_forward(out.h, lse.h, q.h, k.h, v.h, &dh, scr, sf);
+  GPU->attention_forward_bf16(out.d, lse.d, q.d, k.d, v.d, &dd, gscr, gsf);
+  d_sync();
+  char what[48];
+  snprintf(what, sizeof what, "%s out", tag), cmpb("attention_forward_bf16", what, &out);
+  snprintf(what, sizeof what, "%s lse f32", tag);
+  cmp_tol("attention_forward_bf16", what, &lse, BF16_TOL);
+  round_upload(&out), upload(&lse);
+  CPU->attention_backward(dq.h, dk.h, dv.h, bias ? dbb.h : NULL, rel ? drh.h : NULL,
+                          rel ? drw.h : NULL, dout.h, q.h, k.h, v.h, out.h, lse.h, &dh, scr, sf);
+  GPU->attention_backward_bf16(dq.d, dk.d, dv.d, bias ? dbb.d : NULL, rel ? drh.d : NULL,
+                               rel ? drw.d : NULL, dout.d, q.d, k.d, v.d, out.d, lse.d, &dd, gscr,
+                               gsf);
+  d_sync();
+  snprintf(what, sizeof what, "%s dq", tag), cmpb("attention_backward_bf16", what, &dq);
+  snprintf(what, sizeof what, "%s dk", tag), cmpb("attention_backward_bf16", what, &dk);
+  snprintf(what, sizeof what, "%s dv", tag), cmpb("attention_backward_bf16", what, &dv);
+  if (bias) {
+    snprintf(what, sizeof what, "%s dbias f32", tag);
+    cmp_tol("attention_backward_bf16", what, &dbb, BF16_TOL);
+  }
+  if (rel) {
+    snprintf(what, sizeof what, "%s drel_h f32", tag);
+    cmp_tol("attention_backward_bf16", what, &drh, BF16_TOL);
+    snprintf(what, sizeof what, "%s drel_w f32", tag);
+    cmp_tol("attention_backward_bf16", what, &drw, BF16_TOL);
+  }
+  free(scr);
+  d_free(gscr);
+  rmb(&q), rmb(&k), rmb(&v), rmb(&out), rmb(&dout), rmb(&dq), rmb(&dk), rmb(&dv);
+  rm(&lse), rm(&bb), rm(&dbb), rm(&rh), rm(&rw), rm(&drh), rm(&drw);
+}
+
+static void check_bf16_attention(void) {
+  if (!HAVEB(attention_forward) || !HAVEB(attention_backward) || !HAVEB(attention_scratch)) return;
+  ps_attention_desc d = {.B = 2, .Hq = 4, .Hkv = 2, .Tq = 33, .Tk = 33, .D = 32,
+                         .scale = 0.17677669f, .causal = 1};
+  check_bf16_attention_case("causal-gqa", d, 0, 0);
+  d = (ps_attention_desc){.B = 2, .Hq = 3, .Hkv = 3, .Tq = 9, .Tk = 41, .D = 40, .scale = 0.3f};
+  check_bf16_attention_case("cross+bias", d, 1, 0);
+  d = (ps_attention_desc){.B = 3, .Hq = 2, .Hkv = 2, .Tq = 49, .Tk = 49, .D = 16, .scale = 0.25f,
+                          .ldq = 3 * 2 * 16, .ldk = 3 * 2 * 16, .ldv = 3 * 2 * 16,
+                          .rel_kh = 7, .rel_kw = 7};
+  check_bf16_attention_case("packed+relpos", d, 0, 1);
+}
+
+static void check_bf16_tokens(void) {
+  int64_t N = 50, V = 37, C = 24;
+  if (HAVEB(embedding_forward) && HAVEB(embedding_backward)) {
+    ibuf ids = mki(N, -2, (int32_t)V + 2); /* a few out-of-range ids */
+    bbuf out = mkb(N * C, 1), tab = mkb(V * C, 1), dy = mkb(N * C, 1);
+    buf dtab = mk(V * C, 1);
+    RUNB(embedding_forward, (PB(out), PI(ids), PB(tab), N, V, C));
+    cmpb("embedding_forward_bf16", "out", &out);
+    RUNB(embedding_backward, (P(dtab), PI(ids), PB(dy), N, V, C));
+    cmp_tol("embedding_backward_bf16", "dtable f32", &dtab, BF16_TOL);
+    rmi(&ids), rmb(&out), rmb(&tab), rmb(&dy), rm(&dtab);
+  }
+  if (HAVEB(crossentropy)) {
+    int64_t R = 40, VV = 3000;
+    ibuf tg = mki(R, 0, (int32_t)VV);
+    tg.h[3] = -100, tg.h[7] = -100; /* ignore_index rows */
+    d_copy(tg.d, tg.h, sizeof(int32_t) * (size_t)R, cudaMemcpyHostToDevice);
+    bbuf x = mkb(R * VV, 6), dx = mkb(R * VV, 1);
+    buf rl = mk(R, 1), loss = mk(1, 0);
+    float lc = CPU->crossentropy(dx.h, rl.h, x.h, tg.h, R, VV, -100, 0.0f, 1.0f);
+    float lg = GPU->crossentropy_bf16(dx.d, rl.d, x.d, tg.d, R, VV, -100, 0.0f, 1.0f);
+    loss.h[0] = lc;
+    d_copy(loss.d, &lg, sizeof(float), cudaMemcpyHostToDevice);
+    cmp_tol("crossentropy_bf16", "loss", &loss, BF16_TOL);
+    cmp_tol("crossentropy_bf16", "row_loss", &rl, BF16_TOL);
+    cmpb("crossentropy_bf16", "dlogits", &dx);
+    /* in place (dlogits == logits), sum reduction */
+    lc = CPU->crossentropy(x.h, NULL, x.h, tg.h, R, VV, -100, 7.0f, 0.5f);
+    lg = GPU->crossentropy_bf16(x.d, NULL, x.d, tg.d, R, VV, -100, 7.0f, 0.5f);
+    loss.h[0] = lc;
+    d_copy(loss.d, &lg, sizeof(float), cudaMemcpyHostToDevice);
+    cmp_tol("crossentropy_bf16", "loss/inpl", &loss, BF16_TOL);
+    cmpb("crossentropy_bf16", "dlog/inpl", &x);
+    rmi(&tg), rmb(&x), rmb(&dx), rm(&rl), rm(&loss);
+  }
+  if (HAVEB(rope_forward) && HAVEB(rope_backward)) {
+    ps_rope_desc d1 = {.N = 40, .H = 3, .D = 64, .theta = 10000.0f};
+    ps_rope_desc d3 = {.N = 40, .H = 2, .D = 32, .ld = 3 * 2 * 32, .theta = 1e6f, .n_sections = 3,
+                       .sections = {4, 6, 6}};
+    const ps_rope_desc *ds[2] = {&d1, &d3};
+    const char *tags[2] = {"1d", "mrope"};
+    for (int k = 0; k < 2; k++) {
+      const ps_rope_desc *d = ds[k];
+      int64_t ld = d->ld ? d->ld : d->H * d->D;
+      ibuf pos = mki(3 * d->N, 0, 4000);
+      bbuf x = mkb(d->N * ld, 1), y = mkb(d->N * ld, 1), dx = mkb(d->N * ld, 1);
+      RUNB(rope_forward, (PB(y), PB(x), PI(pos), d));
+      cmpb("rope_forward_bf16", tags[k], &y);
+      round_upload(&y);
+      RUNB(rope_backward, (PB(dx), PB(y), PI(pos), d));
+      cmpb("rope_backward_bf16", tags[k], &dx);
+      rmi(&pos), rmb(&x), rmb(&y), rmb(&dx);
+    }
+  }
+}
+
+static void check_bf16(void) {
+  printf("bf16 entries vs the CPU f32 ops on bf16-rounded data (rel err <= 1e-2)\n");
+  check_bf16_dense();
+  check_bf16_elementwise();
+  check_bf16_attention();
+  check_bf16_tokens();
+}
+
+/* ------------------------------------------------------------ --self bf16
+ *
+ * In --self mode the bf16 entries are emulated on the CPU: widen the bf16
+ * inputs, run the CPU f32 op, round the bf16 outputs. That is not a test of
+ * any kernel; it runs every bf16 check of this harness (its buffer sizes,
+ * strides and argument order, under ASan in the sanitizer build) without a
+ * GPU, so a GPU session does not spend its minutes on harness bugs. The
+ * emulation reads and writes exactly the elements (rows x cols with row
+ * stride ld) that the op's contract names. */
+
+static float *emu_get(const ps_bf16 *x, int64_t rows, int64_t cols, int64_t ld) {
+  if (!x) return NULL;
+  int64_t extent = rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 1;
+  float *t = calloc((size_t)extent, sizeof(float));
+  if (!t) exit(1);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) t[r * ld + c] = ps_bf16_to_f32(x[r * ld + c]);
+  return t;
+}
+
+/* Rounds t's elements back into y (when y is not NULL) and frees t. */
+static void emu_put(ps_bf16 *y, float *t, int64_t rows, int64_t cols, int64_t ld) {
+  if (y && t)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < cols; c++) y[r * ld + c] = ps_f32_to_bf16(t[r * ld + c]);
+  free(t);
+}
+
+static float *emu_zeros(int64_t n) {
+  float *t = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+  if (!t) exit(1);
+  return t;
+}
+
+static void emu_linear_fwd(ps_bf16 *out, const ps_bf16 *inp, const ps_bf16 *w, const ps_bf16 *b,
+                           int64_t N, int64_t C, int64_t OC) {
+  float *o = emu_zeros(N * OC), *i = emu_get(inp, N, C, C), *wt = emu_get(w, OC, C, C),
+        *bt = emu_get(b, 1, OC, OC);
+  CPU->linear_forward(o, i, wt, bt, N, C, OC);
+  emu_put(out, o, N, OC, OC), free(i), free(wt), free(bt);
+}
+static void emu_linear_bwd(ps_bf16 *dinp, float *dw, float *db, const ps_bf16 *dout,
+                           const ps_bf16 *inp, const ps_bf16 *w, int64_t N, int64_t C, int64_t OC) {
+  float *di = emu_get(dinp, N, C, C), *dy = emu_get(dout, N, OC, OC), *i = emu_get(inp, N, C, C),
+        *wt = emu_get(w, OC, C, C);
+  CPU->linear_backward(di, dw, db, dy, i, wt, N, C, OC);
+  emu_put(dinp, di, N, C, C), free(dy), free(i), free(wt);
+}
+static void emu_ln_fwd(ps_bf16 *out, float *mean, float *rstd, const ps_bf16 *inp,
+                       const ps_bf16 *w, const ps_bf16 *b, int64_t N, int64_t C, float eps) {
+  float *o = emu_zeros(N * C), *x = emu_get(inp, N, C, C), *wt = emu_get(w, 1, C, C),
+        *bt = emu_get(b, 1, C, C);
+  CPU->layernorm_forward(o, mean, rstd, x, wt, bt, N, C, eps);
+  emu_put(out, o, N, C, C), free(x), free(wt), free(bt);
+}
+static void emu_ln_bwd(ps_bf16 *dinp, float *dw, float *db, const ps_bf16 *dout,
+                       const ps_bf16 *inp, const ps_bf16 *w, const float *mean, const float *rstd,
+                       int64_t N, int64_t C) {
+  float *di = emu_get(dinp, N, C, C), *dy = emu_get(dout, N, C, C), *x = emu_get(inp, N, C, C),
+        *wt = emu_get(w, 1, C, C);
+  CPU->layernorm_backward(di, dw, db, dy, x, wt, mean, rstd, N, C);
+  emu_put(dinp, di, N, C, C), free(dy), free(x), free(wt);
+}
+static void emu_rms_fwd(ps_bf16 *out, float *rstd, const ps_bf16 *inp, const ps_bf16 *w, int64_t N,
+                        int64_t C, float eps) {
+  float *o = emu_zeros(N * C), *x = emu_get(inp, N, C, C), *wt = emu_get(w, 1, C, C);
+  CPU->rmsnorm_forward(o, rstd, x, wt, N, C, eps);
+  emu_put(out, o, N, C, C), free(x), free(wt);
+}
+static void emu_rms_bwd(ps_bf16 *dinp, float *dw, const ps_bf16 *dout, const ps_bf16 *inp,
+                        const ps_bf16 *w, const float *rstd, int64_t N, int64_t C) {
+  float *di = emu_get(dinp, N, C, C), *dy = emu_get(dout, N, C, C), *x = emu_get(inp, N, C, C),
+        *wt = emu_get(w, 1, C, C);
+  CPU->rmsnorm_backward(di, dw, dy, x, wt, rstd, N, C);
+  emu_put(dinp, di, N, C, C), free(dy), free(x), free(wt);
+}
+#define EMU_ACT(name)                                                                     \
+  static void emu_##name##_fwd(ps_bf16 *out, const ps_bf16 *inp, int64_t n) {             \
+    float *o = emu_zeros(n), *x = emu_get(inp, 1, n, n);                                  \
+    CPU->name##_forward(o, x, n);                                                         \
+    emu_put(out, o, 1, n, n), free(x);                                                    \
+  }                                                                                       \
+  static void emu_##name##_bwd(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout,    \
+                               int64_t n) {                                               \
+    float *di = emu_get(dinp, 1, n, n), *x = emu_get(inp, 1, n, n),                       \
+          *dy = emu_get(dout, 1, n, n);                                                   \
+    CPU->name##_backward(di, x, dy, n);                                                   \
+    emu_put(dinp, di, 1, n, n), free(x), free(dy);                                        \
+  }
+EMU_ACT(gelu)
+EMU_ACT(silu)
+static void emu_swiglu_fwd(ps_bf16 *out, const ps_bf16 *gate, const ps_bf16 *up, int64_t N,
+                           int64_t C, int64_t ld) {
+  if (ld == 0) ld = C;
+  float *o = emu_zeros(N * C), *g = emu_get(gate, N, C, ld), *u = emu_get(up, N, C, ld);
+  CPU->swiglu_forward(o, g, u, N, C, ld);
+  emu_put(out, o, N, C, C), free(g), free(u);
+}
+static void emu_swiglu_bwd(ps_bf16 *dgate, ps_bf16 *dup, const ps_bf16 *dout, const ps_bf16 *gate,
+                           const ps_bf16 *up, int64_t N, int64_t C, int64_t ld) {
+  if (ld == 0) ld = C;
+  float *dg = emu_get(dgate, N, C, ld), *du = emu_get(dup, N, C, ld), *dy = emu_get(dout, N, C, C),
+        *g = emu_get(gate, N, C, ld), *u = emu_get(up, N, C, ld);
+  CPU->swiglu_backward(dg, du, dy, g, u, N, C, ld);
+  emu_put(dgate, dg, N, C, ld), emu_put(dup, du, N, C, ld), free(dy), free(g), free(u);
+}
+static void emu_softmax_fwd(ps_bf16 *out, const ps_bf16 *inp, int64_t N, int64_t C) {
+  float *o = emu_zeros(N * C), *x = emu_get(inp, N, C, C);
+  CPU->softmax_forward(o, x, N, C);
+  emu_put(out, o, N, C, C), free(x);
+}
+static void emu_softmax_bwd(ps_bf16 *dinp, const ps_bf16 *dout, const ps_bf16 *out, int64_t N,
+                            int64_t C) {
+  float *di = emu_get(dinp, N, C, C), *dy = emu_get(dout, N, C, C), *y = emu_get(out, N, C, C);
+  CPU->softmax_backward(di, dy, y, N, C);
+  emu_put(dinp, di, N, C, C), free(dy), free(y);
+}
+static int64_t emu_att_scratch(const ps_attention_desc *d, int backward) {
+  /* the CPU op's scratch, whichever direction needs more */
+  int64_t a = CPU->attention_scratch(d, 0), b = CPU->attention_scratch(d, 1);
+  return a > b ? a : b;
+}
+typedef struct {
+  int64_t ldq, ldk, ldv, ldo;
+} emu_ld;
+static emu_ld emu_att_ld(const ps_attention_desc *d) {
+  emu_ld l = {d->ldq ? d->ldq : d->Hq * d->D, d->ldk ? d->ldk : d->Hkv * d->D,
+              d->ldv ? d->ldv : d->Hkv * d->D, d->ldo ? d->ldo : d->Hq * d->D};
+  return l;
+}
+static void emu_att_fwd(ps_bf16 *out, float *lse, const ps_bf16 *q, const ps_bf16 *k,
+                        const ps_bf16 *v, const ps_attention_desc *d, float *scratch, int64_t sf) {
+  emu_ld l = emu_att_ld(d);
+  int64_t rq = d->B * d->Tq, rk = d->B * d->Tk, wq = d->Hq * d->D, wk = d->Hkv * d->D;
+  float *o = emu_get(out, rq, wq, l.ldo), *qf = emu_get(q, rq, wq, l.ldq),
+        *kf = emu_get(k, rk, wk, l.ldk), *vf = emu_get(v, rk, wk, l.ldv);
+  CPU->attention_forward(o, lse, qf, kf, vf, d, scratch, sf);
+  emu_put(out, o, rq, wq, l.ldo), free(qf), free(kf), free(vf);
+}
+static void emu_att_bwd(ps_bf16 *dq, ps_bf16 *dk, ps_bf16 *dv, float *dbias, float *drel_h,
+                        float *drel_w, const ps_bf16 *dout, const ps_bf16 *q, const ps_bf16 *k,
+                        const ps_bf16 *v, const ps_bf16 *out, const float *lse,
+                        const ps_attention_desc *d, float *scratch, int64_t sf) {
+  emu_ld l = emu_att_ld(d);
+  int64_t rq = d->B * d->Tq, rk = d->B * d->Tk, wq = d->Hq * d->D, wk = d->Hkv * d->D;
+  float *dqf = emu_get(dq, rq, wq, l.ldq), *dkf = emu_get(dk, rk, wk, l.ldk),
+        *dvf = emu_get(dv, rk, wk, l.ldv), *dy = emu_get(dout, rq, wq, l.ldo),
+        *qf = emu_get(q, rq, wq, l.ldq), *kf = emu_get(k, rk, wk, l.ldk),
+        *vf = emu_get(v, rk, wk, l.ldv), *o = emu_get(out, rq, wq, l.ldo);
+  CPU->attention_backward(dqf, dkf, dvf, dbias, drel_h, drel_w, dy, qf, kf, vf, o, lse, d, scratch,
+                          sf);
+  emu_put(dq, dqf, rq, wq, l.ldq), emu_put(dk, dkf, rk, wk, l.ldk), emu_put(dv, dvf, rk, wk, l.ldv);
+  free(dy), free(qf), free(kf), free(vf), free(o);
+}
+static void emu_rope_fwd(ps_bf16 *out, const ps_bf16 *inp, const int32_t *pos,
+                         const ps_rope_desc *d) {
+  int64_t ld = d->ld ? d->ld : d->H * d->D;
+  float *o = emu_get(out, d->N, d->H * d->D, ld), *x = emu_get(inp, d->N, d->H * d->D, ld);
+  CPU->rope_forward(o, x, pos, d);
+  emu_put(out, o, d->N, d->H * d->D, ld), free(x);
+}
+static void emu_rope_bwd(ps_bf16 *dinp, const ps_bf16 *dout, const int32_t *pos,
+                         const ps_rope_desc *d) {
+  int64_t ld = d->ld ? d->ld : d->H * d->D;
+  float *di = emu_get(dinp, d->N, d->H * d->D, ld), *dy = emu_get(dout, d->N, d->H * d->D, ld);
+  CPU->rope_backward(di, dy, pos, d);
+  emu_put(dinp, di, d->N, d->H * d->D, ld), free(dy);
+}
+static void emu_emb_fwd(ps_bf16 *out, const int32_t *ids, const ps_bf16 *table, int64_t N,
+                        int64_t V, int64_t C) {
+  float *o = emu_zeros(N * C), *t = emu_get(table, V, C, C);
+  CPU->embedding_forward(o, ids, t, N, V, C);
+  emu_put(out, o, N, C, C), free(t);
+}
+static void emu_emb_bwd(float *dtable, const int32_t *ids, const ps_bf16 *dout, int64_t N,
+                        int64_t V, int64_t C) {
+  float *dy = emu_get(dout, N, C, C);
+  CPU->embedding_backward(dtable, ids, dy, N, V, C);
+  free(dy);
+}
+static float emu_ce(ps_bf16 *dlogits, float *row_loss, const ps_bf16 *logits,
+                    const int32_t *targets, int64_t N, int64_t V, int32_t ignore, float denom,
+                    float dloss) {
+  float *x = emu_get(logits, N, V, V), loss;
+  if (dlogits && dlogits == logits) { /* in place */
+    loss = CPU->crossentropy(x, row_loss, x, targets, N, V, ignore, denom, dloss);
+    emu_put(dlogits, x, N, V, V);
+    return loss;
+  }
+  float *dl = emu_get(dlogits, N, V, V);
+  loss = CPU->crossentropy(dl, row_loss, x, targets, N, V, ignore, denom, dloss);
+  emu_put(dlogits, dl, N, V, V), free(x);
+  return loss;
+}
+
+/* The CPU table with the bf16 entries emulated: --self's stand-in GPU. */
+static ps_kernels emu_table(void) {
+  ps_kernels t = *CPU;
+  t.name = "cpu+bf16-emulation";
+  t.linear_forward_bf16 = emu_linear_fwd, t.linear_backward_bf16 = emu_linear_bwd;
+  t.layernorm_forward_bf16 = emu_ln_fwd, t.layernorm_backward_bf16 = emu_ln_bwd;
+  t.rmsnorm_forward_bf16 = emu_rms_fwd, t.rmsnorm_backward_bf16 = emu_rms_bwd;
+  t.gelu_forward_bf16 = emu_gelu_fwd, t.gelu_backward_bf16 = emu_gelu_bwd;
+  t.silu_forward_bf16 = emu_silu_fwd, t.silu_backward_bf16 = emu_silu_bwd;
+  t.swiglu_forward_bf16 = emu_swiglu_fwd, t.swiglu_backward_bf16 = emu_swiglu_bwd;
+  t.softmax_forward_bf16 = emu_softmax_fwd, t.softmax_backward_bf16 = emu_softmax_bwd;
+  t.attention_scratch_bf16 = emu_att_scratch;
+  t.attention_forward_bf16 = emu_att_fwd, t.attention_backward_bf16 = emu_att_bwd;
+  t.rope_forward_bf16 = emu_rope_fwd, t.rope_backward_bf16 = emu_rope_bwd;
+  t.embedding_forward_bf16 = emu_emb_fwd, t.embedding_backward_bf16 = emu_emb_bwd;
+  t.crossentropy_bf16 = emu_ce;
+  return t;
 }
 
 /* ------------------------------------------------------------ benchmarks */
@@ -610,6 +1157,48 @@ static void mem_run(void *p) {
   else CK(cudaMemcpyAsync(c->dst, c->x, sizeof(float) * (size_t)(c->N * c->C), cudaMemcpyDeviceToDevice, 0));
 }
 
+typedef struct {
+  int64_t N, C, OC;
+  ps_bf16 *inp, *w, *b, *out, *dout, *dinp;
+  float *dw, *db;
+} lin16_ctx;
+static void lin16_run(void *p) {
+  lin16_ctx *c = p;
+  GPU->linear_forward_bf16(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+  GPU->linear_backward_bf16(c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->N, c->C, c->OC);
+}
+
+typedef struct {
+  ps_attention_desc d;
+  ps_bf16 *q, *k, *v, *out, *dout, *dq, *dk, *dv;
+  float *lse, *scr;
+  int64_t sf;
+} att16_ctx;
+static void att16_run(void *p) {
+  att16_ctx *c = p;
+  GPU->attention_forward_bf16(c->out, c->lse, c->q, c->k, c->v, &c->d, NULL, 0);
+  GPU->attention_backward_bf16(c->dq, c->dk, c->dv, NULL, NULL, NULL, c->dout, c->q, c->k, c->v,
+                               c->out, c->lse, &c->d, c->scr, c->sf);
+}
+
+static ps_bf16 *dalloc16(int64_t n) {
+  ps_bf16 *p;
+  CK(cudaMalloc((void **)&p, sizeof(ps_bf16) * (size_t)n));
+  CK(cudaMemset(p, 0, sizeof(ps_bf16) * (size_t)n));
+  return p;
+}
+
+typedef struct {
+  ps_conv2d_desc d;
+  float *x, *w, *b, *y, *dx, *dw, *db, *dy, *scr;
+  int64_t sf;
+} conv_ctx;
+static void conv_run(void *p) {
+  conv_ctx *c = p;
+  GPU->conv2d_forward(c->y, c->x, c->w, c->b, &c->d, c->scr, c->sf);
+  GPU->conv2d_backward(c->dx, c->dw, c->db, c->dy, c->x, c->w, &c->d, c->scr, c->sf);
+}
+
 static float *dalloc(int64_t n) {
   float *p;
   CK(cudaMalloc((void **)&p, sizeof(float) * (size_t)n));
@@ -634,6 +1223,19 @@ static void benchmarks(void) {
     cudaFree(c.inp), cudaFree(c.dinp), cudaFree(c.w), cudaFree(c.dw), cudaFree(c.b),
         cudaFree(c.db), cudaFree(c.out), cudaFree(c.dout);
   }
+  for (int s = 0; s < 3 && GPU->linear_forward_bf16 && GPU->linear_backward_bf16; s++) {
+    lin16_ctx c = {.N = lin[s][0], .C = lin[s][1], .OC = lin[s][2]};
+    c.inp = dalloc16(c.N * c.C), c.dinp = dalloc16(c.N * c.C), c.w = dalloc16(c.OC * c.C),
+    c.b = dalloc16(c.OC), c.out = dalloc16(c.N * c.OC), c.dout = dalloc16(c.N * c.OC);
+    c.dw = dalloc(c.OC * c.C), c.db = dalloc(c.OC);
+    double ms = time_ms(lin16_run, &c, 20);
+    char name[64];
+    snprintf(name, sizeof name, "linear bf16 fwd+bwd %lldx%lldx%lld", (long long)c.N,
+             (long long)c.C, (long long)c.OC);
+    printf("  %-34s %10.3f %9.1f TFLOP/s\n", name, ms, 6.0 * c.N * c.C * c.OC / ms * 1e-9);
+    cudaFree(c.inp), cudaFree(c.dinp), cudaFree(c.w), cudaFree(c.b), cudaFree(c.out),
+        cudaFree(c.dout), cudaFree(c.dw), cudaFree(c.db);
+  }
   if (GPU->attention_forward && GPU->attention_backward) {
     static const int64_t at[][4] = {{8, 4, 256, 32}, {25, 12, 196, 64}, {1, 12, 4096, 64}};
     static const char *names[] = {"attention mha 8x4x256x32", "attention sam window 25x12x196x64",
@@ -652,6 +1254,54 @@ static void benchmarks(void) {
           cudaFree(c.dq), cudaFree(c.dk), cudaFree(c.dv), cudaFree(c.lse);
     }
   }
+  if (GPU->attention_forward_bf16 && GPU->attention_backward_bf16) {
+    static const int64_t at[][4] = {{8, 4, 256, 32}, {25, 12, 196, 64}};
+    static const char *names[] = {"attention bf16 mha 8x4x256x32",
+                                  "attention bf16 window 25x12x196x64"};
+    for (int s = 0; s < 2; s++) {
+      att16_ctx c = {.d = {.B = at[s][0], .Hq = at[s][1], .Hkv = at[s][1], .Tq = at[s][2],
+                           .Tk = at[s][2], .D = at[s][3]}};
+      c.d.scale = 1.0f / sqrtf((float)c.d.D);
+      int64_t n = c.d.B * c.d.Tq * c.d.Hq * c.d.D;
+      c.q = dalloc16(n), c.k = dalloc16(n), c.v = dalloc16(n), c.out = dalloc16(n),
+      c.dout = dalloc16(n), c.dq = dalloc16(n), c.dk = dalloc16(n), c.dv = dalloc16(n);
+      c.lse = dalloc(c.d.B * c.d.Hq * c.d.Tq);
+      c.sf = GPU->attention_scratch_bf16(&c.d, 1);
+      c.scr = dalloc(c.sf > 0 ? c.sf : 1);
+      double ms = time_ms(att16_run, &c, 20);
+      double flops = 6.0 * 2.0 * c.d.B * c.d.Hq * (double)c.d.Tq * c.d.Tk * c.d.D;
+      printf("  %-34s %10.3f %9.2f TFLOP/s\n", names[s], ms, flops / ms * 1e-9);
+      cudaFree(c.q), cudaFree(c.k), cudaFree(c.v), cudaFree(c.out), cudaFree(c.dout),
+          cudaFree(c.dq), cudaFree(c.dk), cudaFree(c.dv), cudaFree(c.lse), cudaFree(c.scr);
+    }
+  }
+  /* conv2d fwd+bwd: SAM ViT-B patch embedding at 1024 px and a 3x3 neck conv,
+   * through cuDNN (where built in) and through the own kernels */
+  static const ps_conv2d_desc convs[] = {
+      {.B = 1, .C = 3, .H = 1024, .W = 1024, .OC = 768, .KH = 16, .KW = 16, .stride = 16},
+      {.B = 1, .C = 256, .H = 64, .W = 64, .OC = 256, .KH = 3, .KW = 3, .stride = 1, .pad = 1}};
+  static const char *conv_names[] = {"conv2d patch16 3->768 1024px", "conv2d 3x3 256->256 64x64"};
+  for (int s = 0; s < 2 && GPU->conv2d_forward && GPU->conv2d_backward; s++)
+    for (int own = 0; own < 2; own++) {
+      conv_ctx c = {.d = convs[s]};
+      const ps_conv2d_desc *d = &c.d;
+      int64_t OH = (d->H + 2 * d->pad - d->KH) / d->stride + 1;
+      int64_t OW = (d->W + 2 * d->pad - d->KW) / d->stride + 1;
+      int64_t nx = d->B * d->C * d->H * d->W, nw = d->OC * d->C * d->KH * d->KW;
+      int64_t ny = d->B * d->OC * OH * OW;
+      c.sf = GPU->conv2d_scratch(d);
+      c.x = dalloc(nx), c.dx = dalloc(nx), c.w = dalloc(nw), c.dw = dalloc(nw), c.b = dalloc(d->OC),
+      c.db = dalloc(d->OC), c.y = dalloc(ny), c.dy = dalloc(ny), c.scr = dalloc(c.sf > 0 ? c.sf : 1);
+      if (own) setenv("PATHSEG_NO_CUDNN", "1", 1);
+      double ms = time_ms(conv_run, &c, 20);
+      if (own) unsetenv("PATHSEG_NO_CUDNN");
+      double flops = 6.0 * ny * d->C * d->KH * d->KW;
+      char name[80];
+      snprintf(name, sizeof name, "%s%s", conv_names[s], own ? " (own)" : "");
+      printf("  %-34s %10.3f %9.2f TFLOP/s\n", name, ms, flops / ms * 1e-9);
+      cudaFree(c.x), cudaFree(c.dx), cudaFree(c.w), cudaFree(c.dw), cudaFree(c.b), cudaFree(c.db),
+          cudaFree(c.y), cudaFree(c.dy), cudaFree(c.scr);
+    }
   static const struct {
     int op;
     const char *name;
@@ -678,6 +1328,9 @@ static void benchmarks(void) {
 }
 
 int main(int argc, char **argv) {
+  /* Line-buffered even into a pipe (gpu-check.sh tees it): an op that aborts
+   * (a CUDA error) must not take the rows already printed with it. */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   int bench = 1;
   for (int a = 1; a < argc; a++) {
     if (strcmp(argv[a], "--no-bench") == 0) bench = 0;
@@ -686,15 +1339,19 @@ int main(int argc, char **argv) {
   GError *err = NULL;
   CPU = ps_kernels_get(PS_DEVICE_CPU, &err);
   if (self_mode) {
-    GPU = CPU;
-    printf("gpu_check --self: the harness with the CPU table on both sides\n");
+    static ps_kernels emu;
+    emu = emu_table();
+    GPU = &emu;
+    printf("gpu_check --self: the harness with the CPU table on both sides "
+           "(bf16 entries: CPU emulation)\n");
     check_products();
     check_norms();
     check_elementwise();
     check_attention();
     check_embedding_losses();
     check_spatial();
-    check_conv();
+    check_convs();
+    check_bf16();
     /* The comparison must notice a wrong element: plant one. */
     buf probe = mk(1000, 1);
     probe.d[500] += 0.5f;
@@ -718,14 +1375,14 @@ int main(int argc, char **argv) {
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("gpu_check: %s (sm_%d%d, %.0f GiB); CUDA table vs CPU table, f32 rel err <= 1e-5\n",
          prop.name, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
-  printf("  (bf16: the kernel table has no bf16 entry points, nothing to check)\n");
   check_products();
   check_norms();
   check_elementwise();
   check_attention();
   check_embedding_losses();
   check_spatial();
-  check_conv();
+  check_convs();
+  check_bf16();
   printf("gpu_check: %d outputs ok, %d FAILED, %d ops not implemented on CUDA\n", n_pass, n_fail,
          n_missing);
   if (bench) benchmarks();

@@ -160,26 +160,13 @@ void ps_cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const f
 
 /* ---- softmax over rows ---- */
 
-PS_SIMD_CLONES static void softmax_fwd_span(const void *ctx, int64_t r0, int64_t r1) {
+/* The row work (max, exp + sum, scale) is ps_cpu_softmax_row in
+ * softmax_row.c, compiled with FMA contraction: the 256-wide rows of
+ * attention probabilities are bound by the exp, not by memory. */
+static void softmax_fwd_span(const void *ctx, int64_t r0, int64_t r1) {
   const act_args *a = ctx;
   int64_t C = a->C;
-  for (int64_t r = r0; r < r1; r++) {
-    const float *x = a->inp + r * C;
-    float *y = a->out + r * C;
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int64_t c = 0; c < C; c++) mx = x[c] > mx ? x[c] : mx;
-    if (mx == -INFINITY) mx = 0.0f; /* a row of -inf: all exps are 0 */
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < C; c++) {
-      y[c] = ps_vexpf(x[c] - mx);
-      sum += y[c];
-    }
-    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-#pragma omp simd
-    for (int64_t c = 0; c < C; c++) y[c] *= inv;
-  }
+  for (int64_t r = r0; r < r1; r++) ps_cpu_softmax_row(a->out + r * C, a->inp + r * C, C, NULL);
 }
 
 PS_SIMD_CLONES static void softmax_bwd_span(const void *ctx, int64_t r0, int64_t r1) {

@@ -102,32 +102,14 @@ PS_SIMD_CLONES static void att_probs(float *S, const float *q, const float *k,
       for (int64_t j = ps_max64(0, i + d->Tk - d->Tq + 1); j < nk; j++) s[j] = -INFINITY;
     }
     if (lse_out) {
-      float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-      for (int64_t j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
-      if (mx == -INFINITY) { /* every key masked: the row attends to nothing */
-        memset(s, 0, (size_t)nk * sizeof(float));
-        lse_out[r] = -INFINITY;
-        continue;
-      }
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < nk; j++) {
-        s[j] = ps_vexpf(s[j] - mx);
-        sum += s[j];
-      }
-      float inv = 1.0f / sum;
-#pragma omp simd
-      for (int64_t j = 0; j < nk; j++) s[j] *= inv;
-      lse_out[r] = mx + logf(sum);
+      ps_cpu_softmax_row(s, s, nk, &lse_out[r]); /* a fully masked row: zeros, lse -inf */
     } else {
       float l = lse_in[r];
       if (l == -INFINITY) {
         memset(s, 0, (size_t)nk * sizeof(float));
         continue;
       }
-#pragma omp simd
-      for (int64_t j = 0; j < nk; j++) s[j] = ps_vexpf(s[j] - l);
+      ps_cpu_exp_shifted_row(s, s, l, nk);
     }
   }
 }

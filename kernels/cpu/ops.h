@@ -68,6 +68,12 @@ void ps_cpu_swiglu_forward(float *out, const float *gate, const float *up, int64
 void ps_cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                             const float *up, int64_t N, int64_t C, int64_t ld);
 void ps_cpu_softmax_forward(float *out, const float *inp, int64_t N, int64_t C);
+/* softmax_row.c: one row, exp-bound, FMA-contracted (see the file).
+ * y = softmax(x) over n elements, in place allowed; *lse (if lse != NULL)
+ * gets the row's log-sum-exp. A row of only -inf gives zeros and lse = -inf. */
+void ps_cpu_softmax_row(float *y, const float *x, int64_t n, float *lse);
+/* y = exp(x - shift) over n elements (in place allowed; meant for x <= shift). */
+void ps_cpu_exp_shifted_row(float *y, const float *x, float shift, int64_t n);
 void ps_cpu_softmax_backward(float *dinp, const float *dout, const float *out, int64_t N,
                              int64_t C);
 

@@ -70,7 +70,9 @@ PS_VINLINE float ps_vexpf(float x) {
   const float magic = 12582912.0f; /* 1.5 * 2^23 */
   float t = xc * 1.44269504088896341f + magic;
   float n = t - magic;
-  int32_t ni = ps_float_to_bits(t) - 0x4B400000; /* the integer n from t's mantissa */
+  /* the integer n from t's mantissa; unsigned so that a NaN's garbage wraps
+   * (defined) instead of overflowing the shift below */
+  uint32_t ni = (uint32_t)ps_float_to_bits(t) - 0x4B400000u;
   float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -79,7 +81,7 @@ PS_VINLINE float ps_vexpf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  float y = p * ps_bits_to_float((ni + 127) << 23);
+  float y = p * ps_bits_to_float((int32_t)((ni + 127u) << 23));
   return x < lo ? 0.0f : y;
 }
 

@@ -12,7 +12,13 @@
  *
  * This is a straightforward, correct kernel, not a tiled flash-attention:
  * K and V are re-read (from L2) by every query row. Shared memory holds a row
- * of Tk logits: Tk up to ~50k keys on sm_80/sm_90. No scratch is needed. */
+ * of Tk logits: Tk up to ~50k keys on sm_80/sm_90. No scratch is needed.
+ *
+ * The kernels are templates over the storage type T of q, k, v, out and
+ * their gradients (f32 and bf16 entries). Shared rows, softmax and all sums
+ * are f32. dk and dv are always summed in f32: in place for f32 storage; for
+ * bf16 in f32 scratch that a last pass adds into the bf16 gradients (summing
+ * many atomics in bf16 would lose most of the gradient's bits). */
 #include "common.cuh"
 #include "ops.cuh"
 
@@ -35,12 +41,13 @@ static att_geom geometry(const ps_attention_desc *d) {
 
 /* The logit of key j for query row (b, h, i) before softmax; -inf if masked.
  * qs: the query row in shared memory. Called by a whole warp; all lanes get it. */
+template <typename T>
 __device__ __forceinline__ float logit(const ps_attention_desc &d, const att_geom &g,
-                                       const float *qs, const float *kb, int64_t b, int64_t h,
+                                       const float *qs, const T *kb, int64_t b, int64_t h,
                                        int64_t i, int64_t j, int lane) {
-  const float *kr = kb + j * g.ldk;
+  const T *kr = kb + j * g.ldk;
   float s = 0.0f;
-  for (int64_t c = lane; c < d.D; c += 32) s += qs[c] * kr[c];
+  for (int64_t c = lane; c < d.D; c += 32) s += qs[c] * ps_ld(kr[c]);
   s = ps_warp_sum(s) * d.scale;
   if (d.causal && j > i + (d.Tk - d.Tq)) return -INFINITY;
   if (d.bias) s += d.bias[b * d.bias_sb + h * d.bias_sh + i * d.Tk + j];
@@ -55,8 +62,9 @@ __device__ __forceinline__ float logit(const ps_attention_desc &d, const att_geo
  * block: thread t takes column c = t % D of key group t / D; partial sums are
  * reduced in shared memory `part` (ATT_THREADS floats). Returns through
  * `result` (D floats of shared memory). */
-__device__ static void weighted_rows(float *result, float *part, const float *w,
-                                     const float *rows, int64_t ld, int64_t Tk, int64_t D) {
+template <typename T>
+__device__ static void weighted_rows(float *result, float *part, const float *w, const T *rows,
+                                     int64_t ld, int64_t Tk, int64_t D) {
   for (int64_t c0 = 0; c0 < D; c0 += ATT_THREADS) {
     int64_t width = D - c0 < ATT_THREADS ? D - c0 : ATT_THREADS;
     int groups = (int)(ATT_THREADS / width);
@@ -64,7 +72,7 @@ __device__ static void weighted_rows(float *result, float *part, const float *w,
     int64_t c = c0 + t % width;
     float acc = 0.0f;
     if (grp < groups)
-      for (int64_t j = grp; j < Tk; j += groups) acc += w[j] * rows[j * ld + c];
+      for (int64_t j = grp; j < Tk; j += groups) acc += w[j] * ps_ld(rows[j * ld + c]);
     __syncthreads();
     part[t] = grp < groups ? acc : 0.0f;
     __syncthreads();
@@ -77,8 +85,9 @@ __device__ static void weighted_rows(float *result, float *part, const float *w,
   }
 }
 
-__global__ static void attention_fwd(float *out, float *lse, const float *q, const float *k,
-                                     const float *v, ps_attention_desc d, att_geom g) {
+template <typename T>
+__global__ static void attention_fwd(T *out, float *lse, const T *q, const T *k, const T *v,
+                                     ps_attention_desc d, att_geom g) {
   extern __shared__ float sm[];
   float *qs = sm;              /* (D) */
   float *part = qs + d.D;      /* (ATT_THREADS) */
@@ -87,10 +96,10 @@ __global__ static void attention_fwd(float *out, float *lse, const float *q, con
   float *acc = row + d.Tk;     /* (D) */
   int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, kvh = h / g.rep;
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float *qr = q + (b * d.Tq + i) * g.ldq + h * d.D;
-  const float *kb = k + b * d.Tk * g.ldk + kvh * d.D;
-  const float *vb = v + b * d.Tk * g.ldv + kvh * d.D;
-  for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) qs[c] = qr[c];
+  const T *qr = q + (b * d.Tq + i) * g.ldq + h * d.D;
+  const T *kb = k + b * d.Tk * g.ldk + kvh * d.D;
+  const T *vb = v + b * d.Tk * g.ldv + kvh * d.D;
+  for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) qs[c] = ps_ld(qr[c]);
   __syncthreads();
 
   float mx = -INFINITY;
@@ -112,15 +121,18 @@ __global__ static void attention_fwd(float *out, float *lse, const float *q, con
   sum = ps_block_sum(sum, red);
   float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   weighted_rows(acc, part, row, vb, g.ldv, d.Tk, d.D);
-  float *orow = out + (b * d.Tq + i) * g.ldo + h * d.D;
-  for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) orow[c] = acc[c] * inv;
+  T *orow = out + (b * d.Tq + i) * g.ldo + h * d.D;
+  for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) orow[c] = ps_st<T>(acc[c] * inv);
   if (lse && threadIdx.x == 0)
     lse[(b * d.Hq + h) * d.Tq + i] = sum > 0.0f ? mx + logf(sum) : -INFINITY;
 }
 
-__global__ static void attention_bwd(float *dq, float *dk, float *dv, float *dbias, float *drel_h,
-                                     float *drel_w, const float *dout, const float *q,
-                                     const float *k, const float *v, const float *out,
+/* dk, dv: f32 sums with row strides ldgk, ldgv (the gradients themselves for
+ * f32 storage, f32 scratch for bf16). */
+template <typename T>
+__global__ static void attention_bwd(T *dq, float *dk, float *dv, int64_t ldgk, int64_t ldgv,
+                                     float *dbias, float *drel_h, float *drel_w, const T *dout,
+                                     const T *q, const T *k, const T *v, const T *out,
                                      const float *lse, ps_attention_desc d, att_geom g) {
   extern __shared__ float sm[];
   float *qs = sm;                  /* (D) */
@@ -134,35 +146,35 @@ __global__ static void attention_bwd(float *dq, float *dk, float *dv, float *dbi
   int64_t bhi = (b * d.Hq + h) * d.Tq + i;
   float L = lse[bhi];
   if (L == -INFINITY) return; /* every key masked: p = 0, no gradient */
-  const float *qr = q + (b * d.Tq + i) * g.ldq + h * d.D;
-  const float *dor = dout + (b * d.Tq + i) * g.ldo + h * d.D;
-  const float *orow = out + (b * d.Tq + i) * g.ldo + h * d.D;
-  const float *kb = k + b * d.Tk * g.ldk + kvh * d.D;
-  const float *vb = v + b * d.Tk * g.ldv + kvh * d.D;
+  const T *qr = q + (b * d.Tq + i) * g.ldq + h * d.D;
+  const T *dor = dout + (b * d.Tq + i) * g.ldo + h * d.D;
+  const T *orow = out + (b * d.Tq + i) * g.ldo + h * d.D;
+  const T *kb = k + b * d.Tk * g.ldk + kvh * d.D;
+  const T *vb = v + b * d.Tk * g.ldv + kvh * d.D;
   float di = 0.0f;
   for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) {
-    qs[c] = qr[c];
-    dos[c] = dor[c];
-    di += dor[c] * orow[c];
+    qs[c] = ps_ld(qr[c]);
+    dos[c] = ps_ld(dor[c]);
+    di += dos[c] * ps_ld(orow[c]);
   }
   di = ps_block_sum(di, red); /* also a barrier for qs, dos */
 
   for (int64_t j = warp; j < d.Tk; j += ATT_WARPS) {
     float s = logit(d, g, qs, kb, b, h, i, j, lane);
     float p = s == -INFINITY ? 0.0f : expf(s - L);
-    const float *vr = vb + j * g.ldv;
+    const T *vr = vb + j * g.ldv;
     float dp = 0.0f;
-    for (int64_t c = lane; c < d.D; c += 32) dp += dos[c] * vr[c];
+    for (int64_t c = lane; c < d.D; c += 32) dp += dos[c] * ps_ld(vr[c]);
     dp = ps_warp_sum(dp);
     float dsj = p * (dp - di);
     if (lane == 0) ds[j] = dsj;
     if (p != 0.0f) {
       int64_t kvrow = b * d.Tk + j;
       if (dv)
-        for (int64_t c = lane; c < d.D; c += 32) atomicAdd(&dv[kvrow * g.ldv + kvh * d.D + c], p * dos[c]);
+        for (int64_t c = lane; c < d.D; c += 32) atomicAdd(&dv[kvrow * ldgv + kvh * d.D + c], p * dos[c]);
       if (dk)
         for (int64_t c = lane; c < d.D; c += 32)
-          atomicAdd(&dk[kvrow * g.ldk + kvh * d.D + c], d.scale * dsj * qs[c]);
+          atomicAdd(&dk[kvrow * ldgk + kvh * d.D + c], d.scale * dsj * qs[c]);
       if (lane == 0) {
         if (dbias) atomicAdd(&dbias[b * d.bias_sb + h * d.bias_sh + i * d.Tk + j], dsj);
         if (drel_h) atomicAdd(&drel_h[bhi * d.rel_kh + j / d.rel_kw], dsj);
@@ -173,8 +185,8 @@ __global__ static void attention_bwd(float *dq, float *dk, float *dv, float *dbi
   __syncthreads();
   if (dq) {
     weighted_rows(acc, part, ds, kb, g.ldk, d.Tk, d.D);
-    float *dqr = dq + (b * d.Tq + i) * g.ldq + h * d.D;
-    for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) dqr[c] += d.scale * acc[c];
+    T *dqr = dq + (b * d.Tq + i) * g.ldq + h * d.D;
+    for (int64_t c = threadIdx.x; c < d.D; c += ATT_THREADS) ps_acc(&dqr[c], d.scale * acc[c]);
   }
 }
 
@@ -204,22 +216,40 @@ static bool launchable(const ps_attention_desc *d) {
          d->B <= 65535;
 }
 
-void ps_cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
-                               const float *v, const ps_attention_desc *d, float *scratch,
-                               int64_t scratch_floats) {
-  /* out, q, k, v: see ps_attention_desc; lse: (B, Hq, Tq) or NULL */
+template <typename T>
+static void attention_forward(T *out, float *lse, const T *q, const T *k, const T *v,
+                              const ps_attention_desc *d) {
   if (!launchable(d)) return;
   if (d->Tk == 0) { /* no keys: every row is fully masked */
     att_geom g = geometry(d);
-    PS_CUDA_CHECK(cudaMemset2DAsync(out, g.ldo * sizeof(float), 0, d->Hq * d->D * sizeof(float),
+    PS_CUDA_CHECK(cudaMemset2DAsync(out, g.ldo * sizeof(T), 0, d->Hq * d->D * sizeof(T),
                                     d->B * d->Tq));
     if (lse) ps_cuda_fill(lse, -INFINITY, d->B * d->Hq * d->Tq);
     return;
   }
-  size_t smem = prepare_smem(attention_fwd, d, 0);
+  size_t smem = prepare_smem(attention_fwd<T>, d, 0);
   dim3 grid((unsigned)d->Tq, (unsigned)d->Hq, (unsigned)d->B);
-  attention_fwd<<<grid, ATT_THREADS, smem>>>(out, lse, q, k, v, *d, geometry(d));
+  attention_fwd<T><<<grid, ATT_THREADS, smem>>>(out, lse, q, k, v, *d, geometry(d));
   PS_CUDA_LAUNCHED();
+}
+
+template <typename T>
+static void attention_backward(T *dq, float *dk, float *dv, int64_t ldgk, int64_t ldgv,
+                               float *dbias, float *drel_h, float *drel_w, const T *dout,
+                               const T *q, const T *k, const T *v, const T *out, const float *lse,
+                               const ps_attention_desc *d) {
+  size_t smem = prepare_smem(attention_bwd<T>, d, 1);
+  dim3 grid((unsigned)d->Tq, (unsigned)d->Hq, (unsigned)d->B);
+  attention_bwd<T><<<grid, ATT_THREADS, smem>>>(dq, dk, dv, ldgk, ldgv, dbias, drel_h, drel_w,
+                                                dout, q, k, v, out, lse, *d, geometry(d));
+  PS_CUDA_LAUNCHED();
+}
+
+void ps_cuda_attention_forward(float *out, float *lse, const float *q, const float *k,
+                               const float *v, const ps_attention_desc *d, float *scratch,
+                               int64_t scratch_floats) {
+  /* out, q, k, v: see ps_attention_desc; lse: (B, Hq, Tq) or NULL */
+  attention_forward(out, lse, q, k, v, d);
 }
 
 void ps_cuda_attention_backward(float *dq, float *dk, float *dv, float *dbias, float *drel_h,
@@ -229,9 +259,58 @@ void ps_cuda_attention_backward(float *dq, float *dk, float *dv, float *dbias, f
                                 int64_t scratch_floats) {
   /* dq, dk, dv: like q, k, v; dbias: like d->bias; drel_h, drel_w: like rel_h, rel_w */
   if (!launchable(d) || d->Tk == 0) return;
-  size_t smem = prepare_smem(attention_bwd, d, 1);
-  dim3 grid((unsigned)d->Tq, (unsigned)d->Hq, (unsigned)d->B);
-  attention_bwd<<<grid, ATT_THREADS, smem>>>(dq, dk, dv, dbias, drel_h, drel_w, dout, q, k, v, out,
-                                             lse, *d, geometry(d));
-  PS_CUDA_LAUNCHED();
+  att_geom g = geometry(d);
+  attention_backward(dq, dk, dv, g.ldk, g.ldv, dbias, drel_h, drel_w, dout, q, k, v, out, lse, d);
+}
+
+/* ---- bf16 storage ---- */
+
+/* dk, dv (bf16, row strides ldk, ldv) += their f32 sums (dense rows of Hkv*D). */
+__global__ static void add_kv_grads(ps_cuda_bf16 *dk, ps_cuda_bf16 *dv, const float *sk,
+                                    const float *sv, int64_t rows, int64_t width, int64_t ldk,
+                                    int64_t ldv) {
+  PS_GRID_STRIDE(i, rows * width) {
+    int64_t r = i / width, c = i % width;
+    if (dk) ps_acc(&dk[r * ldk + c], sk[i]);
+    if (dv) ps_acc(&dv[r * ldv + c], sv[i]);
+  }
+}
+
+int64_t ps_cuda_attention_scratch_bf16(const ps_attention_desc *d, int backward) {
+  /* backward: f32 sums of dk and dv, (B, Tk, Hkv, D) each */
+  if (!backward || d->B <= 0 || d->Tk <= 0 || d->Hkv <= 0 || d->D <= 0) return 0;
+  return 2 * d->B * d->Tk * d->Hkv * d->D;
+}
+
+void ps_cuda_attention_forward_bf16(ps_bf16 *out, float *lse, const ps_bf16 *q, const ps_bf16 *k,
+                                    const ps_bf16 *v, const ps_attention_desc *d, float *scratch,
+                                    int64_t scratch_floats) {
+  /* out, q, k, v: bf16, see ps_attention_desc; lse: (B, Hq, Tq) f32 or NULL */
+  attention_forward(ps_bf(out), lse, ps_bf(q), ps_bf(k), ps_bf(v), d);
+}
+
+void ps_cuda_attention_backward_bf16(ps_bf16 *dq, ps_bf16 *dk, ps_bf16 *dv, float *dbias,
+                                     float *drel_h, float *drel_w, const ps_bf16 *dout,
+                                     const ps_bf16 *q, const ps_bf16 *k, const ps_bf16 *v,
+                                     const ps_bf16 *out, const float *lse,
+                                     const ps_attention_desc *d, float *scratch,
+                                     int64_t scratch_floats) {
+  /* dq, dk, dv, dout, q, k, v, out: bf16 like q, k, v, out; lse, dbias, drel_*: f32;
+   * scratch: attention_scratch_bf16(d, 1) floats for the f32 sums of dk, dv */
+  if (!launchable(d) || d->Tk == 0) return;
+  att_geom g = geometry(d);
+  int64_t width = d->Hkv * d->D, rows = d->B * d->Tk, nkv = rows * width;
+  float *sk = NULL, *sv = NULL;
+  if (dk || dv) {
+    if (!scratch || scratch_floats < 2 * nkv) return; /* documented: writes nothing */
+    sk = scratch, sv = scratch + nkv;
+    PS_CUDA_CHECK(cudaMemsetAsync(scratch, 0, (size_t)(2 * nkv) * sizeof(float)));
+  }
+  attention_backward(ps_bf(dq), dk ? sk : NULL, dv ? sv : NULL, width, width, dbias, drel_h,
+                     drel_w, ps_bf(dout), ps_bf(q), ps_bf(k), ps_bf(v), ps_bf(out), lse, d);
+  if (dk || dv) {
+    add_kv_grads<<<ps_blocks(nkv), PS_THREADS>>>(ps_bf(dk), ps_bf(dv), sk, sv, rows, width, g.ldk,
+                                                 g.ldv);
+    PS_CUDA_LAUNCHED();
+  }
 }

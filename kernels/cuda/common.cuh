@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -39,6 +40,34 @@
 
 /* Checks the launch just made (configuration errors surface here). */
 #define PS_CUDA_LAUNCHED() PS_CUDA_CHECK(cudaGetLastError())
+
+/* ---- storage types ----
+ * Kernels that serve both the f32 and the bf16 table entries are templates
+ * over the storage type T (float or __nv_bfloat16). Every load goes through
+ * ps_ld (to f32) and every store through ps_st<T> (one round-to-nearest-even
+ * for bf16), so all arithmetic and every sum is f32; with T = float both are
+ * the identity and the f32 kernels are unchanged. */
+typedef __nv_bfloat16 ps_cuda_bf16;
+
+__device__ __forceinline__ float ps_ld(float x) { return x; }
+__device__ __forceinline__ float ps_ld(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T ps_st(float x);
+template <> __device__ __forceinline__ float ps_st<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 ps_st<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+/* y += v for a gradient element of storage type T: f32 add, one rounding. */
+template <typename T> __device__ __forceinline__ void ps_acc(T *y, float v) {
+  *y = ps_st<T>(ps_ld(*y) + v);
+}
+
+/* The table's bf16 pointers (uint16_t bit patterns, see kernels.h) as device types. */
+static inline ps_cuda_bf16 *ps_bf(ps_bf16 *p) { return reinterpret_cast<ps_cuda_bf16 *>(p); }
+static inline const ps_cuda_bf16 *ps_bf(const ps_bf16 *p) {
+  return reinterpret_cast<const ps_cuda_bf16 *>(p);
+}
 
 /* The process-wide cuBLAS handle, created by ps_cuda_kernels(). */
 cublasHandle_t ps_cuda_cublas(void);

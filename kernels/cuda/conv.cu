@@ -3,8 +3,12 @@
  * forward and backward, mirroring kernels/cpu/conv.c. The im2col / shuffle
  * matrix lives in caller-provided device scratch (same sizes as the CPU's);
  * with too little scratch the op does nothing, as on the CPU. col2im is a
- * gather (one writer per input pixel) so backward is deterministic. */
+ * gather (one writer per input pixel) so backward is deterministic.
+ * With cuDNN configured (PS_HAVE_CUDNN), conv2d first offers the call to
+ * conv_cudnn.cu (same scratch, same contract) and runs these kernels only
+ * when cuDNN declines it. */
 #include "common.cuh"
+#include "conv_cudnn.cuh"
 #include "ops.cuh"
 
 static int64_t conv_oh(const ps_conv2d_desc *d) { return (d->H + 2 * d->pad - d->KH) / d->stride + 1; }
@@ -77,6 +81,9 @@ void ps_cuda_conv2d_forward(float *out, const float *inp, const float *weight, c
   if (OH <= 0 || OW <= 0 || d->OC <= 0 || d->B <= 0) return;
   bool pw = pointwise(d);
   if (!pw && scratch_floats < K * P) return;
+#ifdef PS_HAVE_CUDNN
+  if (ps_cudnn_conv2d_forward(out, inp, weight, bias, d, scratch, scratch_floats)) return;
+#endif
   for (int64_t b = 0; b < d->B; b++) {
     float *ob = out + b * d->OC * P;
     const float *xb = inp + b * d->C * d->H * d->W, *colb = xb;
@@ -103,6 +110,11 @@ void ps_cuda_conv2d_backward(float *dinp, float *dweight, float *dbias, const fl
   if (OH <= 0 || OW <= 0 || d->OC <= 0 || d->B <= 0) return;
   bool pw = pointwise(d);
   if (!pw && scratch_floats < K * P) return;
+#ifdef PS_HAVE_CUDNN
+  if (ps_cudnn_conv2d_backward(dinp, dweight, dbias, dout, inp, weight, d, scratch,
+                               scratch_floats))
+    return;
+#endif
   if (dbias) {
     plane_sums<<<(unsigned)d->OC, PS_THREADS>>>(dbias, dout, d->B, d->OC, P);
     PS_CUDA_LAUNCHED();

@@ -15,29 +15,40 @@
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* ---- GELU (exact): x * Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) ---- */
+/* ---- GELU (exact): x * Phi(x), Phi(x) = 0.5 erfc(-x / sqrt 2) ----
+ * GELU, SiLU and SwiGLU are templates over the storage type T (f32 and bf16
+ * entries; f32 arithmetic either way). */
 
-__global__ static void gelu_fwd(float *out, const float *inp, int64_t n) {
+template <typename T> __global__ static void gelu_fwd(T *out, const T *inp, int64_t n) {
   PS_GRID_STRIDE(i, n) {
-    float x = inp[i];
-    out[i] = 0.5f * x * erfcf(-x * 0.70710678118654752f);
+    float x = ps_ld(inp[i]);
+    out[i] = ps_st<T>(0.5f * x * erfcf(-x * 0.70710678118654752f));
   }
 }
-__global__ static void gelu_bwd(float *dinp, const float *inp, const float *dout, int64_t n) {
+template <typename T>
+__global__ static void gelu_bwd(T *dinp, const T *inp, const T *dout, int64_t n) {
   PS_GRID_STRIDE(i, n) {
-    float x = inp[i];
+    float x = ps_ld(inp[i]);
     float cdf = 0.5f * erfcf(-x * 0.70710678118654752f);
     float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-    dinp[i] += (cdf + x * pdf) * dout[i];
+    ps_acc(&dinp[i], (cdf + x * pdf) * ps_ld(dout[i]));
   }
 }
 void ps_cuda_gelu_forward(float *out, const float *inp, int64_t n) {
   /* out, inp: (n) */
-  LAUNCH(gelu_fwd, n, out, inp, n);
+  LAUNCH(gelu_fwd<float>, n, out, inp, n);
 }
 void ps_cuda_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
   /* dinp, inp, dout: (n) */
-  LAUNCH(gelu_bwd, n, dinp, inp, dout, n);
+  LAUNCH(gelu_bwd<float>, n, dinp, inp, dout, n);
+}
+void ps_cuda_gelu_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, int64_t n) {
+  /* out, inp: (n) bf16 */
+  LAUNCH(gelu_fwd<ps_cuda_bf16>, n, ps_bf(out), ps_bf(inp), n);
+}
+void ps_cuda_gelu_backward_bf16(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout, int64_t n) {
+  /* dinp, inp, dout: (n) bf16 */
+  LAUNCH(gelu_bwd<ps_cuda_bf16>, n, ps_bf(dinp), ps_bf(inp), ps_bf(dout), n);
 }
 
 /* ---- ReLU ---- */
@@ -59,55 +70,89 @@ void ps_cuda_relu_backward(float *dinp, const float *inp, const float *dout, int
 
 /* ---- SiLU: x sigmoid(x); d/dx = s (1 + x (1 - s)) ---- */
 
-__global__ static void silu_fwd(float *out, const float *inp, int64_t n) {
-  PS_GRID_STRIDE(i, n) out[i] = inp[i] * sigmoidf_(inp[i]);
-}
-__global__ static void silu_bwd(float *dinp, const float *inp, const float *dout, int64_t n) {
+template <typename T> __global__ static void silu_fwd(T *out, const T *inp, int64_t n) {
   PS_GRID_STRIDE(i, n) {
-    float x = inp[i], s = sigmoidf_(x);
-    dinp[i] += s * (1.0f + x * (1.0f - s)) * dout[i];
+    float x = ps_ld(inp[i]);
+    out[i] = ps_st<T>(x * sigmoidf_(x));
+  }
+}
+template <typename T>
+__global__ static void silu_bwd(T *dinp, const T *inp, const T *dout, int64_t n) {
+  PS_GRID_STRIDE(i, n) {
+    float x = ps_ld(inp[i]), s = sigmoidf_(x);
+    ps_acc(&dinp[i], s * (1.0f + x * (1.0f - s)) * ps_ld(dout[i]));
   }
 }
 void ps_cuda_silu_forward(float *out, const float *inp, int64_t n) {
   /* out, inp: (n) */
-  LAUNCH(silu_fwd, n, out, inp, n);
+  LAUNCH(silu_fwd<float>, n, out, inp, n);
 }
 void ps_cuda_silu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
   /* dinp, inp, dout: (n) */
-  LAUNCH(silu_bwd, n, dinp, inp, dout, n);
+  LAUNCH(silu_bwd<float>, n, dinp, inp, dout, n);
+}
+void ps_cuda_silu_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, int64_t n) {
+  /* out, inp: (n) bf16 */
+  LAUNCH(silu_fwd<ps_cuda_bf16>, n, ps_bf(out), ps_bf(inp), n);
+}
+void ps_cuda_silu_backward_bf16(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout, int64_t n) {
+  /* dinp, inp, dout: (n) bf16 */
+  LAUNCH(silu_bwd<ps_cuda_bf16>, n, ps_bf(dinp), ps_bf(inp), ps_bf(dout), n);
 }
 
 /* ---- SwiGLU: out = silu(gate) * up, rows of stride ld ---- */
 
-__global__ static void swiglu_fwd(float *out, const float *gate, const float *up, int64_t N,
-                                  int64_t C, int64_t ld) {
+template <typename T>
+__global__ static void swiglu_fwd(T *out, const T *gate, const T *up, int64_t N, int64_t C,
+                                  int64_t ld) {
   PS_GRID_STRIDE(i, N * C) {
     int64_t r = i / C, c = i % C;
-    float g = gate[r * ld + c];
-    out[i] = g * sigmoidf_(g) * up[r * ld + c];
+    float g = ps_ld(gate[r * ld + c]);
+    out[i] = ps_st<T>(g * sigmoidf_(g) * ps_ld(up[r * ld + c]));
   }
 }
-__global__ static void swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
-                                  const float *up, int64_t N, int64_t C, int64_t ld) {
+template <typename T>
+__global__ static void swiglu_bwd(T *dgate, T *dup, const T *dout, const T *gate, const T *up,
+                                  int64_t N, int64_t C, int64_t ld) {
   PS_GRID_STRIDE(i, N * C) {
     int64_t r = i / C, c = i % C, j = r * ld + c;
-    float g = gate[j], s = sigmoidf_(g), d = dout[i];
-    if (dgate) dgate[j] += d * up[j] * s * (1.0f + g * (1.0f - s));
-    if (dup) dup[j] += d * g * s;
+    float g = ps_ld(gate[j]), s = sigmoidf_(g), d = ps_ld(dout[i]);
+    if (dgate) ps_acc(&dgate[j], d * ps_ld(up[j]) * s * (1.0f + g * (1.0f - s)));
+    if (dup) ps_acc(&dup[j], d * g * s);
   }
+}
+template <typename T>
+static void swiglu_forward(T *out, const T *gate, const T *up, int64_t N, int64_t C, int64_t ld) {
+  if (ld == 0) ld = C;
+  LAUNCH(swiglu_fwd<T>, N * C, out, gate, up, N, C, ld);
+}
+template <typename T>
+static void swiglu_backward(T *dgate, T *dup, const T *dout, const T *gate, const T *up, int64_t N,
+                            int64_t C, int64_t ld) {
+  if (ld == 0) ld = C;
+  if (!dgate && !dup) return;
+  LAUNCH(swiglu_bwd<T>, N * C, dgate, dup, dout, gate, up, N, C, ld);
 }
 void ps_cuda_swiglu_forward(float *out, const float *gate, const float *up, int64_t N, int64_t C,
                             int64_t ld) {
   /* out: (N, C); gate, up: N rows of C, stride ld (0 = C) */
-  if (ld == 0) ld = C;
-  LAUNCH(swiglu_fwd, N * C, out, gate, up, N, C, ld);
+  swiglu_forward(out, gate, up, N, C, ld);
 }
 void ps_cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                              const float *up, int64_t N, int64_t C, int64_t ld) {
   /* dgate, dup: like gate, up; dout: (N, C) */
-  if (ld == 0) ld = C;
-  if (!dgate && !dup) return;
-  LAUNCH(swiglu_bwd, N * C, dgate, dup, dout, gate, up, N, C, ld);
+  swiglu_backward(dgate, dup, dout, gate, up, N, C, ld);
+}
+void ps_cuda_swiglu_forward_bf16(ps_bf16 *out, const ps_bf16 *gate, const ps_bf16 *up, int64_t N,
+                                 int64_t C, int64_t ld) {
+  /* out: (N, C) bf16; gate, up: N rows of C, stride ld (0 = C), bf16 */
+  swiglu_forward(ps_bf(out), ps_bf(gate), ps_bf(up), N, C, ld);
+}
+void ps_cuda_swiglu_backward_bf16(ps_bf16 *dgate, ps_bf16 *dup, const ps_bf16 *dout,
+                                  const ps_bf16 *gate, const ps_bf16 *up, int64_t N, int64_t C,
+                                  int64_t ld) {
+  /* dgate, dup: like gate, up (bf16); dout: (N, C) bf16 */
+  swiglu_backward(ps_bf(dgate), ps_bf(dup), ps_bf(dout), ps_bf(gate), ps_bf(up), N, C, ld);
 }
 
 /* ---- LayerScale ---- */

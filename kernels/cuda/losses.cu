@@ -10,34 +10,53 @@
 #include "common.cuh"
 #include "ops.cuh"
 
-/* ---- embedding ---- */
+/* ---- embedding (templates over the table/activation storage type T; the
+ * table gradient is f32 in both entries) ---- */
 
-__global__ static void embedding_fwd(float *out, const int32_t *ids, const float *table, int64_t N,
+template <typename T>
+__global__ static void embedding_fwd(T *out, const int32_t *ids, const T *table, int64_t N,
                                      int64_t V, int64_t C) {
   PS_GRID_STRIDE(i, N * C) {
     int64_t n = i / C, c = i % C, id = ids[n];
-    out[i] = id >= 0 && id < V ? table[id * C + c] : 0.0f;
+    out[i] = id >= 0 && id < V ? table[id * C + c] : ps_st<T>(0.0f);
   }
 }
-__global__ static void embedding_bwd(float *dtable, const int32_t *ids, const float *dout,
-                                     int64_t N, int64_t V, int64_t C) {
+template <typename T>
+__global__ static void embedding_bwd(float *dtable, const int32_t *ids, const T *dout, int64_t N,
+                                     int64_t V, int64_t C) {
   PS_GRID_STRIDE(i, N * C) {
     int64_t n = i / C, c = i % C, id = ids[n];
-    if (id >= 0 && id < V) atomicAdd(&dtable[id * C + c], dout[i]);
+    if (id >= 0 && id < V) atomicAdd(&dtable[id * C + c], ps_ld(dout[i]));
   }
 }
 void ps_cuda_embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N,
                                int64_t V, int64_t C) {
   /* out: (N, C); ids: (N); table: (V, C) */
   if (N * C <= 0) return;
-  embedding_fwd<<<ps_blocks(N * C), PS_THREADS>>>(out, ids, table, N, V, C);
+  embedding_fwd<float><<<ps_blocks(N * C), PS_THREADS>>>(out, ids, table, N, V, C);
   PS_CUDA_LAUNCHED();
 }
 void ps_cuda_embedding_backward(float *dtable, const int32_t *ids, const float *dout, int64_t N,
                                 int64_t V, int64_t C) {
   /* dtable: (V, C) += scatter of dout: (N, C) */
   if (N * C <= 0) return;
-  embedding_bwd<<<ps_blocks(N * C), PS_THREADS>>>(dtable, ids, dout, N, V, C);
+  embedding_bwd<float><<<ps_blocks(N * C), PS_THREADS>>>(dtable, ids, dout, N, V, C);
+  PS_CUDA_LAUNCHED();
+}
+void ps_cuda_embedding_forward_bf16(ps_bf16 *out, const int32_t *ids, const ps_bf16 *table,
+                                    int64_t N, int64_t V, int64_t C) {
+  /* out: (N, C) bf16; ids: (N); table: (V, C) bf16 */
+  if (N * C <= 0) return;
+  embedding_fwd<ps_cuda_bf16><<<ps_blocks(N * C), PS_THREADS>>>(ps_bf(out), ids, ps_bf(table), N,
+                                                               V, C);
+  PS_CUDA_LAUNCHED();
+}
+void ps_cuda_embedding_backward_bf16(float *dtable, const int32_t *ids, const ps_bf16 *dout,
+                                     int64_t N, int64_t V, int64_t C) {
+  /* dtable: (V, C) f32 += scatter of dout: (N, C) bf16 */
+  if (N * C <= 0) return;
+  embedding_bwd<ps_cuda_bf16><<<ps_blocks(N * C), PS_THREADS>>>(dtable, ids, ps_bf(dout), N, V,
+                                                               C);
   PS_CUDA_LAUNCHED();
 }
 
@@ -55,37 +74,38 @@ __global__ static void ce_count(const int32_t *targets, int64_t N, int64_t V, in
   if (local) atomicAdd(&g_ce_valid, local);
 }
 
-/* One block per row. */
-__global__ static void ce_rows(float *dlogits, float *row_loss, const float *logits,
+/* One block per row; T is the storage type of logits and dlogits. */
+template <typename T>
+__global__ static void ce_rows(T *dlogits, float *row_loss, const T *logits,
                                const int32_t *targets, int64_t N, int64_t V, int32_t ignore,
                                float denom, float dloss) {
   __shared__ float red[32];
   int64_t n = blockIdx.x;
-  const float *x = logits + n * V;
+  const T *x = logits + n * V;
   int32_t t = targets[n];
   bool inplace = dlogits == logits;
   if (t == ignore || t < 0 || t >= V) {
     if (threadIdx.x == 0 && row_loss) row_loss[n] = 0.0f;
     if (inplace)
-      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dlogits[n * V + j] = 0.0f;
+      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dlogits[n * V + j] = ps_st<T>(0.0f);
     return;
   }
   double den = denom > 0.0f ? (double)denom : (double)g_ce_valid;
   float gscale = den > 0.0 ? (float)(dloss / den) : 0.0f;
   float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, x[j]);
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, ps_ld(x[j]));
   mx = ps_block_max(mx, red);
   float s = 0.0f;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) s += expf(x[j] - mx);
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) s += expf(ps_ld(x[j]) - mx);
   s = ps_block_sum(s, red);
   float lse = mx + logf(s);
-  float xt = x[t]; /* read before an in-place gradient overwrites it */
+  float xt = ps_ld(x[t]); /* read before an in-place gradient overwrites it */
   __syncthreads();
   if (dlogits) {
-    float *g = dlogits + n * V;
+    T *g = dlogits + n * V;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-      float p = gscale * expf(x[j] - lse) - (j == t ? gscale : 0.0f);
-      g[j] = inplace ? p : g[j] + p;
+      float p = gscale * expf(ps_ld(x[j]) - lse) - (j == t ? gscale : 0.0f);
+      g[j] = ps_st<T>(inplace ? p : ps_ld(g[j]) + p);
     }
   }
   if (threadIdx.x == 0) {
@@ -95,10 +115,9 @@ __global__ static void ce_rows(float *dlogits, float *row_loss, const float *log
   }
 }
 
-float ps_cuda_crossentropy(float *dlogits, float *row_loss, const float *logits,
-                           const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
-                           float denom, float dloss) {
-  /* dlogits: (N, V) or NULL; row_loss: (N) or NULL; logits: (N, V); targets: (N) */
+template <typename T>
+static float crossentropy(T *dlogits, float *row_loss, const T *logits, const int32_t *targets,
+                          int64_t N, int64_t V, int32_t ignore_index, float denom, float dloss) {
   double zero = 0.0;
   unsigned long long zc = 0;
   PS_CUDA_CHECK(cudaMemcpyToSymbol(g_ce_total, &zero, sizeof zero));
@@ -108,9 +127,9 @@ float ps_cuda_crossentropy(float *dlogits, float *row_loss, const float *logits,
   PS_CUDA_LAUNCHED();
   for (int64_t n0 = 0; n0 < N; n0 += 2147483647LL) {
     int64_t rows = N - n0 < 2147483647LL ? N - n0 : 2147483647LL;
-    ce_rows<<<(unsigned)rows, 256>>>(dlogits ? dlogits + n0 * V : NULL,
-                                     row_loss ? row_loss + n0 : NULL, logits + n0 * V,
-                                     targets + n0, rows, V, ignore_index, denom, dloss);
+    ce_rows<T><<<(unsigned)rows, 256>>>(dlogits ? dlogits + n0 * V : NULL,
+                                        row_loss ? row_loss + n0 : NULL, logits + n0 * V,
+                                        targets + n0, rows, V, ignore_index, denom, dloss);
     PS_CUDA_LAUNCHED();
   }
   double total = 0.0;
@@ -119,6 +138,21 @@ float ps_cuda_crossentropy(float *dlogits, float *row_loss, const float *logits,
   PS_CUDA_CHECK(cudaMemcpyFromSymbol(&valid, g_ce_valid, sizeof valid));
   double den = denom > 0.0f ? (double)denom : (double)valid;
   return den > 0.0 ? (float)(total / den) : 0.0f;
+}
+
+float ps_cuda_crossentropy(float *dlogits, float *row_loss, const float *logits,
+                           const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
+                           float denom, float dloss) {
+  /* dlogits: (N, V) or NULL; row_loss: (N) or NULL; logits: (N, V); targets: (N) */
+  return crossentropy(dlogits, row_loss, logits, targets, N, V, ignore_index, denom, dloss);
+}
+
+float ps_cuda_crossentropy_bf16(ps_bf16 *dlogits, float *row_loss, const ps_bf16 *logits,
+                                const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
+                                float denom, float dloss) {
+  /* dlogits: (N, V) bf16 or NULL; row_loss: (N) f32 or NULL; logits: (N, V) bf16; targets: (N) */
+  return crossentropy(ps_bf(dlogits), row_loss, ps_bf(logits), targets, N, V, ignore_index, denom,
+                      dloss);
 }
 
 /* ---- mask losses: one block per mask ---- */

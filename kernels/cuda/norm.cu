@@ -10,28 +10,29 @@ static const int ROWS_PER_BLOCK = 8; /* warps per block, one row each */
 
 static unsigned row_blocks(int64_t N) { return (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
 
-/* ---- LayerNorm ---- */
+/* ---- LayerNorm (templates over the storage type T: f32 and bf16 entries) ---- */
 
-__global__ static void layernorm_fwd(float *out, float *mean, float *rstd, const float *inp,
-                                     const float *weight, const float *bias, int64_t N, int64_t C,
+template <typename T>
+__global__ static void layernorm_fwd(T *out, float *mean, float *rstd, const T *inp,
+                                     const T *weight, const T *bias, int64_t N, int64_t C,
                                      float eps) {
   int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
   if (r >= N) return;
   int lane = threadIdx.x;
-  const float *x = inp + r * C;
+  const T *x = inp + r * C;
   float s = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) s += x[c];
+  for (int64_t c = lane; c < C; c += 32) s += ps_ld(x[c]);
   float m = ps_warp_sum(s) / (float)C;
   float v = 0.0f;
   for (int64_t c = lane; c < C; c += 32) {
-    float d = x[c] - m;
+    float d = ps_ld(x[c]) - m;
     v += d * d;
   }
   float rs = rsqrtf(ps_warp_sum(v) / (float)C + eps);
-  float *y = out + r * C;
+  T *y = out + r * C;
   for (int64_t c = lane; c < C; c += 32) {
-    float n = (x[c] - m) * rs;
-    y[c] = n * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+    float n = (ps_ld(x[c]) - m) * rs;
+    y[c] = ps_st<T>(n * (weight ? ps_ld(weight[c]) : 1.0f) + (bias ? ps_ld(bias[c]) : 0.0f));
   }
   if (lane == 0) {
     if (mean) mean[r] = m;
@@ -39,54 +40,84 @@ __global__ static void layernorm_fwd(float *out, float *mean, float *rstd, const
   }
 }
 
-__global__ static void layernorm_bwd_dinp(float *dinp, const float *dout, const float *inp,
-                                          const float *weight, const float *mean,
-                                          const float *rstd, int64_t N, int64_t C) {
+template <typename T>
+__global__ static void layernorm_bwd_dinp(T *dinp, const T *dout, const T *inp, const T *weight,
+                                          const float *mean, const float *rstd, int64_t N,
+                                          int64_t C) {
   int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
   if (r >= N) return;
   int lane = threadIdx.x;
-  const float *x = inp + r * C, *dy = dout + r * C;
+  const T *x = inp + r * C, *dy = dout + r * C;
   float m = mean[r], rs = rstd[r];
   float sg = 0.0f, sgx = 0.0f;
   for (int64_t c = lane; c < C; c += 32) {
-    float g = dy[c] * (weight ? weight[c] : 1.0f);
+    float g = ps_ld(dy[c]) * (weight ? ps_ld(weight[c]) : 1.0f);
     sg += g;
-    sgx += g * (x[c] - m) * rs;
+    sgx += g * (ps_ld(x[c]) - m) * rs;
   }
   float mg = ps_warp_sum(sg) / (float)C, mgx = ps_warp_sum(sgx) / (float)C;
-  float *dx = dinp + r * C;
+  T *dx = dinp + r * C;
   for (int64_t c = lane; c < C; c += 32) {
-    float g = dy[c] * (weight ? weight[c] : 1.0f);
-    dx[c] += rs * (g - mg - (x[c] - m) * rs * mgx);
+    float g = ps_ld(dy[c]) * (weight ? ps_ld(weight[c]) : 1.0f);
+    ps_acc(&dx[c], rs * (g - mg - (ps_ld(x[c]) - m) * rs * mgx));
   }
+}
+
+template <typename T>
+static void layernorm_forward(T *out, float *mean, float *rstd, const T *inp, const T *weight,
+                              const T *bias, int64_t N, int64_t C, float eps) {
+  if (N <= 0 || C <= 0) return;
+  layernorm_fwd<T><<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(out, mean, rstd, inp, weight,
+                                                               bias, N, C, eps);
+  PS_CUDA_LAUNCHED();
+}
+
+template <typename T>
+static void layernorm_backward(T *dinp, float *dweight, float *dbias, const T *dout,
+                               const T *inp, const T *weight, const float *mean,
+                               const float *rstd, int64_t N, int64_t C) {
+  if (N <= 0 || C <= 0) return;
+  if (dinp) {
+    layernorm_bwd_dinp<T><<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(dinp, dout, inp, weight,
+                                                                      mean, rstd, N, C);
+    PS_CUDA_LAUNCHED();
+  }
+  if (dweight)
+    ps_colsum(dweight, N, C, [=] __device__(int64_t r, int64_t c) {
+      return ps_ld(dout[r * C + c]) * (ps_ld(inp[r * C + c]) - mean[r]) * rstd[r];
+    });
+  if (dbias)
+    ps_colsum(dbias, N, C, [=] __device__(int64_t r, int64_t c) { return ps_ld(dout[r * C + c]); });
 }
 
 void ps_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                const float *weight, const float *bias, int64_t N, int64_t C,
                                float eps) {
   /* out, inp: (N, C); mean, rstd: (N) or NULL; weight, bias: (C) or NULL */
-  if (N <= 0 || C <= 0) return;
-  layernorm_fwd<<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(out, mean, rstd, inp, weight, bias,
-                                                            N, C, eps);
-  PS_CUDA_LAUNCHED();
+  layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
 }
 
 void ps_cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                 const float *inp, const float *weight, const float *mean,
                                 const float *rstd, int64_t N, int64_t C) {
   /* dinp: (N, C); dweight, dbias: (C); dout, inp: (N, C); mean, rstd: (N) */
-  if (N <= 0 || C <= 0) return;
-  if (dinp) {
-    layernorm_bwd_dinp<<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(dinp, dout, inp, weight, mean,
-                                                                   rstd, N, C);
-    PS_CUDA_LAUNCHED();
-  }
-  if (dweight)
-    ps_colsum(dweight, N, C, [=] __device__(int64_t r, int64_t c) {
-      return dout[r * C + c] * (inp[r * C + c] - mean[r]) * rstd[r];
-    });
-  if (dbias)
-    ps_colsum(dbias, N, C, [=] __device__(int64_t r, int64_t c) { return dout[r * C + c]; });
+  layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+void ps_cuda_layernorm_forward_bf16(ps_bf16 *out, float *mean, float *rstd, const ps_bf16 *inp,
+                                    const ps_bf16 *weight, const ps_bf16 *bias, int64_t N,
+                                    int64_t C, float eps) {
+  /* out, inp: (N, C) bf16; mean, rstd: (N) f32 or NULL; weight, bias: (C) bf16 or NULL */
+  layernorm_forward(ps_bf(out), mean, rstd, ps_bf(inp), ps_bf(weight), ps_bf(bias), N, C, eps);
+}
+
+void ps_cuda_layernorm_backward_bf16(ps_bf16 *dinp, float *dweight, float *dbias,
+                                     const ps_bf16 *dout, const ps_bf16 *inp,
+                                     const ps_bf16 *weight, const float *mean, const float *rstd,
+                                     int64_t N, int64_t C) {
+  /* dinp, dout, inp: (N, C) bf16; dweight, dbias: (C) f32; mean, rstd: (N) f32 */
+  layernorm_backward(ps_bf(dinp), dweight, dbias, ps_bf(dout), ps_bf(inp), ps_bf(weight), mean,
+                     rstd, N, C);
 }
 
 /* ---- LayerNorm2d: (B, C, HW), normalise over C at each pixel ----
@@ -183,56 +214,84 @@ void ps_cuda_layernorm2d_backward(float *dinp, float *dweight, float *dbias, con
 }
 
 /* ---- RMSNorm: y = w * x * r, r = rsqrt(mean(x^2) + eps) ----
- * dx_j += r w_j dy_j - x_j r^3 / C * sum_i w_i dy_i x_i. */
+ * dx_j += r w_j dy_j - x_j r^3 / C * sum_i w_i dy_i x_i. Templates over T. */
 
-__global__ static void rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *weight,
-                                   int64_t N, int64_t C, float eps) {
+template <typename T>
+__global__ static void rmsnorm_fwd(T *out, float *rstd, const T *inp, const T *weight, int64_t N,
+                                   int64_t C, float eps) {
   int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
   if (r >= N) return;
   int lane = threadIdx.x;
-  const float *x = inp + r * C;
+  const T *x = inp + r * C;
   float s = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) s += x[c] * x[c];
+  for (int64_t c = lane; c < C; c += 32) s += ps_ld(x[c]) * ps_ld(x[c]);
   float rs = rsqrtf(ps_warp_sum(s) / (float)C + eps);
-  float *y = out + r * C;
-  for (int64_t c = lane; c < C; c += 32) y[c] = x[c] * rs * (weight ? weight[c] : 1.0f);
+  T *y = out + r * C;
+  for (int64_t c = lane; c < C; c += 32)
+    y[c] = ps_st<T>(ps_ld(x[c]) * rs * (weight ? ps_ld(weight[c]) : 1.0f));
   if (lane == 0 && rstd) rstd[r] = rs;
 }
 
-__global__ static void rmsnorm_bwd_dinp(float *dinp, const float *dout, const float *inp,
-                                        const float *weight, const float *rstd, int64_t N,
-                                        int64_t C) {
+template <typename T>
+__global__ static void rmsnorm_bwd_dinp(T *dinp, const T *dout, const T *inp, const T *weight,
+                                        const float *rstd, int64_t N, int64_t C) {
   int64_t r = (int64_t)blockIdx.x * ROWS_PER_BLOCK + threadIdx.y;
   if (r >= N) return;
   int lane = threadIdx.x;
-  const float *x = inp + r * C, *dy = dout + r * C;
+  const T *x = inp + r * C, *dy = dout + r * C;
   float rs = rstd[r], s = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) s += dy[c] * (weight ? weight[c] : 1.0f) * x[c];
-  float k = ps_warp_sum(s) * rs * rs * rs / (float)C;
-  float *dx = dinp + r * C;
   for (int64_t c = lane; c < C; c += 32)
-    dx[c] += rs * dy[c] * (weight ? weight[c] : 1.0f) - x[c] * k;
+    s += ps_ld(dy[c]) * (weight ? ps_ld(weight[c]) : 1.0f) * ps_ld(x[c]);
+  float k = ps_warp_sum(s) * rs * rs * rs / (float)C;
+  T *dx = dinp + r * C;
+  for (int64_t c = lane; c < C; c += 32)
+    ps_acc(&dx[c], rs * ps_ld(dy[c]) * (weight ? ps_ld(weight[c]) : 1.0f) - ps_ld(x[c]) * k);
+}
+
+template <typename T>
+static void rmsnorm_forward(T *out, float *rstd, const T *inp, const T *weight, int64_t N,
+                            int64_t C, float eps) {
+  if (N <= 0 || C <= 0) return;
+  rmsnorm_fwd<T><<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(out, rstd, inp, weight, N, C, eps);
+  PS_CUDA_LAUNCHED();
+}
+
+template <typename T>
+static void rmsnorm_backward(T *dinp, float *dweight, const T *dout, const T *inp,
+                             const T *weight, const float *rstd, int64_t N, int64_t C) {
+  if (N <= 0 || C <= 0) return;
+  if (dinp) {
+    rmsnorm_bwd_dinp<T><<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(dinp, dout, inp, weight,
+                                                                    rstd, N, C);
+    PS_CUDA_LAUNCHED();
+  }
+  if (dweight)
+    ps_colsum(dweight, N, C, [=] __device__(int64_t r, int64_t c) {
+      return ps_ld(dout[r * C + c]) * ps_ld(inp[r * C + c]) * rstd[r];
+    });
 }
 
 void ps_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
                              int64_t N, int64_t C, float eps) {
   /* out, inp: (N, C); rstd: (N) or NULL; weight: (C) or NULL */
-  if (N <= 0 || C <= 0) return;
-  rmsnorm_fwd<<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(out, rstd, inp, weight, N, C, eps);
-  PS_CUDA_LAUNCHED();
+  rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
 }
 
 void ps_cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                               const float *weight, const float *rstd, int64_t N, int64_t C) {
   /* dinp: (N, C); dweight: (C); dout, inp: (N, C); rstd: (N) */
-  if (N <= 0 || C <= 0) return;
-  if (dinp) {
-    rmsnorm_bwd_dinp<<<row_blocks(N), dim3(32, ROWS_PER_BLOCK)>>>(dinp, dout, inp, weight, rstd, N,
-                                                                 C);
-    PS_CUDA_LAUNCHED();
-  }
-  if (dweight)
-    ps_colsum(dweight, N, C, [=] __device__(int64_t r, int64_t c) {
-      return dout[r * C + c] * inp[r * C + c] * rstd[r];
-    });
+  rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+}
+
+void ps_cuda_rmsnorm_forward_bf16(ps_bf16 *out, float *rstd, const ps_bf16 *inp,
+                                  const ps_bf16 *weight, int64_t N, int64_t C, float eps) {
+  /* out, inp: (N, C) bf16; rstd: (N) f32 or NULL; weight: (C) bf16 or NULL */
+  rmsnorm_forward(ps_bf(out), rstd, ps_bf(inp), ps_bf(weight), N, C, eps);
+}
+
+void ps_cuda_rmsnorm_backward_bf16(ps_bf16 *dinp, float *dweight, const ps_bf16 *dout,
+                                   const ps_bf16 *inp, const ps_bf16 *weight, const float *rstd,
+                                   int64_t N, int64_t C) {
+  /* dinp, dout, inp: (N, C) bf16; dweight: (C) f32; rstd: (N) f32 */
+  rmsnorm_backward(ps_bf(dinp), dweight, ps_bf(dout), ps_bf(inp), ps_bf(weight), rstd, N, C);
 }

@@ -136,3 +136,55 @@ void ps_cuda_convt2x2_backward(float *dinp, float *dweight, float *dbias, const 
                                const float *inp, const float *weight, int64_t B, int64_t C,
                                int64_t H, int64_t W, int64_t OC, float *scratch,
                                int64_t scratch_floats);
+
+/* ---- bf16 storage entries (kernels.h: "bf16 storage with f32 accumulation") ---- */
+void ps_cuda_linear_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, const ps_bf16 *weight,
+                                 const ps_bf16 *bias, int64_t N, int64_t C, int64_t OC);
+void ps_cuda_linear_backward_bf16(ps_bf16 *dinp, float *dweight, float *dbias,
+                                  const ps_bf16 *dout, const ps_bf16 *inp, const ps_bf16 *weight,
+                                  int64_t N, int64_t C, int64_t OC);
+void ps_cuda_layernorm_forward_bf16(ps_bf16 *out, float *mean, float *rstd, const ps_bf16 *inp,
+                                    const ps_bf16 *weight, const ps_bf16 *bias, int64_t N,
+                                    int64_t C, float eps);
+void ps_cuda_layernorm_backward_bf16(ps_bf16 *dinp, float *dweight, float *dbias,
+                                     const ps_bf16 *dout, const ps_bf16 *inp,
+                                     const ps_bf16 *weight, const float *mean, const float *rstd,
+                                     int64_t N, int64_t C);
+void ps_cuda_rmsnorm_forward_bf16(ps_bf16 *out, float *rstd, const ps_bf16 *inp,
+                                  const ps_bf16 *weight, int64_t N, int64_t C, float eps);
+void ps_cuda_rmsnorm_backward_bf16(ps_bf16 *dinp, float *dweight, const ps_bf16 *dout,
+                                   const ps_bf16 *inp, const ps_bf16 *weight, const float *rstd,
+                                   int64_t N, int64_t C);
+void ps_cuda_gelu_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, int64_t n);
+void ps_cuda_gelu_backward_bf16(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout, int64_t n);
+void ps_cuda_silu_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, int64_t n);
+void ps_cuda_silu_backward_bf16(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout, int64_t n);
+void ps_cuda_swiglu_forward_bf16(ps_bf16 *out, const ps_bf16 *gate, const ps_bf16 *up, int64_t N,
+                                 int64_t C, int64_t ld);
+void ps_cuda_swiglu_backward_bf16(ps_bf16 *dgate, ps_bf16 *dup, const ps_bf16 *dout,
+                                  const ps_bf16 *gate, const ps_bf16 *up, int64_t N, int64_t C,
+                                  int64_t ld);
+void ps_cuda_softmax_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, int64_t N, int64_t C);
+void ps_cuda_softmax_backward_bf16(ps_bf16 *dinp, const ps_bf16 *dout, const ps_bf16 *out,
+                                   int64_t N, int64_t C);
+int64_t ps_cuda_attention_scratch_bf16(const ps_attention_desc *d, int backward);
+void ps_cuda_attention_forward_bf16(ps_bf16 *out, float *lse, const ps_bf16 *q, const ps_bf16 *k,
+                                    const ps_bf16 *v, const ps_attention_desc *d, float *scratch,
+                                    int64_t scratch_floats);
+void ps_cuda_attention_backward_bf16(ps_bf16 *dq, ps_bf16 *dk, ps_bf16 *dv, float *dbias,
+                                     float *drel_h, float *drel_w, const ps_bf16 *dout,
+                                     const ps_bf16 *q, const ps_bf16 *k, const ps_bf16 *v,
+                                     const ps_bf16 *out, const float *lse,
+                                     const ps_attention_desc *d, float *scratch,
+                                     int64_t scratch_floats);
+void ps_cuda_rope_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, const int32_t *pos,
+                               const ps_rope_desc *d);
+void ps_cuda_rope_backward_bf16(ps_bf16 *dinp, const ps_bf16 *dout, const int32_t *pos,
+                                const ps_rope_desc *d);
+void ps_cuda_embedding_forward_bf16(ps_bf16 *out, const int32_t *ids, const ps_bf16 *table,
+                                    int64_t N, int64_t V, int64_t C);
+void ps_cuda_embedding_backward_bf16(float *dtable, const int32_t *ids, const ps_bf16 *dout,
+                                     int64_t N, int64_t V, int64_t C);
+float ps_cuda_crossentropy_bf16(ps_bf16 *dlogits, float *row_loss, const ps_bf16 *logits,
+                                const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
+                                float denom, float dloss);

@@ -169,9 +169,11 @@ __device__ static void rope_freq(const ps_rope_desc &d, int64_t j, int *stream, 
     *inv = 1.0f / powf(d.theta, (float)(2 * j) / (float)d.D);
 }
 
-/* Thread per (token, head, frequency j): rotates the pair (j, j + D/2). */
-__global__ static void rope_k(float *out, const float *inp, const int32_t *pos, ps_rope_desc d,
-                              int64_t ld, float sign, int accumulate) {
+/* Thread per (token, head, frequency j): rotates the pair (j, j + D/2).
+ * A template over the storage type T (f32 and bf16 entries; f32 math). */
+template <typename T>
+__global__ static void rope_k(T *out, const T *inp, const int32_t *pos, ps_rope_desc d, int64_t ld,
+                              float sign, int accumulate) {
   int64_t half = d.D / 2;
   PS_GRID_STRIDE(i, d.N * d.H * half) {
     int64_t j = i % half, h = (i / half) % d.H, n = i / (half * d.H);
@@ -180,25 +182,26 @@ __global__ static void rope_k(float *out, const float *inp, const int32_t *pos, 
     rope_freq(d, j, &stream, &inv);
     float ang = (float)pos[(int64_t)stream * d.N + n] * inv;
     float cs = cosf(ang), sn = sign * sinf(ang);
-    const float *x = inp + n * ld + h * d.D;
-    float *y = out + n * ld + h * d.D;
-    float a = x[j], b = x[j + half];
+    const T *x = inp + n * ld + h * d.D;
+    T *y = out + n * ld + h * d.D;
+    float a = ps_ld(x[j]), b = ps_ld(x[j + half]);
     float ya = a * cs - b * sn, yb = b * cs + a * sn;
     if (accumulate) {
-      y[j] += ya;
-      y[j + half] += yb;
+      ps_acc(&y[j], ya);
+      ps_acc(&y[j + half], yb);
     } else {
-      y[j] = ya;
-      y[j + half] = yb;
+      y[j] = ps_st<T>(ya);
+      y[j + half] = ps_st<T>(yb);
     }
   }
 }
-static void rope(float *out, const float *inp, const int32_t *pos, const ps_rope_desc *d,
-                 float sign, int accumulate) {
+template <typename T>
+static void rope(T *out, const T *inp, const int32_t *pos, const ps_rope_desc *d, float sign,
+                 int accumulate) {
   int64_t n = d->N * d->H * (d->D / 2);
   if (n <= 0) return;
-  rope_k<<<ps_blocks(n), PS_THREADS>>>(out, inp, pos, *d, d->ld ? d->ld : d->H * d->D, sign,
-                                       accumulate);
+  rope_k<T><<<ps_blocks(n), PS_THREADS>>>(out, inp, pos, *d, d->ld ? d->ld : d->H * d->D, sign,
+                                          accumulate);
   PS_CUDA_LAUNCHED();
 }
 void ps_cuda_rope_forward(float *out, const float *inp, const int32_t *pos, const ps_rope_desc *d) {
@@ -209,6 +212,16 @@ void ps_cuda_rope_backward(float *dinp, const float *dout, const int32_t *pos,
                            const ps_rope_desc *d) {
   /* dinp += R^T dout (rotation by -angle) */
   rope(dinp, dout, pos, d, -1.0f, 1);
+}
+void ps_cuda_rope_forward_bf16(ps_bf16 *out, const ps_bf16 *inp, const int32_t *pos,
+                               const ps_rope_desc *d) {
+  /* out, inp: (N, H, D) bf16, stride ld; pos: (N) or (n_sections, N) */
+  rope(ps_bf(out), ps_bf(inp), pos, d, 1.0f, 0);
+}
+void ps_cuda_rope_backward_bf16(ps_bf16 *dinp, const ps_bf16 *dout, const int32_t *pos,
+                                const ps_rope_desc *d) {
+  /* dinp += R^T dout, both bf16 */
+  rope(ps_bf(dinp), ps_bf(dout), pos, d, -1.0f, 1);
 }
 
 /* ---- resize (PyTorch align_corners=False, A = -0.75) ---- */

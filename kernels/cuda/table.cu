@@ -73,6 +73,29 @@ static ps_kernels make_table(void) {
   t.convt2x2_scratch = ps_cuda_convt2x2_scratch;
   t.convt2x2_forward = ps_cuda_convt2x2_forward;
   t.convt2x2_backward = ps_cuda_convt2x2_backward;
+  /* bf16 storage, f32 accumulation */
+  t.linear_forward_bf16 = ps_cuda_linear_forward_bf16;
+  t.linear_backward_bf16 = ps_cuda_linear_backward_bf16;
+  t.layernorm_forward_bf16 = ps_cuda_layernorm_forward_bf16;
+  t.layernorm_backward_bf16 = ps_cuda_layernorm_backward_bf16;
+  t.rmsnorm_forward_bf16 = ps_cuda_rmsnorm_forward_bf16;
+  t.rmsnorm_backward_bf16 = ps_cuda_rmsnorm_backward_bf16;
+  t.gelu_forward_bf16 = ps_cuda_gelu_forward_bf16;
+  t.gelu_backward_bf16 = ps_cuda_gelu_backward_bf16;
+  t.silu_forward_bf16 = ps_cuda_silu_forward_bf16;
+  t.silu_backward_bf16 = ps_cuda_silu_backward_bf16;
+  t.swiglu_forward_bf16 = ps_cuda_swiglu_forward_bf16;
+  t.swiglu_backward_bf16 = ps_cuda_swiglu_backward_bf16;
+  t.softmax_forward_bf16 = ps_cuda_softmax_forward_bf16;
+  t.softmax_backward_bf16 = ps_cuda_softmax_backward_bf16;
+  t.attention_scratch_bf16 = ps_cuda_attention_scratch_bf16;
+  t.attention_forward_bf16 = ps_cuda_attention_forward_bf16;
+  t.attention_backward_bf16 = ps_cuda_attention_backward_bf16;
+  t.rope_forward_bf16 = ps_cuda_rope_forward_bf16;
+  t.rope_backward_bf16 = ps_cuda_rope_backward_bf16;
+  t.embedding_forward_bf16 = ps_cuda_embedding_forward_bf16;
+  t.embedding_backward_bf16 = ps_cuda_embedding_backward_bf16;
+  t.crossentropy_bf16 = ps_cuda_crossentropy_bf16;
   return t;
 }
 

@@ -2,6 +2,8 @@
  * on the CPU never maps a CUDA library into the process, and asking for the
  * CUDA table on a machine without a GPU (or without a CUDA build) is a clear
  * error rather than a crash. */
+#include <stddef.h>
+
 #include <pathseg/error.h>
 #include <pathseg/kernels.h>
 
@@ -17,12 +19,16 @@ int main(void) {
   GError *error = NULL;
   const ps_kernels *cpu = ps_kernels_get(PS_DEVICE_CPU, &error);
   PS_CHECK(cpu && strcmp(cpu->name, "cpu") == 0);
-  /* Every entry of the CPU table is filled. */
+  /* Every f32 entry of the CPU table is filled; the bf16 entries (CUDA only,
+   * from linear_forward_bf16 to the end) are all NULL on the CPU. */
   const void *const *slots = (const void *const *)((const char *)cpu + sizeof(const char *));
-  size_t n = (sizeof(ps_kernels) - sizeof(const char *)) / sizeof(void *);
-  size_t missing = 0;
+  size_t n = (offsetof(ps_kernels, linear_forward_bf16) - sizeof(const char *)) / sizeof(void *);
+  size_t n_all = (sizeof(ps_kernels) - sizeof(const char *)) / sizeof(void *);
+  size_t missing = 0, bf16 = 0;
   for (size_t i = 0; i < n; i++) missing += slots[i] == NULL;
+  for (size_t i = n; i < n_all; i++) bf16 += slots[i] != NULL;
   PS_CHECK_MSG(missing == 0, "%zu CPU kernels are NULL", missing);
+  PS_CHECK_MSG(bf16 == 0 && n_all > n, "%zu CPU bf16 kernels are set", bf16);
 
   /* A CPU forward pass loads nothing of CUDA. */
   float x[6] = {1, 2, 3, 4, 5, 6}, w[6] = {1, 0, 0, 1, 1, 1}, y[4];

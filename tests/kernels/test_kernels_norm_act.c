@@ -312,6 +312,38 @@ static void test_softmax_masked(void) {
   PS_CHECK(yb[2] == 0.0f);
 }
 
+/* The softmax row's exp (kernels/cpu/softmax_row.c, FMA-contracted
+ * polynomial) over its whole range: a row (0, x) has p1 = e^x / (1 + e^x),
+ * so sweeping x over [-87.3, 0] checks every exp argument a softmax can
+ * produce, element by element (relative error, not a norm), against double
+ * precision. Below the float normal range the exp flushes to exactly 0, and a
+ * NaN anywhere in a row makes the whole row NaN (non-finite losses must
+ * surface, not be hidden). */
+static void test_softmax_exp_range(void) {
+  enum { R = 20001 };
+  g_autofree float *x = g_new(float, 2 * R), *y = g_new(float, 2 * R);
+  for (int i = 0; i < R; i++) {
+    x[2 * i] = 0.0f;
+    x[2 * i + 1] = (float)(-87.3 * i / (R - 1));
+  }
+  K->softmax_forward(y, x, R, 2);
+  double worst = 0.0;
+  for (int i = 0; i < R; i++) {
+    double e = exp((double)x[2 * i + 1]), p1 = e / (1.0 + e);
+    double err = fabs(y[2 * i + 1] - p1) / p1;
+    if (err > worst) worst = err;
+    PS_CHECK(y[2 * i] > 0.0f);
+  }
+  /* a few float ulps (6e-8 each): exp ~1 ulp, the scale by 1/sum ~1 ulp */
+  PS_CHECK_MSG(worst <= 3e-7, "softmax exp: worst relative error %.3g", worst);
+  float under[4] = {0.0f, -87.5f, -100.0f, -1e30f}, yu[4];
+  K->softmax_forward(yu, under, 1, 4);
+  PS_CHECK(yu[0] == 1.0f && yu[1] == 0.0f && yu[2] == 0.0f && yu[3] == 0.0f);
+  float withnan[3] = {1.0f, NAN, 0.0f}, yn[3];
+  K->softmax_forward(yn, withnan, 1, 3);
+  PS_CHECK(isnan(yn[0]) && isnan(yn[1]) && isnan(yn[2]));
+}
+
 /* ---- transpose and the elementwise helpers ---- */
 
 typedef struct {
@@ -398,7 +430,11 @@ int main(void) {
   test_softmax(1, 1, 1.0);
   test_softmax(3, 17, 5.0);
   test_softmax(2, 1000, 20.0);
+  /* row widths around the SIMD widths (8, 16) and the 256-wide attention rows */
+  test_softmax(5, 15, 10.0);
+  test_softmax(4, 257, 30.0);
   test_softmax_masked();
+  test_softmax_exp_range();
   test_transpose(1, 1, 1);
   test_transpose(2, 33, 70);
   test_transpose(3, 5, 1);

@@ -22,6 +22,10 @@
  *    Hq) makes the op return without writing anything rather than read out
  *    of bounds.
  *
+ * bf16 storage: the CUDA table also has *_bf16 entries (listed at the end of
+ * ps_kernels) for the ops whose storage precision matters; the CPU table has
+ * none (those entries are NULL there, and callers must check).
+ *
  * ps_kernels_get(device) returns the table for a device. The CPU table is
  * built in; the CUDA table lives in a separate shared object that is loaded
  * only the first time a CUDA table is asked for, so a CPU-only machine never
@@ -124,6 +128,10 @@ typedef struct ps_dice_desc {
 } ps_dice_desc;
 
 typedef enum { PS_RESIZE_BILINEAR = 0, PS_RESIZE_BICUBIC = 1 } ps_resize_mode;
+
+/* A bfloat16 value as its bit pattern: the upper 16 bits of a float32
+ * (ps_f32_to_bf16 in tensor.h rounds to nearest even, ps_bf16_to_f32 widens). */
+typedef uint16_t ps_bf16;
 
 /* ---- the table ------------------------------------------------------------- */
 
@@ -362,6 +370,76 @@ typedef struct ps_kernels {
   void (*resize_backward)(float *dinp, const float *dout, int64_t NC, int64_t H, int64_t W,
                           int64_t OH, int64_t OW, float scale_h, float scale_w,
                           ps_resize_mode mode);
+
+  /* ---- bf16 storage with f32 accumulation (CUDA table only) ----------------
+   * Entries for: linear, layernorm, rmsnorm, GELU, SiLU, SwiGLU, softmax,
+   * attention, rotary embedding, embedding and cross-entropy (forward and
+   * backward; cross-entropy is one entry). They are NULL in the CPU table:
+   * check before calling. Each takes the same sizes and
+   * keeps the contract of its f32 entry above, with these storage types:
+   *  - bf16 (ps_bf16): activations, their gradients (dinp, dq, dk, dv,
+   *    dgate, dup, dlogits) and parameters (weight, bias, embedding table);
+   *  - f32: saved statistics (mean, rstd, lse), parameter gradients (dweight,
+   *    dbias, dtable: accumulation buffers, e.g. f32 master gradients),
+   *    scratch, losses, and the attention descriptor's bias / rel_h / rel_w
+   *    tensors and their gradients (dbias, drel_h, drel_w).
+   * All arithmetic and every sum is f32 (GEMMs: cublasGemmEx with bf16
+   * inputs and CUBLAS_COMPUTE_32F); each bf16 output element is rounded to
+   * nearest even once, and a bf16 gradient that is added into is read,
+   * added in f32 and rounded once. */
+  void (*linear_forward_bf16)(ps_bf16 *out, const ps_bf16 *inp, const ps_bf16 *weight,
+                              const ps_bf16 *bias, int64_t N, int64_t C, int64_t OC);
+  void (*linear_backward_bf16)(ps_bf16 *dinp, float *dweight, float *dbias, const ps_bf16 *dout,
+                               const ps_bf16 *inp, const ps_bf16 *weight, int64_t N, int64_t C,
+                               int64_t OC);
+  void (*layernorm_forward_bf16)(ps_bf16 *out, float *mean, float *rstd, const ps_bf16 *inp,
+                                 const ps_bf16 *weight, const ps_bf16 *bias, int64_t N, int64_t C,
+                                 float eps);
+  void (*layernorm_backward_bf16)(ps_bf16 *dinp, float *dweight, float *dbias,
+                                  const ps_bf16 *dout, const ps_bf16 *inp, const ps_bf16 *weight,
+                                  const float *mean, const float *rstd, int64_t N, int64_t C);
+  void (*rmsnorm_forward_bf16)(ps_bf16 *out, float *rstd, const ps_bf16 *inp,
+                               const ps_bf16 *weight, int64_t N, int64_t C, float eps);
+  void (*rmsnorm_backward_bf16)(ps_bf16 *dinp, float *dweight, const ps_bf16 *dout,
+                                const ps_bf16 *inp, const ps_bf16 *weight, const float *rstd,
+                                int64_t N, int64_t C);
+  void (*gelu_forward_bf16)(ps_bf16 *out, const ps_bf16 *inp, int64_t n);
+  void (*gelu_backward_bf16)(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout, int64_t n);
+  void (*silu_forward_bf16)(ps_bf16 *out, const ps_bf16 *inp, int64_t n);
+  void (*silu_backward_bf16)(ps_bf16 *dinp, const ps_bf16 *inp, const ps_bf16 *dout, int64_t n);
+  void (*swiglu_forward_bf16)(ps_bf16 *out, const ps_bf16 *gate, const ps_bf16 *up, int64_t N,
+                              int64_t C, int64_t ld);
+  void (*swiglu_backward_bf16)(ps_bf16 *dgate, ps_bf16 *dup, const ps_bf16 *dout,
+                               const ps_bf16 *gate, const ps_bf16 *up, int64_t N, int64_t C,
+                               int64_t ld);
+  void (*softmax_forward_bf16)(ps_bf16 *out, const ps_bf16 *inp, int64_t N, int64_t C);
+  void (*softmax_backward_bf16)(ps_bf16 *dinp, const ps_bf16 *dout, const ps_bf16 *out, int64_t N,
+                                int64_t C);
+  /* Attention: q, k, v, out, dout, dq, dk, dv are bf16 with the strides of
+   * ps_attention_desc (in elements); lse is f32. Backward sums dk and dv over
+   * query rows (and GQA heads) in f32 scratch, so it needs
+   * attention_scratch_bf16(d, 1) floats; given less it writes nothing. */
+  int64_t (*attention_scratch_bf16)(const ps_attention_desc *d, int backward);
+  void (*attention_forward_bf16)(ps_bf16 *out, float *lse, const ps_bf16 *q, const ps_bf16 *k,
+                                 const ps_bf16 *v, const ps_attention_desc *d, float *scratch,
+                                 int64_t scratch_floats);
+  void (*attention_backward_bf16)(ps_bf16 *dq, ps_bf16 *dk, ps_bf16 *dv, float *dbias,
+                                  float *drel_h, float *drel_w, const ps_bf16 *dout,
+                                  const ps_bf16 *q, const ps_bf16 *k, const ps_bf16 *v,
+                                  const ps_bf16 *out, const float *lse,
+                                  const ps_attention_desc *d, float *scratch,
+                                  int64_t scratch_floats);
+  void (*rope_forward_bf16)(ps_bf16 *out, const ps_bf16 *inp, const int32_t *pos,
+                            const ps_rope_desc *d);
+  void (*rope_backward_bf16)(ps_bf16 *dinp, const ps_bf16 *dout, const int32_t *pos,
+                             const ps_rope_desc *d);
+  void (*embedding_forward_bf16)(ps_bf16 *out, const int32_t *ids, const ps_bf16 *table,
+                                 int64_t N, int64_t V, int64_t C);
+  void (*embedding_backward_bf16)(float *dtable, const int32_t *ids, const ps_bf16 *dout,
+                                  int64_t N, int64_t V, int64_t C);
+  float (*crossentropy_bf16)(ps_bf16 *dlogits, float *row_loss, const ps_bf16 *logits,
+                             const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
+                             float denom, float dloss);
 } ps_kernels;
 
 /* Number of windows per dimension for window partition. */
