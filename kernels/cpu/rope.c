@@ -33,10 +33,19 @@ static void rope_freq(const ps_rope_desc *d, int64_t j, int *stream, float *inv)
 }
 
 /* out = R(sign * angle) inp for every head of every token; sign -1 is the inverse. */
+/* Frequencies whose inverse frequency and stream are computed once per call
+ * (powf per row and frequency was most of the op's time); wider heads fall
+ * back to computing them per row. */
+#define FTAB 1024
+
 static void rope_apply(float *out, const float *inp, const int32_t *pos, const ps_rope_desc *d,
                        float sign, int accumulate) {
   int64_t N = d->N, H = d->H, D = d->D, half = D / 2;
   int64_t ld = d->ld ? d->ld : H * D;
+  float inv_tab[FTAB];
+  int stream_tab[FTAB];
+  const int tabled = half <= FTAB;
+  for (int64_t j = 0; tabled && j < half; j++) rope_freq(d, j, &stream_tab[j], &inv_tab[j]);
 #pragma omp parallel for schedule(static) if (N * H * D > PS_OMP_MIN_WORK)
   for (int64_t n = 0; n < N; n++) {
     float cs[FBLK], sn[FBLK];
@@ -45,7 +54,12 @@ static void rope_apply(float *out, const float *inp, const int32_t *pos, const p
       for (int64_t jj = 0; jj < nj; jj++) {
         int stream;
         float inv;
-        rope_freq(d, j0 + jj, &stream, &inv);
+        if (tabled) {
+          stream = stream_tab[j0 + jj];
+          inv = inv_tab[j0 + jj];
+        } else {
+          rope_freq(d, j0 + jj, &stream, &inv);
+        }
         float ang = (float)pos[(int64_t)stream * N + n] * inv;
         cs[jj] = cosf(ang);
         sn[jj] = sign * sinf(ang);
