@@ -2,25 +2,34 @@
  * its peer, openslide-python + Pillow (peer_openslide.py), doing the same
  * job on the same slides in the same run: tissue detection (block-mean
  * thumbnail, saturation, Otsu), grid tiles with enough tissue read at level
- * 0 and saved as PNG (compression 6 on both sides). The stage does more per
- * tile (a mask PNG, descriptors, a reasoning chain, manifests).
+ * 0 and saved as PNG at the same deflate level with adaptive row filters on
+ * both sides. The stage does more per tile (a mask PNG, descriptors, a
+ * reasoning chain, manifests).
  *
+ * Both sides run as child processes (`pipeline run` and python3), timed
+ * wall-clock from start to exit, interpreter and plugin loading included;
+ * their CPU time (user + sys of the child and its children) is reported as
+ * well, since it moves less than wall time on a loaded machine. Cases:
+ *   pathseg_1          one process, one tile thread
+ *   peer_1             one Python process
+ *   pathseg_threads_N  one process, N tile threads (OpenMP)
+ *   pathseg_workers_N  N worker processes (workers: N), one thread each
+ *   peer_pool_N        a multiprocessing pool of N processes, a slide each
  * Contestants alternate within each repetition; medians are reported as
- *   RESULT preprocess <case> tiles=N seconds=S tiles_per_s=R
- * and the speed-ups against the single-process peer at the end.
+ *   RESULT preprocess <case> tiles=N seconds=S tiles_per_s=R cpu_s=C tile_kb=K
+ * and the speed-ups at equal cores at the end.
  *   bench_preprocess [--slide S] [--copies 8] [--reps 3] [--tile 256] [--overlap 128] [--workers 2]
- *                    [--python /usr/bin/python3] [--peer bench/preprocess/peer_openslide.py] */
+ *                    [--level 6] [--python /usr/bin/python3] [--peer
+ * bench/preprocess/peer_openslide.py]
+ *                    [--pipeline BUILD/tools/pipeline] */
 #include <glib/gstdio.h>
-#include <pathseg/host.h>
-#include <pathseg/run.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../bench_common.h"
-
-static ps_registry *reg;
 
 static int64_t tile_bytes;
 
@@ -43,130 +52,195 @@ static int count_tiles(const char *out) {
   return n;
 }
 
-static double run_stage(const char *tmp, const char *slides, const char *out, int tile, int overlap, int workers,
-                        const char *filter, int *tiles) {
-  g_autofree char *yaml = g_build_filename(PS_SOURCE_DIR, "pipelines", "preprocess_slides.yaml", NULL);
-  g_autofree char *s1 = g_strdup_printf("stages.preprocess.slides=%s", slides);
-  g_autofree char *s2 = g_strdup_printf("stages.preprocess.out_dir=%s", out);
-  g_autofree char *s3 = g_strdup_printf("stages.preprocess.tile_size=%d", tile);
-  g_autofree char *s4 = g_strdup_printf("stages.preprocess.overlap=%d", overlap);
-  g_autofree char *s5 = g_strdup_printf("stages.preprocess.workers=%d", workers);
-  g_autofree char *s6 = g_strdup_printf("run_dir=%s/runs", tmp);
-  g_autofree char *s7 = g_strdup_printf("stages.preprocess.png_filter=%s", filter);
-  const char *sets[] = {s1, s2, s3, s4, s5, s6, s7, NULL};
+static double children_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return (double)ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+         1e-6 * ru.ru_stime.tv_usec;
+}
+
+/* Runs argv to completion; wall seconds, *cpu: its CPU seconds. */
+static double run_child(GPtrArray *argv, double *cpu) {
+  g_ptr_array_add(argv, NULL);
+  g_autofree char *out = NULL, *err = NULL;
+  int status = 0;
   GError *error = NULL;
-  double t0 = bench_now();
-  g_autoptr(ps_pipeline) p = ps_pipeline_load(yaml, sets, ps_registry_lookup, reg, &error);
-  ps_run_options opts = {NULL, TRUE};
-  if (!p || !ps_run_execute(p, reg, &opts, NULL, &error)) {
-    fprintf(stderr, "stage failed: %s\n", error ? error->message : "?");
+  double c0 = children_cpu(), t0 = bench_now();
+  gboolean ok = g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                             &err, &status, &error);
+  double dt = bench_now() - t0;
+  *cpu = children_cpu() - c0;
+  if (!ok || !g_spawn_check_wait_status(status, &error)) {
+    fprintf(stderr, "%s failed: %s\n%s%s\n", (char *)argv->pdata[0], error ? error->message : "?",
+            out ? out : "", err ? err : "");
     exit(1);
   }
-  double dt = bench_now() - t0;
-  *tiles = count_tiles(out);
   return dt;
 }
 
-static double run_peer(const char *python, const char *peer, char **paths, int n, const char *out, int tile,
-                       int overlap, int workers, int *tiles) {
+typedef struct {
+  const char *slide, *python, *peer, *pipeline;
+  int copies, reps, tile, overlap, workers, level;
+} options;
+
+static double run_stage(const options *o, const char *tmp, const char *list, const char *out,
+                        int workers, int threads, double *cpu) {
   GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
-  g_ptr_array_add(argv, g_strdup(python));
-  g_ptr_array_add(argv, g_strdup(peer));
-  g_ptr_array_add(argv, g_strdup_printf("--out=%s", out));
-  g_ptr_array_add(argv, g_strdup_printf("--tile=%d", tile));
-  g_ptr_array_add(argv, g_strdup_printf("--overlap=%d", overlap));
-  g_ptr_array_add(argv, g_strdup_printf("--workers=%d", workers));
-  for (int i = 0; i < n; i++) g_ptr_array_add(argv, g_strdup(paths[i]));
-  g_ptr_array_add(argv, NULL);
-  g_autofree char *stdout_text = NULL;
-  int status = 0;
-  GError *error = NULL;
-  double t0 = bench_now();
-  gboolean ok = g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &stdout_text, NULL,
-                             &status, &error);
-  double dt = bench_now() - t0; /* wall, interpreter start included */
-  g_ptr_array_unref(argv);
-  if (!ok || !g_spawn_check_wait_status(status, &error)) {
-    fprintf(stderr, "peer failed: %s\n", error ? error->message : "?");
-    exit(1);
+  g_ptr_array_add(argv, g_strdup(o->pipeline));
+  g_ptr_array_add(argv, g_strdup("run"));
+  g_ptr_array_add(argv,
+                  g_build_filename(PS_SOURCE_DIR, "pipelines", "preprocess_slides.yaml", NULL));
+  g_ptr_array_add(argv, g_strdup("--quiet"));
+  char *sets[] = {
+      g_strdup_printf("stages.preprocess.slide_list=%s", list),
+      g_strdup_printf("stages.preprocess.out_dir=%s", out),
+      g_strdup_printf("stages.preprocess.tile_size=%d", o->tile),
+      g_strdup_printf("stages.preprocess.overlap=%d", o->overlap),
+      g_strdup_printf("stages.preprocess.workers=%d", workers),
+      g_strdup_printf("stages.preprocess.threads=%d", threads),
+      g_strdup_printf("stages.preprocess.png_compression=%d", o->level),
+      g_strdup("stages.preprocess.png_filter=adaptive"),
+      g_strdup_printf("run_dir=%s/runs", tmp),
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(sets); i++) {
+    g_ptr_array_add(argv, g_strdup("--set"));
+    g_ptr_array_add(argv, sets[i]);
   }
-  *tiles = count_tiles(out);
+  double dt = run_child(argv, cpu);
+  g_ptr_array_unref(argv);
+  return dt;
+}
+
+static double run_peer(const options *o, char **paths, const char *out, int workers, double *cpu) {
+  GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+  g_ptr_array_add(argv, g_strdup(o->python));
+  g_ptr_array_add(argv, g_strdup(o->peer));
+  g_ptr_array_add(argv, g_strdup_printf("--out=%s", out));
+  g_ptr_array_add(argv, g_strdup_printf("--tile=%d", o->tile));
+  g_ptr_array_add(argv, g_strdup_printf("--overlap=%d", o->overlap));
+  g_ptr_array_add(argv, g_strdup_printf("--workers=%d", workers));
+  g_ptr_array_add(argv, g_strdup_printf("--level=%d", o->level));
+  for (int i = 0; i < o->copies; i++) g_ptr_array_add(argv, g_strdup(paths[i]));
+  double dt = run_child(argv, cpu);
+  g_ptr_array_unref(argv);
   return dt;
 }
 
 int main(int argc, char **argv) {
-  const char *slide = PS_SOURCE_DIR "/tests/data/CMU-1-Small-Region.svs";
-  const char *python = "/usr/bin/python3", *peer = PS_SOURCE_DIR "/bench/preprocess/peer_openslide.py";
-  int copies = 8, reps = 3, tile = 256, overlap = 128, workers = 2;
+  options o = {PS_SOURCE_DIR "/tests/data/CMU-1-Small-Region.svs",
+               "/usr/bin/python3",
+               PS_SOURCE_DIR "/bench/preprocess/peer_openslide.py",
+               PS_BUILD_DIR "/tools/pipeline",
+               8,
+               3,
+               256,
+               128,
+               2,
+               6};
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--slide")) slide = argv[i + 1];
-    else if (!strcmp(argv[i], "--copies")) copies = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--tile")) tile = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--overlap")) overlap = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--python")) python = argv[i + 1];
-    else if (!strcmp(argv[i], "--peer")) peer = argv[i + 1];
+    if (!strcmp(argv[i], "--slide"))
+      o.slide = argv[i + 1];
+    else if (!strcmp(argv[i], "--copies"))
+      o.copies = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--reps"))
+      o.reps = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--tile"))
+      o.tile = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--overlap"))
+      o.overlap = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--workers"))
+      o.workers = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--level"))
+      o.level = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--python"))
+      o.python = argv[i + 1];
+    else if (!strcmp(argv[i], "--peer"))
+      o.peer = argv[i + 1];
+    else if (!strcmp(argv[i], "--pipeline"))
+      o.pipeline = argv[i + 1];
     else {
       fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
     }
   }
-  reg = ps_registry_new();
-  ps_registry_scan(reg, NULL, NULL);
+  if (o.copies < 1 || o.reps < 1 || o.workers < 1) {
+    fprintf(stderr, "--copies, --reps and --workers must be >= 1\n");
+    return 2;
+  }
   g_autofree char *tmp = g_dir_make_tmp("ps-bench-preprocess-XXXXXX", NULL);
-  char **paths = g_new0(char *, copies + 1);
-  GString *list = g_string_new("[");
-  for (int i = 0; i < copies; i++) {
+  char **paths = g_new0(char *, o.copies + 1);
+  GString *list = g_string_new("");
+  for (int i = 0; i < o.copies; i++) {
     paths[i] = g_strdup_printf("%s/slide%02d.svs", tmp, i);
-    if (symlink(slide, paths[i]) != 0) {
+    if (symlink(o.slide, paths[i]) != 0) {
       fprintf(stderr, "cannot link %s\n", paths[i]);
       return 1;
     }
-    g_string_append_printf(list, "%s%s", i ? ", " : "", paths[i]);
+    g_string_append_printf(list, "%s\n", paths[i]);
   }
-  g_string_append(list, "]");
+  g_autofree char *list_path = g_build_filename(tmp, "slides.txt", NULL);
+  if (!g_file_set_contents(list_path, list->str, -1, NULL)) return 1;
 
-  /* _all: PNG filter "all" (adaptive, as Pillow): the same bytes on disk as the peer. */
-  enum { STAGE_W, STAGE_W_ALL, STAGE_1, PEER_1, PEER_W, N_CASES };
-  const char *names[N_CASES] = {"pathseg_stage_workers", "pathseg_stage_workers_filter_all", "pathseg_stage_1",
-                                "peer_openslide_pillow_1", "peer_openslide_pillow_pool"};
-  double *t[N_CASES];
+  enum { STAGE_1, PEER_1, STAGE_T, STAGE_W, PEER_W, N_CASES };
+  char *names[N_CASES] = {
+      g_strdup("pathseg_1"), g_strdup("peer_1"), g_strdup_printf("pathseg_threads_%d", o.workers),
+      g_strdup_printf("pathseg_workers_%d", o.workers), g_strdup_printf("peer_pool_%d", o.workers)};
+  double *t[N_CASES], *c[N_CASES];
   int tiles[N_CASES] = {0};
   int64_t bytes[N_CASES] = {0};
-  for (int c = 0; c < N_CASES; c++) t[c] = g_new0(double, reps);
-  for (int r = 0; r < reps; r++)
-    for (int c = 0; c < N_CASES; c++) {
-      g_autofree char *out = g_strdup_printf("%s/out-%d-%d", tmp, c, r);
-      if (c == STAGE_W || c == STAGE_W_ALL || c == STAGE_1)
-        t[c][r] = run_stage(tmp, list->str, out, tile, overlap, c == STAGE_1 ? 1 : workers,
-                            c == STAGE_W_ALL ? "all" : "none", &tiles[c]);
-      else
-        t[c][r] = run_peer(python, peer, paths, copies, out, tile, overlap, c == PEER_W ? workers : 1, &tiles[c]);
-      bytes[c] = tile_bytes;
+  for (int k = 0; k < N_CASES; k++) t[k] = g_new0(double, o.reps), c[k] = g_new0(double, o.reps);
+  for (int r = 0; r < o.reps; r++)
+    for (int k = 0; k < N_CASES; k++) {
+      g_autofree char *out = g_strdup_printf("%s/out-%d-%d", tmp, k, r);
+      switch (k) {
+      case STAGE_1:
+        t[k][r] = run_stage(&o, tmp, list_path, out, 1, 1, &c[k][r]);
+        break;
+      case STAGE_T:
+        t[k][r] = run_stage(&o, tmp, list_path, out, 1, o.workers, &c[k][r]);
+        break;
+      case STAGE_W:
+        t[k][r] = run_stage(&o, tmp, list_path, out, o.workers, 1, &c[k][r]);
+        break;
+      case PEER_1:
+        t[k][r] = run_peer(&o, paths, out, 1, &c[k][r]);
+        break;
+      default:
+        t[k][r] = run_peer(&o, paths, out, o.workers, &c[k][r]);
+        break;
+      }
+      tiles[k] = count_tiles(out);
+      bytes[k] = tile_bytes;
       g_autofree char *rm = g_strdup_printf("rm -rf '%s'", out);
       if (system(rm) != 0) fprintf(stderr, "cannot remove %s\n", out);
     }
-  double med[N_CASES];
-  printf("slides: %d x %s, tile %d, overlap %d, workers %d, %d reps, %d cores\n", copies, slide, tile, overlap,
-         workers, reps, (int)g_get_num_processors());
-  for (int c = 0; c < N_CASES; c++) {
-    med[c] = bench_median(t[c], reps);
-    printf("RESULT preprocess %s tiles=%d seconds=%.3f tiles_per_s=%.1f tile_kb=%.1f\n", names[c], tiles[c], med[c],
-           tiles[c] / med[c], tiles[c] ? bytes[c] / 1024.0 / tiles[c] : 0.0);
+  double med[N_CASES], cpu[N_CASES], rate[N_CASES];
+  printf("slides: %d x %s, tile %d, overlap %d, png level %d (adaptive filter both sides), workers "
+         "%d, %d reps, "
+         "%d cores\n",
+         o.copies, o.slide, o.tile, o.overlap, o.level, o.workers, o.reps,
+         (int)g_get_num_processors());
+  for (int k = 0; k < N_CASES; k++) {
+    med[k] = bench_median(t[k], o.reps);
+    cpu[k] = bench_median(c[k], o.reps);
+    rate[k] = tiles[k] / med[k];
+    printf("RESULT preprocess %s tiles=%d seconds=%.3f tiles_per_s=%.1f cpu_s=%.3f tile_kb=%.1f\n",
+           names[k], tiles[k], med[k], rate[k], cpu[k],
+           tiles[k] ? bytes[k] / 1024.0 / tiles[k] : 0.0);
   }
-  if (tiles[STAGE_W] != tiles[PEER_1]) printf("WARNING: tile counts differ (%d vs %d)\n", tiles[STAGE_W], tiles[PEER_1]);
-  printf("RESULT preprocess speedup stage_workers_vs_peer_1=%.2f stage_workers_all_vs_peer_1=%.2f "
-         "stage_workers_vs_peer_pool=%.2f stage_1_vs_peer_1=%.2f\n",
-         (tiles[STAGE_W] / med[STAGE_W]) / (tiles[PEER_1] / med[PEER_1]),
-         (tiles[STAGE_W_ALL] / med[STAGE_W_ALL]) / (tiles[PEER_1] / med[PEER_1]),
-         (tiles[STAGE_W] / med[STAGE_W]) / (tiles[PEER_W] / med[PEER_W]),
-         (tiles[STAGE_1] / med[STAGE_1]) / (tiles[PEER_1] / med[PEER_1]));
-  for (int c = 0; c < N_CASES; c++) g_free(t[c]);
+  for (int k = 1; k < N_CASES; k++)
+    if (tiles[k] != tiles[0])
+      printf("WARNING: tile counts differ (%s %d, %s %d)\n", names[0], tiles[0], names[k],
+             tiles[k]);
+  printf(
+      "RESULT preprocess speedup level=%d one_core=%.2f threads_vs_pool=%.2f workers_vs_pool=%.2f "
+      "cpu_time_one_core=%.2f\n",
+      o.level, rate[STAGE_1] / rate[PEER_1], rate[STAGE_T] / rate[PEER_W],
+      rate[STAGE_W] / rate[PEER_W], cpu[PEER_1] / cpu[STAGE_1]);
+  for (int k = 0; k < N_CASES; k++) g_free(t[k]), g_free(c[k]), g_free(names[k]);
   g_strfreev(paths);
   g_string_free(list, TRUE);
   g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
   if (system(rm) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
-  ps_registry_free(reg);
   return 0;
 }

@@ -4,9 +4,10 @@
 # Pillow + numpy. Per slide: level-0 block-mean thumbnail (thumb_factor),
 # HSV saturation, Otsu (256 bins, as skimage), the tile grid kept where the
 # tissue fraction is >= min_tissue, then per tile read_region -> RGB -> PNG
-# (Pillow's default compress_level 6, as the stage). One slide per process of
-# a multiprocessing pool of --workers (1: no pool). Prints one JSON line:
-# {"tiles": N, "seconds": S}.
+# (Pillow's compress_level --level, the stage's png_compression; Pillow
+# filters rows adaptively, as the stage's default png_filter). One slide per
+# process of a multiprocessing pool of --workers (1: no pool). Prints one
+# JSON line: {"tiles": N, "seconds": S}.
 #   apt-get install python3-openslide python3-pil python3-numpy
 import argparse
 import json
@@ -32,7 +33,7 @@ def otsu(x, nbins=256):
 
 
 def one_slide(job):
-    path, out, tile, overlap, min_tissue, f = job
+    path, out, tile, overlap, min_tissue, f, level = job
     s = openslide.OpenSlide(path)
     W, H = s.dimensions
     rgb = np.asarray(s.read_region((0, 0), 0, (W, H)).convert("RGB"), dtype=np.float64)
@@ -53,7 +54,7 @@ def one_slide(job):
                 continue
             img = s.read_region((x, y), 0, (tile, tile)).convert("RGB")
             tmp = os.path.join(tdir, ".%d_%d.png.tmp" % (x, y))
-            img.save(tmp, "PNG")
+            img.save(tmp, "PNG", compress_level=level)
             os.replace(tmp, os.path.join(tdir, "%d_%d.png" % (x, y)))
             n += 1
     s.close()
@@ -68,9 +69,10 @@ def main():
     ap.add_argument("--min-tissue", type=float, default=0.5)
     ap.add_argument("--thumb-factor", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--level", type=int, default=6)
     ap.add_argument("slides", nargs="+")
     a = ap.parse_args()
-    jobs = [(p, a.out, a.tile, a.overlap, a.min_tissue, a.thumb_factor) for p in a.slides]
+    jobs = [(p, a.out, a.tile, a.overlap, a.min_tissue, a.thumb_factor, a.level) for p in a.slides]
     t0 = time.perf_counter()
     if a.workers > 1:
         with Pool(a.workers) as pool:

@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <pathseg/error.h>
+#include <pathseg/json_depth.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,30 @@ static void free_polys(GArray *polys) {
 /* GeoJSON (QuPath export): FeatureCollection, a bare array of features, a
  * Feature or a geometry. */
 
+/* Typed member access that never logs a json-glib critical on input of the
+ * wrong type (json_object_get_*_member assert the type): NULL when absent,
+ * null or of another type. */
+static JsonObject *obj_member(JsonObject *o, const char *key) {
+  JsonNode *n = json_object_get_member(o, key);
+  return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+static const char *str_member(JsonObject *o, const char *key) {
+  JsonNode *n = json_object_get_member(o, key);
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING ? json_node_get_string(n)
+                                                                                      : NULL;
+}
+
+/* Element i of a vertex as a number (JSON integer or real). */
+static gboolean number_element(JsonArray *a, guint i, double *v) {
+  JsonNode *n = json_array_get_element(a, i);
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;
+  GType t = json_node_get_value_type(n);
+  if (t != G_TYPE_INT64 && t != G_TYPE_DOUBLE) return FALSE;
+  *v = json_node_get_double(n);
+  return TRUE;
+}
+
 static gboolean read_ring(JsonArray *coords, pp_ring *ring, const char *path, GError **error) {
   guint n = json_array_get_length(coords);
   ring->xy = g_new(double, 2 * (size_t)MAX(n, 1));
@@ -72,12 +97,11 @@ static gboolean read_ring(JsonArray *coords, pp_ring *ring, const char *path, GE
   for (guint k = 0; k < n; k++) {
     JsonNode *pt = json_array_get_element(coords, k);
     JsonArray *xy = JSON_NODE_HOLDS_ARRAY(pt) ? json_node_get_array(pt) : NULL;
-    if (!xy || json_array_get_length(xy) < 2 ||
-        json_node_get_value_type(json_array_get_element(xy, 0)) == G_TYPE_STRING) {
+    double x = 0, y = 0;
+    if (!xy || json_array_get_length(xy) < 2 || !number_element(xy, 0, &x) || !number_element(xy, 1, &y)) {
       g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: a polygon vertex is not [x, y]", path);
       return FALSE;
     }
-    double x = json_array_get_double_element(xy, 0), y = json_array_get_double_element(xy, 1);
     if (!isfinite(x) || !isfinite(y)) {
       g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: a polygon vertex is not finite", path);
       return FALSE;
@@ -118,24 +142,19 @@ static gboolean add_geojson_polygon(GArray *polys, JsonArray *rings_json, const 
 }
 
 static const char *feature_group(JsonObject *feature) {
-  JsonObject *props = json_object_get_object_member(feature, "properties");
+  JsonObject *props = obj_member(feature, "properties");
   if (!props) return NULL;
-  JsonNode *cls = json_object_get_member(props, "classification");
-  if (cls && JSON_NODE_HOLDS_OBJECT(cls)) {
-    const char *name = json_object_get_string_member_with_default(json_node_get_object(cls), "name", NULL);
-    if (name) return name;
-  }
-  if (cls && JSON_NODE_HOLDS_VALUE(cls) && json_node_get_value_type(cls) == G_TYPE_STRING)
-    return json_node_get_string(cls);
-  JsonNode *name = json_object_get_member(props, "name");
-  return name && JSON_NODE_HOLDS_VALUE(name) && json_node_get_value_type(name) == G_TYPE_STRING
-             ? json_node_get_string(name)
-             : NULL;
+  JsonObject *cls_obj = obj_member(props, "classification");
+  const char *name = cls_obj ? str_member(cls_obj, "name") : NULL;
+  if (name) return name;
+  const char *cls = str_member(props, "classification");
+  return cls ? cls : str_member(props, "name");
 }
 
 static gboolean add_geometry(GArray *polys, JsonObject *geom, const char *group, const char *const *exclude,
                              const char *path, GError **error) {
-  const char *type = json_object_get_string_member_with_default(geom, "type", "");
+  const char *type = str_member(geom, "type");
+  if (!type) type = "";
   JsonNode *cn = json_object_get_member(geom, "coordinates");
   if (strcmp(type, "Polygon") != 0 && strcmp(type, "MultiPolygon") != 0) return TRUE; /* points, lines */
   if (!cn || !JSON_NODE_HOLDS_ARRAY(cn)) {
@@ -162,7 +181,12 @@ static gboolean add_feature(GArray *polys, JsonNode *node, const char *const *ex
     return FALSE;
   }
   JsonObject *f = json_node_get_object(node);
-  JsonObject *geom = json_object_has_member(f, "geometry") ? json_object_get_object_member(f, "geometry") : f;
+  JsonNode *gn = json_object_get_member(f, "geometry");
+  if (gn && !JSON_NODE_HOLDS_NULL(gn) && !JSON_NODE_HOLDS_OBJECT(gn)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: a feature's geometry is not an object", path);
+    return FALSE;
+  }
+  JsonObject *geom = gn ? obj_member(f, "geometry") : f;
   if (!geom) return TRUE; /* a feature with a null geometry */
   JsonNode *gc = json_object_get_member(geom, "geometries"); /* GeometryCollection */
   if (gc && JSON_NODE_HOLDS_ARRAY(gc)) {
@@ -179,9 +203,16 @@ static gboolean add_feature(GArray *polys, JsonNode *node, const char *const *ex
 }
 
 static pp_annotations *load_geojson(const char *path, const char *const *exclude, GError **error) {
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents(path, &text, &len, error)) return NULL;
+  if (!ps_json_depth_ok(text, (gssize)len, PS_JSON_MAX_DEPTH)) { /* json-glib would overflow the stack */
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: not JSON: nested deeper than %d", path, PS_JSON_MAX_DEPTH);
+    return NULL;
+  }
   g_autoptr(JsonParser) parser = json_parser_new();
   GError *e = NULL;
-  if (!json_parser_load_from_file(parser, path, &e)) {
+  if (!json_parser_load_from_data(parser, text, (gssize)len, &e)) {
     g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: not JSON: %s", path, e->message);
     g_error_free(e);
     return NULL;
@@ -306,7 +337,9 @@ static void fill_row(const pp_polygon *p, double y, double x0, double scale, int
   for (int k = 0; k + 1 < n; k += 2) {
     /* pixel i is inside when xs[k] <= x0 + (i + 0.5) scale < xs[k + 1] */
     double a = ceil((xs[k] - x0) / scale - 0.5), b = ceil((xs[k + 1] - x0) / scale - 0.5);
-    int i0 = (int)MAX(a, 0.0), i1 = (int)MIN(b, (double)size);
+    /* Clamped to [0, size] before the cast: crossings far outside the tile
+     * (another ring of the polygon, huge coordinates) do not fit an int. */
+    int i0 = !(a > 0) ? 0 : a >= size ? size : (int)a, i1 = !(b > 0) ? 0 : b >= size ? size : (int)b;
     if (i1 > i0) memset(row + i0, value, (size_t)(i1 - i0));
   }
 }

@@ -1,15 +1,15 @@
 /* plugin.c — the `preprocess` plugin: stage.preprocess_slides cuts whole
  * slides into tissue tiles at a chosen magnification, with masks from
  * polygon annotations (or the tissue mask), template queries and reasoning
- * chains, one resumable job per slide (slide_job.c), `workers` slides at a
- * time in threads, a Slurm array's share of the slides per process, and a
- * final merge of the per-slide manifests (merge.c). */
+ * chains, one resumable job per slide (slide_job.c) with its tiles shared by
+ * threads, `workers` slides at a time in worker processes (workers.c), a
+ * Slurm array task's share of the slides per process, and a final merge of
+ * the per-slide manifests (merge.c) by one process. */
 #include <glib/gstdio.h>
 #include <pathseg/error.h>
 #include <pathseg/plugin.h>
 #include <stdlib.h>
 #include <string.h>
-#include <vips/vips.h>
 
 #include "png_io.h"
 #include "preprocess.h"
@@ -41,11 +41,24 @@ static const ps_config_key keys[] = {
     {"organ", PS_TYPE_STRING, "colonic", PS_NO_RANGE, NULL, "organ word used in reasoning chains"},
     {"keep_empty", PS_TYPE_BOOL, "false", PS_NO_RANGE, NULL, "keep tiles whose annotation mask is empty"},
     {"min_component", PS_TYPE_INT, "16", 1, 1e6, NULL, "pixels of the smallest mask piece the descriptors count"},
-    {"png_compression", PS_TYPE_INT, "6", 0, 9, NULL, "PNG deflate level (6: zlib's and Pillow's default)"},
-    {"png_filter", PS_TYPE_ENUM, "none", PS_NO_RANGE, "none|sub|up|paeth|all",
-     "PNG row filter: none is fastest; all (adaptive, as Pillow) gives ~25% smaller tiles at ~2x the time"},
+    {"png_compression", PS_TYPE_INT, "6", 0, 9, NULL,
+     "PNG deflate level (libdeflate): 6 is zlib's and Pillow's default; 1 deflates ~1.5x faster, and its files are "
+     "no larger on H&E tiles"},
+    {"png_filter", PS_TYPE_ENUM, "adaptive", PS_NO_RANGE, "none|sub|up|paeth|adaptive",
+     "PNG row filter; adaptive (per row, as Pillow and libpng) gives ~25% smaller tiles than none"},
+    {"level_cache_mb", PS_TYPE_INT, "1024", 0, 1e6, NULL,
+     "a level that gives both the tissue thumbnail and the tiles (single-level slides) is decoded once into "
+     "memory when it is at most this many MB; 0: always read it twice"},
     {"seed", PS_TYPE_INT, "1", 0, 1e15, NULL, "seed of splits and reasoning chains"},
-    {"workers", PS_TYPE_INT, "1", 1, 256, NULL, "threads; slides run in parallel, spare threads share tiles"},
+    {"workers", PS_TYPE_INT, "1", 1, 4096, NULL,
+     "worker processes: each slide runs in its own `pipeline` process, this many at a time (1: slides in turn "
+     "in this process); under mpirun, the ranks share the slides instead"},
+    {"threads", PS_TYPE_INT, "0", 0, 1024, NULL,
+     "tile threads of each worker process; 0: the pipeline's threads (or all cores) divided by workers"},
+    {"worker_command", PS_TYPE_STRING, "", PS_NO_RANGE, NULL,
+     "the pipeline executable workers run; \"\": this one when it is `pipeline`, else `pipeline` on PATH"},
+    {"merge", PS_TYPE_BOOL, "true", PS_NO_RANGE, NULL,
+     "merge the finished slides' manifests into out_dir/manifest.jsonl at the end (workers are run with false)"},
     {"job_index", PS_TYPE_INT, "-1", -1, 1e6, NULL,
      "this job's index in an array of job_count; -1: SLURM_ARRAY_TASK_ID or 0"},
     {"job_count", PS_TYPE_INT, "0", 0, 1e6, NULL, "jobs sharing the slides; 0: SLURM_ARRAY_TASK_COUNT or 1"},
@@ -56,9 +69,10 @@ static const ps_config_key keys[] = {
 typedef struct {
   pp_config cfg;
   GPtrArray *jobs; /* pp_slide_job*, all slides */
-  int workers;
+  int workers, threads;
+  char *worker_command;
   int64_t job_index, job_count;
-  gboolean merge_only;
+  gboolean merge_only, merge;
 } stage;
 
 static void job_free(pp_slide_job *j) {
@@ -76,6 +90,7 @@ static void stage_destroy(void *self) {
   g_free(st->cfg.tissue);
   g_free(st->cfg.organ);
   g_strfreev(st->cfg.exclude_groups);
+  g_free(st->worker_command);
   if (st->jobs) g_ptr_array_unref(st->jobs);
   g_free(st);
 }
@@ -152,20 +167,20 @@ static void *stage_create(const ps_config *c, ps_context *ctx, GError **error) {
   cfg->keep_empty = ps_config_bool(c, "keep_empty");
   cfg->seed = (uint64_t)ps_config_int(c, "seed");
   cfg->png_compression = (int)ps_config_int(c, "png_compression");
-  static const struct {
-    const char *name;
-    int flags;
-  } filters[] = {{"none", VIPS_FOREIGN_PNG_FILTER_NONE}, {"sub", VIPS_FOREIGN_PNG_FILTER_SUB},
-                 {"up", VIPS_FOREIGN_PNG_FILTER_UP},     {"paeth", VIPS_FOREIGN_PNG_FILTER_PAETH},
-                 {"all", VIPS_FOREIGN_PNG_FILTER_ALL}};
-  for (size_t i = 0; i < G_N_ELEMENTS(filters); i++)
-    if (strcmp(ps_config_string(c, "png_filter"), filters[i].name) == 0) cfg->png_filter = filters[i].flags;
+  cfg->level_cache_mb = ps_config_int(c, "level_cache_mb");
+  if (!pp_png_filter_from_name(ps_config_string(c, "png_filter"), &cfg->png_filter)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "png_filter: unknown filter '%s'", ps_config_string(c, "png_filter"));
+    goto fail;
+  }
   size_t ne = 0;
   const char *const *ex = ps_config_string_list(c, "exclude_groups", &ne);
   cfg->exclude_groups = g_new0(char *, ne + 1);
   for (size_t i = 0; i < ne; i++) cfg->exclude_groups[i] = g_strdup(ex[i]);
   st->workers = (int)ps_config_int(c, "workers");
   st->merge_only = ps_config_bool(c, "merge_only");
+  st->merge = ps_config_bool(c, "merge");
+  st->threads = (int)ps_config_int(c, "threads");
+  st->worker_command = g_strdup(ps_config_string(c, "worker_command"));
   if (cfg->magnification != 5 && cfg->magnification != 10 && cfg->magnification != 20 && cfg->magnification != 40) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "magnification: %d is not one of 5, 10, 20, 40", cfg->magnification);
     goto fail;
@@ -224,85 +239,33 @@ fail:
   return NULL;
 }
 
-typedef struct {
-  stage *st;
-  GPtrArray *mine;
-  gint next, ok, skipped;
-  int tile_threads;
-  pp_shared *sh;
-  char *first_skip; /* the first skip's reason, for the error when nothing is usable */
-} pool;
-
-static gpointer worker(gpointer data) {
-  pool *p = data;
-  for (;;) {
-    int i = g_atomic_int_add(&p->next, 1);
-    if (i >= (int)p->mine->len) break;
-    const pp_slide_job *job = g_ptr_array_index(p->mine, i);
-    pp_job_result r;
-    GError *e = NULL;
-    if (pp_slide_job_run(&p->st->cfg, job, p->tile_threads, p->sh, &r, &e)) {
-      g_atomic_int_inc(&p->ok);
-      if (r.tiles || r.written)
-        pp_log(p->sh, "slide %s: %" G_GINT64_FORMAT " tiles (%" G_GINT64_FORMAT " written, %" G_GINT64_FORMAT
-                      " with an empty mask skipped)",
-               job->path, r.tiles, r.written, r.skipped_empty);
-      else
-        pp_log(p->sh, "slide %s: already done", job->path);
-    } else {
-      g_atomic_int_inc(&p->skipped);
-      /* Slide errors name the slide already; others (annotation files) get it here. */
-      if (strstr(e->message, job->path))
-        pp_log(p->sh, "skipped: %s", e->message);
-      else
-        pp_log(p->sh, "skipped slide %s: %s", job->path, e->message);
-      g_mutex_lock(&p->sh->lock);
-      if (!p->first_skip) p->first_skip = g_strdup(e->message);
-      g_mutex_unlock(&p->sh->lock);
-      g_error_free(e);
-    }
+/* One slide in this process, logged; counted in res. */
+static void run_here(stage *st, const pp_slide_job *job, int threads, pp_shared *sh, pp_pool_result *res) {
+  pp_job_result r;
+  GError *e = NULL;
+  if (pp_slide_job_run(&st->cfg, job, threads, sh, &r, &e)) {
+    res->ok++;
+    if (r.tiles || r.written)
+      pp_log(sh, "slide %s: %" G_GINT64_FORMAT " tiles (%" G_GINT64_FORMAT " written, %" G_GINT64_FORMAT
+                 " with an empty mask skipped)",
+             job->path, r.tiles, r.written, r.skipped_empty);
+    else
+      pp_log(sh, "slide %s: already done", job->path);
+    return;
   }
-  return NULL;
+  res->skipped++;
+  /* Slide errors name the slide already; others (annotation files) get it here. */
+  if (strstr(e->message, job->path))
+    pp_log(sh, "skipped: %s", e->message);
+  else
+    pp_log(sh, "skipped slide %s: %s", job->path, e->message);
+  if (!res->first_skip) res->first_skip = g_strdup(e->message);
+  g_error_free(e);
 }
 
-static gboolean stage_run(void *self, ps_run *run, GError **error) {
-  stage *st = self;
+/* The final merge of the finished slides' manifests (one process). */
+static gboolean merge(stage *st, ps_run *run, GError **error) {
   pp_config *cfg = &st->cfg;
-  if (g_mkdir_with_parents(cfg->out_dir, 0755) != 0) {
-    g_set_error(error, PS_ERROR, PS_ERROR_IO, "out_dir: cannot create %s", cfg->out_dir);
-    return FALSE;
-  }
-  pp_shared sh = {run, {0}, 0, 0};
-  g_mutex_init(&sh.lock);
-  gboolean ok = TRUE;
-  if (!st->merge_only) {
-    g_autoptr(GPtrArray) mine = g_ptr_array_new();
-    for (guint i = 0; i < st->jobs->len; i++)
-      if ((int64_t)i % st->job_count == st->job_index) g_ptr_array_add(mine, g_ptr_array_index(st->jobs, i));
-    int nw = MAX(1, MIN(st->workers, (int)mine->len));
-    pool p = {st, mine, 0, 0, 0, MAX(1, st->workers / nw), &sh, NULL};
-    ps_run_log(run, "job %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ": %u of %u slides, %d worker(s) x %d tile thread(s)",
-               st->job_index, st->job_count, mine->len, st->jobs->len, nw, p.tile_threads);
-    GThread **threads = g_new0(GThread *, nw);
-    for (int t = 1; t < nw; t++) threads[t] = g_thread_new("preprocess", worker, &p);
-    worker(&p);
-    for (int t = 1; t < nw; t++) g_thread_join(threads[t]);
-    g_free(threads);
-    ps_run_log(run, "%d slide(s) done, %d skipped", p.ok, p.skipped);
-    if (ps_run_cancelled(run)) {
-      g_free(p.first_skip);
-      g_mutex_clear(&sh.lock);
-      return TRUE; /* finished tiles stay; rerunning resumes */
-    }
-    if (mine->len > 0 && p.ok == 0) {
-      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "no usable slide: all %u skipped (reasons in the log; first: %s)",
-                  mine->len, p.first_skip ? p.first_skip : "?");
-      ok = FALSE;
-    }
-    g_free(p.first_skip);
-  }
-  g_mutex_clear(&sh.lock);
-  if (!ok) return FALSE;
   guint pending = 0;
   for (guint i = 0; i < st->jobs->len; i++)
     pending += !pp_slide_done(cfg, ((pp_slide_job *)g_ptr_array_index(st->jobs, i))->stem);
@@ -324,8 +287,116 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   return TRUE;
 }
 
+/* This process's slides: in turn here, or one worker process each. `local`:
+ * processes of this run sharing the machine (MPI ranks on the node). */
+static gboolean process_slides(stage *st, ps_run *run, GPtrArray *mine, int local, pp_shared *sh,
+                               pp_pool_result *res, GError **error) {
+  const ps_pipeline *p = ps_run_pipeline(run);
+  const int cores = p && p->threads > 0 ? p->threads : MAX(1, (int)g_get_num_processors() / MAX(local, 1));
+  int workers = MAX(1, MIN(st->workers, (int)mine->len));
+  const int threads = st->threads > 0 ? st->threads : MAX(1, cores / workers);
+  if (workers == 1) {
+    pp_log(sh, "%u slide(s) in this process, %d tile thread(s)", mine->len, threads);
+    for (guint i = 0; i < mine->len && !ps_run_cancelled(run); i++)
+      run_here(st, g_ptr_array_index(mine, i), threads, sh, res);
+    return TRUE;
+  }
+  /* Finished slides are checked here (settings, no process); the rest go to workers. */
+  g_autoptr(GPtrArray) todo = g_ptr_array_new();
+  for (guint i = 0; i < mine->len; i++) {
+    pp_slide_job *job = g_ptr_array_index(mine, i);
+    if (pp_slide_done(&st->cfg, job->stem))
+      run_here(st, job, 1, sh, res);
+    else
+      g_ptr_array_add(todo, job);
+  }
+  if (todo->len == 0) return TRUE;
+  g_autofree char *exe = pp_worker_executable(st->worker_command, error);
+  if (!exe) return FALSE;
+  pp_worker_spec spec = {run, exe, st->cfg.out_dir, MIN(workers, (int)todo->len), threads};
+  ps_run_log(run, "%u slide(s) to do: %d worker process(es) x %d tile thread(s) (%s)", todo->len, spec.workers,
+             threads, exe);
+  return pp_run_workers(&spec, todo, sh, res, error);
+}
+
+static gboolean stage_run(void *self, ps_run *run, GError **error) {
+  stage *st = self;
+  pp_config *cfg = &st->cfg;
+  if (g_mkdir_with_parents(cfg->out_dir, 0755) != 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_IO, "out_dir: cannot create %s", cfg->out_dir);
+    return FALSE;
+  }
+  /* Under mpirun every rank runs this stage (PS_STAGE_DATA_PARALLEL) and
+   * takes its share of the slides; within a Slurm array task's share, too.
+   * Slide i belongs to share i mod shares. */
+  ps_comm *comm = ps_run_comm(run);
+  const int rank = comm ? ps_comm_rank(comm) : 0, ranks = comm ? ps_comm_size(comm) : 1;
+  const int64_t share = st->job_index * ranks + rank, shares = st->job_count * ranks;
+  pp_shared sh = {run, {0}, rank, 0, 0};
+  g_mutex_init(&sh.lock);
+  pp_pool_result res = {0, 0, NULL};
+  gboolean ok = TRUE;
+  int64_t n_mine = 0;
+  if (!st->merge_only) {
+    g_autoptr(GPtrArray) mine = g_ptr_array_new();
+    for (guint i = 0; i < st->jobs->len; i++)
+      if ((int64_t)i % shares == share) g_ptr_array_add(mine, g_ptr_array_index(st->jobs, i));
+    n_mine = mine->len;
+    if (ranks > 1 && st->workers > 1 && rank == 0)
+      ps_run_log(run, "workers: %d ignored under mpirun: each of the %d ranks is one worker", st->workers, ranks);
+    if (ranks > 1) st->workers = 1;
+    const int local = ranks > 1 ? (int)MAX(env_int("OMPI_COMM_WORLD_LOCAL_SIZE", env_int("MPI_LOCALNRANKS", 1)), 1) : 1;
+    pp_log(&sh, "job %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ": %u of %u slides", share, shares, mine->len,
+           st->jobs->len);
+    ok = process_slides(st, run, mine, local, &sh, &res, error);
+  }
+  g_mutex_clear(&sh.lock);
+  /* Every rank learns the totals (and whether any rank failed or was
+   * stopped), so that all take the same branch below. */
+  double totals[5] = {res.ok, res.skipped, (double)n_mine, !ok, ps_run_cancelled(run)};
+  if (ranks > 1) {
+    GError *local_error = NULL;
+    if (!ps_comm_allreduce_f64(comm, totals, G_N_ELEMENTS(totals), ok ? error : &local_error)) ok = FALSE;
+    g_clear_error(&local_error);
+    if (ok && totals[3] > 0) {
+      g_set_error(error, PS_ERROR, PS_ERROR_FAILED, "preprocess: another rank failed (see its output)");
+      ok = FALSE;
+    }
+  }
+  if (!st->merge_only)
+    ps_run_log(run, "%.0f slide(s) done, %.0f skipped%s", totals[0], totals[1], ranks > 1 ? " (all ranks)" : "");
+  if (ok && !st->merge_only && totals[4] > 0) {
+    g_free(res.first_skip);
+    return TRUE; /* finished tiles stay; rerunning resumes */
+  }
+  if (ok && !st->merge_only && totals[2] > 0 && totals[0] == 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "no usable slide: all %.0f skipped (reasons in the log; first: %s)",
+                totals[2], res.first_skip ? res.first_skip : "on another rank");
+    ok = FALSE;
+  }
+  g_free(res.first_skip);
+  if (!ok) return FALSE;
+  if (!st->merge && !st->merge_only) return TRUE;
+  /* One process merges: rank 0, after every rank has finished its slides. */
+  if (ranks > 1 && !ps_comm_barrier(comm, error)) return FALSE;
+  int64_t failed = rank == 0 ? !merge(st, run, error) : 0;
+  if (ranks > 1) {
+    GError *local_error = NULL;
+    if (!ps_comm_broadcast(comm, &failed, sizeof failed, 0, rank == 0 && !failed ? error : &local_error)) failed = 1;
+    if (rank != 0 && failed) {
+      if (local_error)
+        g_propagate_error(error, local_error), local_error = NULL;
+      else
+        g_set_error(error, PS_ERROR, PS_ERROR_FAILED, "preprocess: the merge failed on rank 0");
+    }
+    g_clear_error(&local_error);
+  }
+  return !failed;
+}
+
 static const ps_port_desc no_ports[] = {{NULL}};
-static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run};
+/* Every rank runs the stage under mpirun; it shares the slides itself. */
+static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run, PS_STAGE_DATA_PARALLEL};
 static const void *capability(const char *name) { return strcmp(name, "stage") == 0 ? &stage_iface : NULL; }
 static const ps_component_vtable vtable = {
     sizeof(ps_component_vtable), stage_create, stage_destroy, NULL, NULL, NULL,
@@ -333,8 +404,9 @@ static const ps_component_vtable vtable = {
 static const ps_component_desc desc = {
     sizeof(ps_component_desc), PS_KIND_STAGE, "stage.preprocess_slides",
     "Cuts whole-slide images into tissue tiles at 5/10/20/40x with masks from ASAP XML or GeoJSON polygons, "
-    "template queries and reasoning chains: one resumable job per slide (threads, Slurm arrays), PNGs and "
-    "per-slide manifests merged into one manifest with splits grouped by slide.",
+    "template queries and reasoning chains: one resumable job per slide (tile threads; worker processes, a "
+    "Slurm array or MPI ranks for many slides), PNGs and per-slide manifests merged into one manifest by one "
+    "process, with splits grouped by slide.",
     keys, no_ports, no_ports, &vtable, capability,
 };
 static const ps_component_desc *const components[] = {&desc, NULL};

@@ -1,18 +1,22 @@
 /* preprocess.h — what the files of the `preprocess` plugin share: the
  * resolved configuration of stage.preprocess_slides, the per-slide job
- * (slide_job.c) and the merge of per-slide manifests (merge.c).
+ * (slide_job.c), the worker processes (workers.c) and the merge of
+ * per-slide manifests (merge.c).
  *
  * Output layout (out_dir):
  *   <stem>/tiles/<x>_<y>.png   RGB tiles (x, y: level-0 top-left corner)
  *   <stem>/masks/<x>_<y>.png   0/255 masks
  *   <stem>/manifest.jsonl      the slide's rows (paths relative to <stem>/)
  *   <stem>/done                written last: the slide is finished
+ *   <stem>/.partial/           PNGs being written (emptied when the slide is done)
  *   manifest.jsonl             all slides (paths relative to out_dir) */
 #pragma once
 
 #include <glib.h>
 #include <pathseg/run.h>
 #include <stdint.h>
+
+#include "png_write.h"
 
 typedef struct pp_config {
   char *out_dir;
@@ -29,7 +33,8 @@ typedef struct pp_config {
   char **exclude_groups;  /* NULL-terminated */
   uint64_t seed;
   int png_compression;    /* deflate level 0..9 */
-  int png_filter;         /* VipsForeignPngFilter flags */
+  pp_png_filter png_filter;
+  int64_t level_cache_mb; /* read a level whose thumbnail and tiles share it once, up to this size */
 } pp_config;
 
 /* One slide to process. */
@@ -41,6 +46,7 @@ typedef struct pp_slide_job {
 typedef struct pp_shared {
   ps_run *run;
   GMutex lock;
+  int rank; /* > 0: an MPI rank whose ps_run_log is a no-op; pp_log prints to stderr */
   int64_t tiles_done, tiles_total;
 } pp_shared;
 
@@ -65,3 +71,29 @@ gboolean pp_slide_done(const pp_config *cfg, const char *stem);
  * out_dir/manifest.jsonl (atomically, rewritten only when its content
  * changes); splits 8:1:1 grouped by slide. *rows: rows written. */
 gboolean pp_merge(const pp_config *cfg, GPtrArray *jobs, int64_t *rows, gboolean *rewritten, GError **error);
+
+/* Slides processed and skipped by one process (or its workers). */
+typedef struct pp_pool_result {
+  int ok, skipped;
+  char *first_skip; /* the first skip's reason, for the error when nothing is usable */
+} pp_pool_result;
+
+/* How worker processes are started: `executable run <run>/pipeline.yaml`
+ * with this stage's slides set to one slide. */
+typedef struct pp_worker_spec {
+  ps_run *run;
+  const char *executable;
+  const char *out_dir;
+  int workers; /* processes at a time */
+  int threads; /* tile threads of each */
+} pp_worker_spec;
+
+/* The `pipeline` executable: `configured` when set, this process when it is
+ * `pipeline`, else `pipeline` on PATH. */
+char *pp_worker_executable(const char *configured, GError **error);
+
+/* Runs each of `jobs` (pp_slide_job*) in its own worker process, w->workers
+ * at a time, and waits for all. Slides that fail are counted and logged in
+ * res; FALSE only when a worker cannot be started. */
+gboolean pp_run_workers(const pp_worker_spec *w, GPtrArray *jobs, pp_shared *sh, pp_pool_result *res,
+                        GError **error);

@@ -3,9 +3,11 @@
  * or a fixed threshold), the tile grid kept by `min_tissue`, then per tile:
  * read (libvips/OpenSlide), resize when the level is not the wanted
  * magnification, mask (annotation polygons or the tissue mask), descriptors,
- * template query and reasoning, PNGs written atomically. Finished tiles are
- * read back instead of recomputed (resume); the slide's manifest and then
- * its `done` marker are written last. */
+ * template query and reasoning, PNGs written atomically (png_write.c,
+ * through <stem>/.partial/). Finished tiles are read back instead of
+ * recomputed (resume); the slide's manifest and then its `done` marker are
+ * written last. A single-level slide is decoded once for both the
+ * thumbnail and the tiles (level_cache_mb). */
 #include <glib/gstdio.h>
 #include <math.h>
 #include <omp.h>
@@ -28,7 +30,10 @@ void pp_log(pp_shared *sh, const char *format, ...) {
   g_autofree char *msg = g_strdup_vprintf(format, ap);
   va_end(ap);
   g_mutex_lock(&sh->lock);
-  ps_run_log(sh->run, "%s", msg);
+  if (sh->rank > 0)
+    g_printerr("rank %d: %s\n", sh->rank, msg);
+  else
+    ps_run_log(sh->run, "%s", msg);
   g_mutex_unlock(&sh->lock);
 }
 
@@ -100,22 +105,43 @@ static gboolean choose_geometry(const pp_config *cfg, ps_slide *s, geometry *g, 
   return TRUE;
 }
 
-/* Tissue mask at thumbnail scale; *cell: level-0 pixels per mask cell. */
-static gboolean tissue_mask(const pp_config *cfg, ps_slide *s, uint8_t **mask, int64_t *mw, int64_t *mh,
-                            double *cell, double *threshold, GError **error) {
+/* The level the tissue thumbnail is computed at, and its block factor. */
+static int thumb_level(const pp_config *cfg, ps_slide *s, int *factor) {
   int level = 0;
   for (int l = 1; l < ps_slide_level_count(s); l++)
     if (ps_slide_level_downsample(s, l) <= cfg->thumb_factor) level = l;
-  double ds = ps_slide_level_downsample(s, level);
-  int factor = MAX(1, (int)lround(cfg->thumb_factor / ds));
-  *cell = factor * ds;
-  if (strcmp(cfg->tissue, "otsu") == 0) return ps_slide_tissue_mask(s, level, factor, mask, mw, mh, threshold, error);
+  *factor = MAX(1, (int)lround(cfg->thumb_factor / ps_slide_level_downsample(s, level)));
+  return level;
+}
+
+/* Tissue mask at thumbnail scale; *cell: level-0 pixels per mask cell.
+ * cached: the thumbnail level in memory ((H, W, 4) RGBA) or NULL. */
+static gboolean tissue_mask(const pp_config *cfg, ps_slide *s, const uint8_t *cached, uint8_t **mask, int64_t *mw,
+                            int64_t *mh, double *cell, double *threshold, GError **error) {
+  int factor = 1;
+  int level = thumb_level(cfg, s, &factor);
+  *cell = factor * ps_slide_level_downsample(s, level);
   g_autofree double *thumb = NULL;
-  if (!ps_slide_thumbnail_mean(s, level, factor, &thumb, mw, mh, error)) return FALSE;
+  if (cached) {
+    int64_t W = 0, H = 0;
+    ps_slide_level_size(s, level, &W, &H);
+    *mw = W / factor;
+    *mh = H / factor;
+    if (*mw < 1 || *mh < 1) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "slide %s: level %d is smaller than one %d x %d block",
+                  ps_slide_path(s), level, factor, factor);
+      return FALSE;
+    }
+    thumb = g_new(double, (size_t)(*mw * *mh * 3));
+    ps_rgba_thumbnail_mean(cached, W, H, factor, thumb);
+  } else if (!ps_slide_thumbnail_mean(s, level, factor, &thumb, mw, mh, error)) {
+    return FALSE;
+  }
   size_t n = (size_t)(*mw * *mh);
   g_autofree double *sat = g_new(double, n);
   ps_saturation(thumb, n, sat);
-  *threshold = cfg->tissue_threshold;
+  /* Otsu as ps_slide_tissue_mask computes it (skimage, 256 bins), or fixed. */
+  *threshold = strcmp(cfg->tissue, "otsu") == 0 ? ps_otsu_threshold(sat, n, 256, NULL, NULL) : cfg->tissue_threshold;
   *mask = g_new(uint8_t, n);
   ps_threshold_mask(sat, n, *threshold, *mask);
   return TRUE;
@@ -133,11 +159,27 @@ static double tissue_fraction(const uint8_t *mask, int64_t mw, int64_t mh, doubl
 }
 
 /* Reads one tile as (T, T, 3) RGB: a level region, resized with libvips when
- * the level is not at the wanted magnification. rgba: (read_w, read_w, 4). */
-static gboolean read_tile(ps_slide *s, const geometry *g, int T, int64_t x, int64_t y, uint8_t *rgba,
-                          uint8_t *rgb, GError **error) {
+ * the level is not at the wanted magnification. rgba: (read_w, read_w, 4).
+ * cached: the whole level ((H, W, 4) RGBA) or NULL. */
+static gboolean read_tile(ps_slide *s, const geometry *g, const uint8_t *cached, int T, int64_t x, int64_t y,
+                          uint8_t *rgba, uint8_t *rgb, GError **error) {
   const int R = g->read_w;
-  if (!ps_slide_read_region(s, x, y, g->level, R, R, rgba, error)) return FALSE;
+  int64_t W = 0, H = 0;
+  ps_slide_level_size(s, g->level, &W, &H);
+  const int64_t lx = (int64_t)floor((double)x / g->ds), ly = (int64_t)floor((double)y / g->ds);
+  if (cached && lx >= 0 && ly >= 0 && lx + R <= W && ly + R <= H) {
+    /* The level is in memory: copy the rows (RGB straight out when no resize). */
+    for (int j = 0; j < R; j++) {
+      const uint8_t *src = cached + ((size_t)(ly + j) * (size_t)W + (size_t)lx) * 4;
+      if (R == T)
+        for (int i = 0; i < T; i++) memcpy(rgb + ((size_t)j * T + i) * 3, src + (size_t)i * 4, 3);
+      else
+        memcpy(rgba + (size_t)j * R * 4, src, (size_t)R * 4);
+    }
+    if (R == T) return TRUE;
+  } else if (!ps_slide_read_region(s, x, y, g->level, R, R, rgba, error)) {
+    return FALSE;
+  }
   if (R == T) {
     for (size_t i = 0; i < (size_t)T * T; i++) memcpy(rgb + 3 * i, rgba + 4 * i, 3);
     return TRUE;
@@ -163,28 +205,6 @@ static gboolean read_tile(ps_slide *s, const geometry *g, int T, int64_t x, int6
   return TRUE;
 }
 
-/* Writes a PNG atomically (temporary file + rename, as png_io.c does), with
- * the configured deflate level and row filter: libvips' default filter
- * (none) encodes about twice as fast as adaptive filtering, for files about
- * a third larger. data: (h, w, bands) u8. */
-static gboolean write_png(const pp_config *cfg, const char *path, const uint8_t *data, int w, int h, int bands,
-                          GError **error) {
-  VipsImage *img = vips_image_new_from_memory(data, (size_t)w * h * bands, w, h, bands, VIPS_FORMAT_UCHAR);
-  void *buf = NULL;
-  size_t len = 0;
-  int rc = !img || vips_pngsave_buffer(img, &buf, &len, "compression", cfg->png_compression, "filter",
-                                       cfg->png_filter, NULL);
-  if (img) g_object_unref(img);
-  if (rc) {
-    g_set_error(error, PS_ERROR, PS_ERROR_IO, "cannot encode %s: %s", path, vips_error_buffer());
-    vips_error_clear();
-    return FALSE;
-  }
-  gboolean ok = g_file_set_contents(path, buf, (gssize)len, error);
-  g_free(buf);
-  return ok;
-}
-
 typedef struct {
   int64_t x, y;
 } tile_pos;
@@ -196,8 +216,22 @@ static uint64_t tile_seed(uint64_t seed, const char *stem, int64_t x, int64_t y)
   return h ^ (h >> 31);
 }
 
+static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int threads, pp_shared *sh,
+                              pp_job_result *result, GError **error);
+
 gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int threads, pp_shared *sh,
                           pp_job_result *result, GError **error) {
+  /* The thumbnail and level reads use OpenMP's default team: `threads` too
+   * (worker processes share the cores). */
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(MAX(threads, 1));
+  gboolean ok = slide_job_run(cfg, job, threads, sh, result, error);
+  omp_set_num_threads(saved);
+  return ok;
+}
+
+static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int threads, pp_shared *sh,
+                              pp_job_result *result, GError **error) {
   memset(result, 0, sizeof *result);
   g_autofree char *settings = settings_line(cfg, job);
   if (pp_slide_done(cfg, job->stem)) {
@@ -235,10 +269,22 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
     }
   }
 
+  /* A level that gives both the thumbnail and the tiles (a slide without a
+   * coarser pyramid level) is decoded once, not once per pass. */
+  g_autofree uint8_t *cached = NULL;
+  int tfactor = 1;
+  if (thumb_level(cfg, s, &tfactor) == g.level) {
+    int64_t LW = 0, LH = 0;
+    ps_slide_level_size(s, g.level, &LW, &LH);
+    if ((double)LW * (double)LH * 4.0 <= (double)cfg->level_cache_mb * 1048576.0) {
+      cached = g_try_malloc((size_t)LW * (size_t)LH * 4);
+      if (cached && !ps_slide_read_level(s, g.level, threads, cached, error)) return FALSE;
+    }
+  }
   g_autofree uint8_t *tmask = NULL;
   int64_t mw = 0, mh = 0;
   double cell = 1, threshold = 0;
-  if (!tissue_mask(cfg, s, &tmask, &mw, &mh, &cell, &threshold, error)) return FALSE;
+  if (!tissue_mask(cfg, s, cached, &tmask, &mw, &mh, &cell, &threshold, error)) return FALSE;
 
   /* The grid of whole tiles, kept where the tissue fraction is high enough. */
   const int T = cfg->tile_size;
@@ -266,8 +312,10 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
   g_autofree char *dir = g_build_filename(cfg->out_dir, job->stem, NULL);
   g_autofree char *tdir = g_build_filename(dir, "tiles", NULL);
   g_autofree char *mdir = g_build_filename(dir, "masks", NULL);
-  if (g_mkdir_with_parents(tdir, 0755) != 0 || g_mkdir_with_parents(mdir, 0755) != 0) {
-    g_set_error(error, PS_ERROR, PS_ERROR_IO, "cannot create %s/tiles and masks/", dir);
+  g_autofree char *xdir = g_build_filename(dir, ".partial", NULL); /* PNGs being written */
+  if (g_mkdir_with_parents(tdir, 0755) != 0 || g_mkdir_with_parents(mdir, 0755) != 0 ||
+      g_mkdir_with_parents(xdir, 0755) != 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_IO, "cannot create %s/tiles, masks/ and .partial/", dir);
     return FALSE;
   }
 
@@ -284,6 +332,8 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
     uint8_t *rgb = g_malloc((size_t)T * T * 3), *mask = g_malloc((size_t)T * T);
     int32_t *cc = g_malloc(sizeof(int32_t) * (size_t)T * T);
     double *xs = g_malloc(sizeof(double) * (size_t)maxv);
+    pp_png_encoder *enc = pp_png_encoder_new(cfg->png_compression, cfg->png_filter);
+    int64_t *cxs = g_new(int64_t, T);
 #pragma omp for schedule(dynamic, 1)
     for (int k = 0; k < n; k++) {
       int stop;
@@ -306,16 +356,17 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
         }
       }
       if (!have) {
-        ok = read_tile(s, &g, T, p.x, p.y, rgba, rgb, &e);
+        ok = read_tile(s, &g, cached, T, p.x, p.y, rgba, rgb, &e);
         if (ok && ann) {
           pp_annotations_rasterise(ann, (double)p.x, (double)p.y, g.footprint, T, mask, xs);
         } else if (ok) {
-          for (int j = 0; j < T; j++)
-            for (int i = 0; i < T; i++) {
-              int64_t cx = (int64_t)floor((p.x + (i + 0.5) * g.footprint) / cell);
-              int64_t cy = (int64_t)floor((p.y + (j + 0.5) * g.footprint) / cell);
-              mask[j * T + i] = cx < mw && cy < mh && tmask[cy * mw + cx] ? 255 : 0;
-            }
+          /* The tissue mask cell of each pixel centre, columns computed once. */
+          for (int i = 0; i < T; i++) cxs[i] = (int64_t)floor((p.x + (i + 0.5) * g.footprint) / cell);
+          for (int j = 0; j < T; j++) {
+            int64_t cy = (int64_t)floor((p.y + (j + 0.5) * g.footprint) / cell);
+            for (int i = 0; i < T; i++)
+              mask[j * T + i] = cxs[i] < mw && cy < mh && tmask[cy * mw + cxs[i]] ? 255 : 0;
+          }
         }
       }
       gboolean is_empty = FALSE;
@@ -326,7 +377,8 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
       if (ok && is_empty && !cfg->keep_empty) {
         empty++;
       } else if (ok) {
-        if (!have) ok = write_png(cfg, tpath, rgb, T, T, 3, &e) && write_png(cfg, mpath, mask, T, T, 1, &e);
+        if (!have)
+          ok = pp_png_write(enc, tpath, xdir, rgb, T, T, 3, &e) && pp_png_write(enc, mpath, xdir, mask, T, T, 1, &e);
         written += ok && !have;
       }
       if (ok && (!is_empty || cfg->keep_empty)) {
@@ -364,6 +416,8 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
     g_free(mask);
     g_free(cc);
     g_free(xs);
+    pp_png_encoder_free(enc);
+    g_free(cxs);
   }
   g_autoptr(GPtrArray) out_rows = g_ptr_array_new_with_free_func((GDestroyNotify)ps_manifest_row_free);
   for (int k = 0; k < n; k++)
@@ -389,6 +443,13 @@ gboolean pp_slide_job_run(const pp_config *cfg, const pp_slide_job *job, int thr
   g_autofree char *done = g_build_filename(dir, "done", NULL);
   g_autofree char *stamp = g_strdup_printf("tiles: %u\n%s", out_rows->len, settings);
   if (!ps_manifest_write(manifest, out_rows, error) || !g_file_set_contents(done, stamp, -1, error)) return FALSE;
+  /* Leftovers of a killed run's writes go with the slide's completion. */
+  g_autoptr(GDir) partial = g_dir_open(xdir, 0, NULL);
+  for (const char *name; partial && (name = g_dir_read_name(partial));) {
+    g_autofree char *p = g_build_filename(xdir, name, NULL);
+    g_unlink(p);
+  }
+  g_rmdir(xdir);
   result->done = TRUE;
   return TRUE;
 }

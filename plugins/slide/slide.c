@@ -272,6 +272,71 @@ gboolean ps_slide_read_region(ps_slide *s, int64_t x, int64_t y, int level, int 
 /* ---------------------------------------------------------------------- */
 /* Tissue detection */
 
+/* One row of blocks: strip is `factor` rows of RGBA (row stride `stride`
+ * bytes, at least w * factor pixels wide); out: (w, 3) block means. The
+ * integer sum is exact; one division, as numpy's float64 mean. */
+static void block_row_mean(const uint8_t *strip, size_t stride, int64_t w, int factor,
+                           uint64_t *sums, double *out) {
+  const double count = (double)factor * (double)factor;
+  memset(sums, 0, (size_t)w * 3 * sizeof *sums);
+  for (int r = 0; r < factor; r++) {
+    const uint8_t *row = strip + (size_t)r * stride;
+    for (int64_t bx = 0; bx < w; bx++)
+      for (int k = 0; k < factor; k++) {
+        const uint8_t *px = row + ((size_t)bx * factor + k) * 4;
+        sums[bx * 3] += px[0];
+        sums[bx * 3 + 1] += px[1];
+        sums[bx * 3 + 2] += px[2];
+      }
+  }
+  for (int64_t i = 0; i < w * 3; i++) out[i] = (double)sums[i] / count;
+}
+
+void ps_rgba_thumbnail_mean(const uint8_t *rgba, int64_t W, int64_t H, int factor, double *out) {
+  const int64_t w = W / factor, h = H / factor;
+#pragma omp parallel
+  {
+    uint64_t *sums = g_new(uint64_t, (size_t)MAX(w, 1) * 3);
+#pragma omp for schedule(static)
+    for (int64_t by = 0; by < h; by++)
+      block_row_mean(rgba + (size_t)(by * factor) * (size_t)W * 4, (size_t)W * 4, w, factor, sums,
+                     out + by * w * 3);
+    g_free(sums);
+  }
+}
+
+gboolean ps_slide_read_level(ps_slide *s, int level, int threads, uint8_t *out, GError **error) {
+  int64_t W, H;
+  if (!ps_slide_level_size(s, level, &W, &H)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "slide %s: level %d out of range", s->path,
+                level);
+    return FALSE;
+  }
+  VipsImage *img = level_image(s, level, error);
+  if (!img) return FALSE;
+  const int strip = 256;
+  gboolean ok = TRUE;
+  GError *first = NULL;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(MAX(threads, 1))
+  for (int64_t y = 0; y < H; y += strip) {
+    if (!g_atomic_int_get(&ok)) continue;
+    GError *err = NULL;
+    if (!read_rect(s, img, 0, (int)y, (int)W, (int)MIN(strip, H - y),
+                   out + (size_t)y * (size_t)W * 4, (size_t)W * 4, &err)) {
+#pragma omp critical(ps_slide_level_error)
+      {
+        if (!first)
+          first = err;
+        else
+          g_error_free(err);
+        g_atomic_int_set(&ok, FALSE);
+      }
+    }
+  }
+  if (!ok) g_propagate_error(error, first);
+  return ok;
+}
+
 gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **out, int64_t *tw,
                                  int64_t *th, GError **error) {
   if (factor < 1) {
@@ -297,7 +362,6 @@ gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **ou
   }
   double *thumb = g_new(double, (size_t)(w * h * 3));
   const size_t strip_w = (size_t)(w * factor);
-  const double count = (double)factor * (double)factor;
   gboolean ok = TRUE;
   GError *first = NULL;
 #pragma omp parallel
@@ -321,19 +385,7 @@ gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **ou
         }
         continue;
       }
-      memset(sums, 0, (size_t)w * 3 * sizeof *sums);
-      for (int r = 0; r < factor; r++) {
-        const uint8_t *row = strip + (size_t)r * strip_w * 4;
-        for (int64_t bx = 0; bx < w; bx++)
-          for (int k = 0; k < factor; k++) {
-            const uint8_t *px = row + ((size_t)bx * factor + k) * 4;
-            sums[bx * 3] += px[0];
-            sums[bx * 3 + 1] += px[1];
-            sums[bx * 3 + 2] += px[2];
-          }
-      }
-      /* The integer sum is exact; one division, as numpy's float64 mean. */
-      for (int64_t i = 0; i < w * 3; i++) thumb[by * w * 3 + i] = (double)sums[i] / count;
+      block_row_mean(strip, strip_w * 4, w, factor, sums, thumb + by * w * 3);
     }
     g_free(strip);
     g_free(sums);

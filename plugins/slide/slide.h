@@ -59,6 +59,17 @@ gboolean ps_slide_read_region(ps_slide *slide, int64_t x, int64_t y, int level, 
 gboolean ps_slide_thumbnail_mean(ps_slide *slide, int level, int factor, double **out, int64_t *tw,
                                  int64_t *th, GError **error);
 
+/* A whole level read into memory (the preprocessing reads a single-level
+ * slide once for both its thumbnail and its tiles). out: (H, W, 4) u8 RGBA
+ * of the level's size; read in strips by `threads` OpenMP threads. */
+gboolean ps_slide_read_level(ps_slide *slide, int level, int threads, uint8_t *out, GError **error);
+
+/* ps_slide_thumbnail_mean of an image in memory. rgba: (height, width, 4)
+ * u8; out: (height / factor, width / factor, 3) f64, exactly as the slide
+ * version computes it. */
+void ps_rgba_thumbnail_mean(const uint8_t *rgba, int64_t width, int64_t height, int factor,
+                            double *out);
+
 /* skimage rgb2hsv S of rgb / 255: (max - min) / max, 0 where max == min.
  * rgb: (n, 3) f64 in 0..255; sat: (n,). */
 void ps_saturation(const double *rgb, size_t n, double *sat);

@@ -1,5 +1,5 @@
 /* test_preprocess.c — stage.preprocess_slides on copies of the CMU-1 small
- * region (20x, 0.499 um/px) with two workers:
+ * region (20x, 0.499 um/px), in this process with two tile threads:
  *   - tile counts equal the grid tiles whose tissue fraction (Otsu mask of
  *     the 16 px block-mean thumbnail, recomputed here) is >= min_tissue;
  *   - tile pixels equal ps_slide_read_region at the native level (20x);
@@ -34,7 +34,7 @@ static gboolean run_stage(const char *dir, const char *const *extra, char **log,
   g_autoptr(ps_pipeline) p = ps_pipeline_load(yaml, (const char *const *)sets->pdata, ps_registry_lookup, reg, error);
   g_ptr_array_unref(sets);
   if (!p) return FALSE;
-  ps_run_options opts = {NULL, TRUE};
+  ps_run_options opts = {.quiet = TRUE};
   g_autofree char *run_dir = NULL;
   gboolean ok = ps_run_execute(p, reg, &opts, &run_dir, error);
   if (log && run_dir) {
@@ -196,7 +196,7 @@ int main(void) {
                                               tmp, tmp, bad, zero);
   g_autofree char *s_ann = g_strdup_printf("stages.preprocess.annotations=[%s, %s, \"\", \"\", \"\"]", ga, xb);
   g_autofree char *s_out = g_strdup_printf("stages.preprocess.out_dir=%s", out);
-  const char *sets[] = {s_slides, s_ann, s_out, "stages.preprocess.workers=2", "stages.preprocess.keep_empty=true",
+  const char *sets[] = {s_slides, s_ann, s_out, "stages.preprocess.threads=2", "stages.preprocess.keep_empty=true",
                         NULL};
   g_autofree char *log = NULL;
   PS_CHECK_OK(run_stage(tmp, sets, &log, &error), error);
@@ -297,7 +297,7 @@ int main(void) {
     g_file_get_contents(cm, &before, NULL, NULL);
     PS_CHECK(g_unlink(done) == 0 && g_unlink(t) == 0);
     g_autofree char *s_c = g_strdup_printf("stages.preprocess.slides=[%s/c.svs]", tmp);
-    const char *sets_c[] = {s_c, s_out, "stages.preprocess.workers=2", NULL};
+    const char *sets_c[] = {s_c, s_out, "stages.preprocess.threads=2", NULL};
     g_autofree char *log_c = NULL;
     PS_CHECK_OK(run_stage(tmp, sets_c, &log_c, &error), error);
     PS_CHECK(g_file_test(t, G_FILE_TEST_IS_REGULAR) && g_file_test(done, G_FILE_TEST_IS_REGULAR));
