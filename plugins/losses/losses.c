@@ -19,6 +19,7 @@ static gboolean ensure(ps_tensor **t, int32_t ndim, const int64_t *shape, GError
 typedef struct {
   const ps_kernels *k;
   double w_bce, w_dice;
+  double pos_weight; /* BCE weight of the positive pixels (PyTorch's pos_weight); 1 = plain */
   ps_dice_desc dice;
   gboolean upsample;
   const ps_tensor *logits, *target;
@@ -33,6 +34,9 @@ typedef struct {
 static const ps_config_key seg_config[] = {
     {"bce_weight", PS_TYPE_FLOAT, "1.0", 0, 1e6, NULL, "weight of the BCE-with-logits term"},
     {"dice_weight", PS_TYPE_FLOAT, "1.0", 0, 1e6, NULL, "weight of the soft Dice term"},
+    {"pos_weight", PS_TYPE_FLOAT, "1.0", 0, 1e6, NULL,
+     "BCE weight of positive pixels, as PyTorch's BCEWithLogitsLoss(pos_weight): "
+     "pw * t * softplus(-z) + (1 - t) * softplus(z); > 1 counters small foregrounds"},
     {"dice", PS_TYPE_ENUM, "lisa", PS_NO_RANGE, "lisa|monai|monai_squared",
      "soft Dice flavour: LISA (scale 1000, eps 1e-6), MONAI (eps 1e-5), MONAI squared (MedSAM)"},
     {"upsample", PS_TYPE_BOOL, "true", PS_NO_RANGE, NULL,
@@ -63,6 +67,7 @@ static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   s->k = ps_kernels_get(ps_context_device(ctx), error);
   s->w_bce = ps_config_float(cfg, "bce_weight");
   s->w_dice = ps_config_float(cfg, "dice_weight");
+  s->pos_weight = ps_config_float(cfg, "pos_weight");
   s->upsample = ps_config_bool(cfg, "upsample");
   const char *flavour = ps_config_string(cfg, "dice");
   if (strcmp(flavour, "lisa") == 0)
@@ -76,6 +81,37 @@ static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     return NULL;
   }
   return s;
+}
+
+/* log(1 + exp(x)) without overflow. */
+static double softplus(double x) { return fmax(x, 0) + log1p(exp(-fabs(x))); }
+
+/* Mean over P pixels of pw * t * softplus(-z) + (1 - t) * softplus(z), per
+ * mask. out: (B); z, t: (B, P). With pw = 1 it equals the kernel's
+ * bce_logits_forward; it runs only when pos_weight != 1. */
+static void bce_pos_forward(float *out, const float *z, const float *t, int64_t B, int64_t P, double pw) {
+  for (int64_t b = 0; b < B; b++) {
+    double acc = 0;
+    for (int64_t i = 0; i < P; i++) {
+      double zi = z[b * P + i], ti = t[b * P + i];
+      acc += pw * ti * softplus(-zi) + (1 - ti) * softplus(zi);
+    }
+    out[b] = (float)(acc / (double)P);
+  }
+}
+
+/* dz += scale[b] / P * (pw * t * (sigmoid(z) - 1) + (1 - t) * sigmoid(z)).
+ * dz, z, t: (B, P); scale: (B). */
+static void bce_pos_backward(float *dz, const float *scale, const float *z, const float *t, int64_t B,
+                             int64_t P, double pw) {
+  for (int64_t b = 0; b < B; b++) {
+    double k = scale[b] / (double)P;
+    for (int64_t i = 0; i < P; i++) {
+      double zi = z[b * P + i], ti = t[b * P + i];
+      double sg = zi >= 0 ? 1 / (1 + exp(-zi)) : exp(zi) / (1 + exp(zi));
+      dz[b * P + i] += (float)(k * (pw * ti * (sg - 1) + (1 - ti) * sg));
+    }
+  }
 }
 
 static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
@@ -116,7 +152,10 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   else
     memcpy(s->up->data, x->data, x->nbytes);
   const int64_t P = s->H * s->W;
-  s->k->bce_logits_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(t), s->B, P);
+  if (s->pos_weight != 1.0)
+    bce_pos_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(t), s->B, P, s->pos_weight);
+  else
+    s->k->bce_logits_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(t), s->B, P);
   s->k->dice_forward(ps_f32(s->dsc), ps_f32(s->up), ps_f32(t), s->B, P, &s->dice);
   double total = 0, hard = 0, iou = 0;
   for (int64_t b = 0; b < s->B; b++) {
@@ -160,7 +199,10 @@ static gboolean seg_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     per_bce[b] = (float)(ps_f32(dl)[0] * s->w_bce / (double)s->B);
     per_dice[b] = (float)(ps_f32(dl)[0] * s->w_dice / (double)s->B);
   }
-  s->k->bce_logits_backward(ps_f32(s->dup), per_bce, ps_f32(s->up), ps_f32(s->target), s->B, P);
+  if (s->pos_weight != 1.0)
+    bce_pos_backward(ps_f32(s->dup), per_bce, ps_f32(s->up), ps_f32(s->target), s->B, P, s->pos_weight);
+  else
+    s->k->bce_logits_backward(ps_f32(s->dup), per_bce, ps_f32(s->up), ps_f32(s->target), s->B, P);
   s->k->dice_backward(ps_f32(s->dup), per_dice, ps_f32(s->up), ps_f32(s->target), s->B, P, &s->dice);
   memset(s->dlogits->data, 0, s->dlogits->nbytes);
   if (s->upsample)

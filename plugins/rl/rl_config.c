@@ -51,6 +51,13 @@
       {"train_components", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,                             \
        "component instances whose parameters may train (empty: all)"},                               \
       {"checkpoint_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "save every N steps (0 = at the end)"},  \
+      {"eval_every", PS_TYPE_INT, "0", 0, 1e12, NULL,                                                \
+       "validation Dice every N steps; always before the first update and after the last "          \
+       "(0 = only those two)"},                                                                      \
+      {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL,                                               \
+       "validation batches (the first ones of the val split, in order; 0 = no validation)"},        \
+      {"eval_batch_size", PS_TYPE_INT, "8", 1, 1e6, NULL,                                            \
+       "prompts per validation batch (greedy, one completion each)"},                               \
       {"seed", PS_TYPE_INT, "0", 0, 1e15, NULL,                                                      \
        "batch and sampling seed (mixed with the pipeline seed)"},                                    \
       {"stop_after_steps", PS_TYPE_INT, "0", 0, 1e12, NULL,                                          \
@@ -136,6 +143,9 @@ void *rl_config_create(const ps_config *cfg, gboolean grpo, GError **error) {
   c->reward_grad_weight = ps_config_float(cfg, "reward_grad_weight");
   c->vf_coef = ps_config_float(cfg, "vf_coef");
   c->checkpoint_every = ps_config_int(cfg, "checkpoint_every");
+  c->eval_every = ps_config_int(cfg, "eval_every");
+  c->eval_batches = ps_config_int(cfg, "eval_batches");
+  c->eval_batch_size = ps_config_int(cfg, "eval_batch_size");
   c->stop_after = ps_config_int(cfg, "stop_after_steps");
   c->seed = (uint64_t)ps_config_int(cfg, "seed");
   c->dump_rollouts = ps_config_bool(cfg, "dump_rollouts");

@@ -15,7 +15,7 @@ static void *grpo_create(const ps_config *cfg, ps_context *ctx, GError **error) 
   return rl_config_create(cfg, TRUE, error);
 }
 
-static const ps_stage_iface rl_stage_iface = {sizeof(ps_stage_iface), rl_stage_run};
+static const ps_stage_iface rl_stage_iface = {sizeof(ps_stage_iface), rl_stage_run, PS_STAGE_DATA_PARALLEL};
 
 static const void *rl_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &rl_stage_iface : NULL;

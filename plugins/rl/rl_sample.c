@@ -11,8 +11,11 @@
  * recomputes, so the PPO ratio starts at 1; the constraint is part of the
  * environment, as a logits processor is in TRL/vLLM. Top-p keeps the
  * smallest set of most likely tokens whose mass reaches top_p (ties broken by
- * the lower id) and renormalises. Draws come from the rng the stage seeds
- * from (seed, step, prompt), so a run is reproducible. */
+ * the lower id) and renormalises. Each row has its own rng, seeded from
+ * (seed, step, prompt, row) by rl_sample_seed, and takes exactly one draw
+ * per token it samples: a row's completion depends on nothing else (not on
+ * the other rows, the group size or when they stop), so a run is
+ * reproducible and a group can be split across ranks. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,11 +74,27 @@ static int32_t draw(const float *row, int64_t V, double temperature, double top_
   return tok;
 }
 
+/* splitmix64's finaliser: a bijection that mixes every input bit. */
+static uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t rl_sample_seed(uint64_t seed, int64_t step, int64_t prompt, int64_t row) {
+  /* chained, so (step, prompt, row) tuples cannot cancel as XORed products can */
+  uint64_t h = mix64(seed);
+  h = mix64(h ^ (uint64_t)step);
+  h = mix64(h ^ (uint64_t)prompt);
+  return mix64(h ^ (uint64_t)row);
+}
+
 gboolean rl_sample_group(rl_sampler *s, const rl_config *c, const rl_tokens *tk,
                          const int32_t *prompt, int64_t Tp, const float *image, int64_t n_image,
-                         int64_t D, ps_rng *rng, int64_t Tc, int32_t *tokens, float *logps,
-                         int64_t *n_gen, GError **error) {
-  int64_t G = c->group_size;
+                         int64_t D, const uint64_t *row_seeds, int64_t G, double temperature, int64_t Tc,
+                         int32_t *tokens, float *logps, int64_t *n_gen, GError **error) {
+  if (G <= 0) G = c->group_size;
   gboolean fixed = c->seg_mode == RL_SEG_FIXED;
   int64_t budget = fixed ? Tc - 1 : Tc; /* fixed: room for the appended <SEG> */
   g_autofree int32_t *ids = g_new(int32_t, G * Tp);
@@ -89,6 +108,8 @@ gboolean rl_sample_group(rl_sampler *s, const rl_config *c, const rl_tokens *tk,
   g_autofree int32_t *next = g_new(int32_t, G);
   g_autofree int64_t *n_seg = g_new0(int64_t, G);
   g_autofree gboolean *done = g_new0(gboolean, G);
+  g_autofree ps_rng *rngs = g_new(ps_rng, G);
+  for (int64_t g = 0; g < G; g++) ps_rng_seed(&rngs[g], row_seeds[g]);
   for (int64_t i = 0; i < G * Tc; i++) tokens[i] = tk->pad, logps[i] = 0;
   for (int64_t g = 0; g < G; g++) n_gen[g] = 0;
   for (int64_t t = 0; t < budget; t++) {
@@ -99,8 +120,8 @@ gboolean rl_sample_group(rl_sampler *s, const rl_config *c, const rl_tokens *tk,
       if (done[g]) continue;
       int32_t banned = fixed || n_seg[g] >= c->max_seg ? tk->seg : -1;
       double lp = 0;
-      int32_t tok = draw(logits + g * s->V, s->V, c->temperature, c->top_p, banned, tk->image, rng, s->probs,
-                         s->order, &lp);
+      int32_t tok = draw(logits + g * s->V, s->V, temperature, c->top_p, banned, tk->image, &rngs[g],
+                         s->probs, s->order, &lp);
       tokens[g * Tc + t] = tok;
       logps[g * Tc + t] = (float)lp;
       n_gen[g] = t + 1;

@@ -10,7 +10,8 @@
  *     bound to (projector.tokens) are computed by a graph forward on the
  *     batch, in eval mode, and fed to generation as in SFT.
  *  2. Rollout (rl_sample.c). G completions per prompt with the KV cache,
- *     temperature / top-p, seeded from (seed, step, prompt), at most
+ *     temperature / top-p, row i of prompt p seeded from (seed, step, p, i)
+ *     alone (rl_sample_seed), at most
  *     max_new_tokens, ending at <|im_end|>. seg_mode auto: the policy
  *     decides where to emit <SEG> (banned after max_seg of them); fixed (the
  *     "w/o auto-emission" ablation): <SEG> is banned and appended after the
@@ -81,6 +82,7 @@
 
 #include "advantage.h"
 #include "bpe.h"
+#include "rl_dist.h"
 #include "rl_stage.h"
 
 typedef struct {
@@ -116,6 +118,9 @@ typedef struct {
   GHashTable *inst_norm;         /* instance -> index into inst_names */
   GPtrArray *inst_names;
   FILE *dump;
+  ps_loader *val;      /* validation batches, or NULL */
+  double best_dice;    /* best val_dice so far, NAN before the first validation */
+  int64_t best_step;
 } rl_state;
 
 /* ---------------------------------------------------------------------- */
@@ -162,7 +167,8 @@ static gboolean reference_snapshot(rl_state *s, gboolean resumed, GError **error
     r->ref = g_memdup2(r->param->value->data, r->param->value->nbytes);
     if (!ps_safetensors_writer_add(w, r->key, r->param->value, error)) return FALSE;
   }
-  return ps_safetensors_writer_write(w, path, error);
+  /* every rank holds the same parameters; rank 0 writes the run directory */
+  return !ps_run_is_root(s->run) || ps_safetensors_writer_write(w, path, error);
 }
 
 /* Swaps the live trainable parameters with the snapshot (twice = back). */
@@ -476,8 +482,13 @@ static void dump_rows(rl_state *s, const rollout *r, int64_t step) {
     json_builder_add_int_value(b, r->n_seg[n]);
     g_autofree char *text = ps_bpe_decode(s->tok, r->tokens + n * r->Tc,
                                           (size_t)(r->n_gen[n] + (r->seg_pos[n] == r->n_gen[n])), FALSE, NULL);
+    /* sampled byte-level tokens can decode to invalid UTF-8 and to control
+     * characters, which json-glib would write raw (invalid JSON) */
+    g_autofree char *clean = g_utf8_make_valid(text ? text : "", -1);
+    for (char *c = clean; *c; c++)
+      if ((unsigned char)*c < 0x20 && *c != '\n' && *c != '\t') *c = '?';
     json_builder_set_member_name(b, "text");
-    json_builder_add_string_value(b, text ? text : "");
+    json_builder_add_string_value(b, clean);
     json_builder_end_object(b);
     g_autoptr(JsonGenerator) gen = json_generator_new();
     g_autoptr(JsonNode) root = json_builder_get_root(b);
@@ -673,6 +684,64 @@ static gboolean update_forward(rl_state *s, rollout *r, const ps_ports *batch, i
   return TRUE;
 }
 
+/* Prompt lengths: the prefix of each row before its first label != -100.
+ * labels: (P, T) i32; Tp: (P) out. */
+static gboolean prompt_lengths(const ps_tensor *lab_t, int64_t step, int64_t *Tp, int64_t *max_tp,
+                               GError **error) {
+  const int64_t P = lab_t->shape[0], T_in = lab_t->shape[1];
+  const int32_t *lab = lab_t->data;
+  *max_tp = 0;
+  for (int64_t p = 0; p < P; p++) {
+    int64_t t = 0;
+    while (t < T_in && lab[p * T_in + t] == -100) t++;
+    if (t == 0 || t == T_in) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                  "step %" G_GINT64_FORMAT ": example %" G_GINT64_FORMAT
+                  " has no prompt/answer split in its labels", step + 1, p);
+      return FALSE;
+    }
+    Tp[p] = t;
+    *max_tp = MAX(*max_tp, t);
+  }
+  return TRUE;
+}
+
+/* The image rows the LLM's image_embeds is bound to, computed by a graph
+ * forward on `batch` (call in eval mode): *img (P, n_image, D), a copy the
+ * caller frees, or NULL when the LLM takes no image rows. */
+static gboolean image_rows(rl_state *s, const ps_ports *batch, int64_t P, float **img, int64_t *n_image,
+                           int64_t *D, GError **error) {
+  *img = NULL;
+  *n_image = *D = 0;
+  if (!s->img_instance) return TRUE;
+  const char *targets[] = {s->img_instance, NULL};
+  if (!ps_graph_forward(s->g, batch, targets, error)) return FALSE;
+  const ps_tensor *it = ps_graph_output(s->g, s->img_instance, s->img_port);
+  if (!it || it->ndim != 3 || it->shape[0] != P) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s.%s is not (B, n_image, D)", s->img_instance, s->img_port);
+    return FALSE;
+  }
+  *n_image = it->shape[1];
+  *D = it->shape[2];
+  *img = g_memdup2(it->data, it->nbytes);
+  return TRUE;
+}
+
+/* Counts the <SEG> tokens of each row and finds the first (seg_pos -1: none). */
+static void find_segs(rollout *r, const rl_config *c, int32_t seg) {
+  for (int64_t n = 0; n < r->N; n++) {
+    r->seg_pos[n] = -1;
+    r->n_seg[n] = 0;
+    for (int64_t t = 0; t < r->Tc; t++) {
+      gboolean in = t < r->n_gen[n] || (c->seg_mode == RL_SEG_FIXED && t == r->n_gen[n]);
+      if (in && r->tokens[n * r->Tc + t] == seg) {
+        if (r->seg_pos[n] < 0) r->seg_pos[n] = t;
+        r->n_seg[n]++;
+      }
+    }
+  }
+}
+
 static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t step, GError **error) {
   rl_config *c = s->c;
   ps_graph *g = s->g;
@@ -695,7 +764,10 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
   g_autofree float *values_now = NULL;
   upd_stats us = {0};
   r.P = ids_t->shape[0];
-  r.G = c->group_size;
+  /* with R ranks, this rank samples its G/R rows of every group (rl_dist.c) */
+  ps_comm *comm = ps_run_comm(s->run);
+  const int64_t ranks = ps_comm_size(comm), rank = ps_comm_rank(comm);
+  r.G = c->group_size / ranks;
   r.N = r.P * r.G;
   r.Tc = c->max_new + (c->seg_mode == RL_SEG_FIXED);
   r.V = s->sampler.V;
@@ -720,59 +792,30 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
   r.n_seg = g_new0(int64_t, N);
   r.seg_pos = g_new0(int64_t, N);
   r.dice = g_new0(double, N);
-  const int32_t *ids = ids_t->data, *lab = lab_t->data;
+  const int32_t *ids = ids_t->data;
   int64_t max_tp = 0;
-  for (int64_t p = 0; p < P; p++) {
-    int64_t t = 0;
-    while (t < T_in && lab[p * T_in + t] == -100) t++;
-    if (t == 0 || t == T_in) {
-      g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
-                  "step %" G_GINT64_FORMAT ": example %" G_GINT64_FORMAT
-                  " has no prompt/answer split in its labels", step + 1, p);
-      goto out;
-    }
-    r.Tp[p] = t;
-    max_tp = MAX(max_tp, t);
-  }
+  if (!prompt_lengths(lab_t, step, r.Tp, &max_tp, error)) goto out;
   r.Tu = max_tp + Tc;
 
   /* 1-2. image rows and rollout, in eval mode */
   ps_context_set_training(s->ctx, FALSE);
-  const float *img = NULL;
   int64_t n_image = 0, D = 0;
-  if (s->img_instance) {
-    const char *targets[] = {s->img_instance, NULL};
-    if (!ps_graph_forward(g, batch, targets, error)) goto out;
-    const ps_tensor *it = ps_graph_output(g, s->img_instance, s->img_port);
-    if (!it || it->ndim != 3 || it->shape[0] != P) {
-      g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s.%s is not (B, n_image, D)", s->img_instance, s->img_port);
-      goto out;
-    }
-    n_image = it->shape[1];
-    D = it->shape[2];
-    img_copy = g_memdup2(it->data, it->nbytes);
-    img = img_copy;
-  }
-  for (int64_t p = 0; p < P; p++) {
-    ps_rng rng;
-    ps_rng_seed(&rng, c->seed ^ ((uint64_t)ps_run_pipeline(s->run)->seed * 0x9e3779b97f4a7c15ULL) ^
-                          ((uint64_t)(step + 1) * 0xbf58476d1ce4e5b9ULL) ^ ((uint64_t)(p + 1) * 0x94d049bb133111ebULL));
-    if (!rl_sample_group(&s->sampler, c, &s->tk, ids + p * T_in, r.Tp[p], img ? img + p * n_image * D : NULL,
-                         n_image, D, &rng, Tc, r.tokens + p * G * Tc, r.old_logps + p * G * Tc,
-                         r.n_gen + p * G, error))
-      goto out;
-  }
-  for (int64_t n = 0; n < N; n++) {
-    r.seq_len[n] = r.n_gen[n] - 1;
-    r.seg_pos[n] = -1;
-    for (int64_t t = 0; t < Tc; t++) {
-      gboolean in = t < r.n_gen[n] || (c->seg_mode == RL_SEG_FIXED && t == r.n_gen[n]);
-      if (in && r.tokens[n * Tc + t] == s->tk.seg) {
-        if (r.seg_pos[n] < 0) r.seg_pos[n] = t;
-        r.n_seg[n]++;
-      }
+  if (!image_rows(s, batch, P, &img_copy, &n_image, &D, error)) goto out;
+  const float *img = img_copy;
+  {
+    /* row i of prompt p draws from its own stream seeded by (seed, step, p, i) */
+    const uint64_t base = c->seed ^ ((uint64_t)ps_run_pipeline(s->run)->seed * 0x9e3779b97f4a7c15ULL);
+    g_autofree uint64_t *row_seeds = g_new(uint64_t, G);
+    for (int64_t p = 0; p < P; p++) {
+      for (int64_t i = 0; i < G; i++) row_seeds[i] = rl_sample_seed(base, step, p, rank * G + i);
+      if (!rl_sample_group(&s->sampler, c, &s->tk, ids + p * T_in, r.Tp[p], img ? img + p * n_image * D : NULL,
+                           n_image, D, row_seeds, G, c->temperature, Tc, r.tokens + p * G * Tc,
+                           r.old_logps + p * G * Tc, r.n_gen + p * G, error))
+        goto out;
     }
   }
+  find_segs(&r, c, s->tk.seg);
+  for (int64_t n = 0; n < N; n++) r.seq_len[n] = r.n_gen[n] - 1;
   /* TRL's masks (ps_ppo_masks, which lives in the advantage plugin): the
    * policy tokens t <= seq_len, and one more for the value loss */
   for (int64_t n = 0; n < N; n++)
@@ -806,7 +849,8 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
   ps_advantage_batch ab = {.B = N, .T = Tc, .scores = r.scores, .mask = r.mask,
                            .values = s->gae ? r.values : NULL, .logps = r.old_logps,
                            .ref_logps = r.ref_logps, .group_size = G};
-  if (!s->adv->compute(s->adv_self, &ab, r.adv, r.ret, error)) {
+  if (ranks > 1 ? !rl_dist_advantages(comm, s->adv, s->adv_self, &ab, P, r.adv, r.ret, error)
+                : !s->adv->compute(s->adv_self, &ab, r.adv, r.ret, error)) {
     g_prefix_error(error, "step %" G_GINT64_FORMAT ": advantage '%s': ", step + 1, c->advantage);
     goto out;
   }
@@ -849,19 +893,29 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
       if (r.mask[n * Tc + t] != 0) am += r.adv[n * Tc + t], a2 += (double)r.adv[n * Tc + t] * r.adv[n * Tc + t],
                                    msum += 1;
   }
+  double nrows = (double)N;
+  if (ranks > 1) { /* the whole batch's statistics, as one process logs them */
+    double v[13] = {rsum, len, nseg, dsum, (double)nd, am, a2, msum, us.kl, us.clip_frac, us.ratio, us.loss, us.vloss};
+    if (!ps_comm_allreduce_f64(comm, v, 13, error)) goto out;
+    rsum = v[0], len = v[1], nseg = v[2], dsum = v[3], nd = (int64_t)v[4], am = v[5], a2 = v[6], msum = v[7];
+    us.kl = v[8] / ranks, us.clip_frac = v[9] / ranks, us.ratio = v[10] / ranks, us.loss = v[11] / ranks;
+    us.vloss = v[12] / ranks;
+    nrows *= (double)ranks;
+  }
   am = msum > 0 ? am / msum : 0;
   double astd = msum > 1 ? sqrt(fmax(0, (a2 / msum - am * am) * msum / (msum - 1))) : 0;
-  ps_run_metrics(s->run, step + 1, "reward", rsum / (double)N, "kl", us.kl / ne, "clip_frac",
+  ps_run_metrics(s->run, step + 1, "reward", rsum / nrows, "kl", us.kl / ne, "clip_frac",
                  us.clip_frac / ne, "ratio", us.ratio / ne, "policy_loss", us.loss / ne, "value_loss",
                  us.vloss / ne, "adv_mean", am, "adv_std", astd, "grad_norm", us.norm / ne, "grad_var",
                  us.gvar / ne, "param_delta", sqrt(delta),
-                 "seg_dice", nd ? dsum / (double)nd : NAN, "seg_rate", (double)nd / (double)N, "n_seg",
-                 nseg / (double)N, "length", len / (double)N, "lr", lr, NULL);
+                 "seg_dice", nd ? dsum / (double)nd : NAN, "seg_rate", (double)nd / nrows, "n_seg",
+                 nseg / nrows, "length", len / nrows, "lr", lr, NULL);
   for (size_t k = 0; k < K; k++) {
     double m = 0;
     for (int64_t n = 0; n < N; n++) m += r.terms[n * (int64_t)K + (int64_t)k];
+    if (!ps_comm_allreduce_f64(comm, &m, 1, error)) goto out;
     g_autofree char *key = g_strdup_printf("reward/%s", s->rewards[k].name);
-    ps_run_metrics(s->run, step + 1, key, m / (double)N, NULL);
+    ps_run_metrics(s->run, step + 1, key, m / nrows, NULL);
   }
   GHashTableIter it;
   gpointer key, val;
@@ -870,9 +924,9 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
     g_autofree char *k = g_strdup_printf("grad_norm/%s", (const char *)key);
     ps_run_metrics(s->run, step + 1, k, *(double *)val / ne, NULL);
   }
-  if (s->dump) dump_rows(s, &r, step + 1);
-  ps_run_progress(s->run, step + 1, c->steps, "reward %.4g  kl %.3g  dice %.3g  len %.1f", rsum / (double)N,
-                  us.kl / ne, nd ? dsum / (double)nd : 0.0, len / (double)N);
+  if (s->dump && ps_run_is_root(s->run)) dump_rows(s, &r, step + 1);
+  ps_run_progress(s->run, step + 1, c->steps, "reward %.4g  kl %.3g  dice %.3g  len %.1f", rsum / nrows,
+                  us.kl / ne, nd ? dsum / (double)nd : 0.0, len / nrows);
   if (!isfinite(rsum) || !isfinite(us.loss)) {
     g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
                 "step %" G_GINT64_FORMAT ": %s is not finite; stopped (the last checkpoint is the last good state)",
@@ -888,6 +942,143 @@ out:
 }
 
 /* ---------------------------------------------------------------------- */
+
+/* ---------------------------------------------------------------------- */
+/* Validation, the same protocol in stage.so_grpo and stage.grpo: the first
+ * eval_batches batches of eval_batch_size prompts of the val split, in
+ * order; one greedy completion per prompt (temperature 0, the rollouts'
+ * <SEG> rules: max_seg, seg_mode); the first <SEG> decoded to a mask by a
+ * forward in eval mode; hard Dice of (mask logits > 0) against
+ * (target > 0.5) per example, a completion without <SEG> scored with the
+ * empty mask as stage.evaluate does (1 when the target is empty too). Logs
+ * val_dice, val_seg_rate, val_length, and the running best_val_dice /
+ * best_val_dice_step (step 0: the policy the stage started from). With
+ * several ranks each takes every ranks-th batch and the sums are all-reduced,
+ * so every rank holds the same best. */
+static gboolean rl_validate(rl_state *s, int64_t step, GError **error) {
+  rl_config *c = s->c;
+  /* sums[0..3]: Dice, <SEG> count, length, rows over this rank's batches
+   * (data-parallel: batch b goes to rank b mod ranks, then an all-reduce) */
+  double sums[4] = {0, 0, 0, 0};
+  double *dsum = &sums[0], *nseg = &sums[1], *len = &sums[2], *rows = &sums[3];
+  gboolean ok = TRUE;
+  ps_comm *comm = ps_run_comm(s->run);
+  const int64_t rank = ps_comm_rank(comm), ranks = ps_comm_size(comm);
+  ps_context_set_training(s->ctx, FALSE);
+  for (int64_t b = rank; ok && b < c->eval_batches; b += ranks) {
+    const ps_ports *batch = ps_loader_get(s->val, b, error);
+    if (!batch) {
+      ok = FALSE;
+      break;
+    }
+    const ps_tensor *ids_t = ps_ports_get(batch, "input_ids"), *lab_t = ps_ports_get(batch, "labels");
+    const ps_tensor *tgt_t = ps_ports_get(batch, "mask");
+    if (!ids_t || !lab_t || !tgt_t || ids_t->dtype != PS_DTYPE_I32 || lab_t->dtype != PS_DTYPE_I32 ||
+        ids_t->ndim != 2 || tgt_t->ndim < 2) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                  "validation: dataset '%s' must give input_ids and labels (B, T) i32 and mask (B, ..., H, W)",
+                  c->dataset);
+      ok = FALSE;
+      break;
+    }
+    rollout r = {0};
+    upd_batch u = {0};
+    g_autofree float *img = NULL;
+    r.P = r.N = ids_t->shape[0];
+    r.G = 1;
+    r.Tc = c->max_new + (c->seg_mode == RL_SEG_FIXED);
+    r.V = s->sampler.V;
+    const int64_t T_in = ids_t->shape[1], N = r.N, Tc = r.Tc;
+    const int64_t H = tgt_t->shape[tgt_t->ndim - 2], W = tgt_t->shape[tgt_t->ndim - 1];
+    r.Tp = g_new0(int64_t, N);
+    r.tokens = g_new(int32_t, N * Tc);
+    r.old_logps = g_new0(float, N * Tc);
+    r.n_gen = g_new0(int64_t, N);
+    r.n_seg = g_new0(int64_t, N);
+    r.seg_pos = g_new0(int64_t, N);
+    int64_t max_tp = 0, n_image = 0, D = 0;
+    const uint64_t seed = 0; /* greedy: no draws */
+    ok = prompt_lengths(lab_t, step, r.Tp, &max_tp, error) &&
+         image_rows(s, batch, N, &img, &n_image, &D, error);
+    r.Tu = max_tp + Tc;
+    for (int64_t p = 0; ok && p < N; p++)
+      ok = rl_sample_group(&s->sampler, c, &s->tk, (const int32_t *)ids_t->data + p * T_in, r.Tp[p],
+                           img ? img + p * n_image * D : NULL, n_image, D, &seed, 1, 0.0, Tc,
+                           r.tokens + p * Tc, r.old_logps + p * Tc, r.n_gen + p, error);
+    if (ok) {
+      find_segs(&r, c, s->tk.seg);
+      ok = build_update_batch(&r, batch, ids_t->data, T_in, &s->tk, &u, error);
+    }
+    const char *targets[] = {c->mask_instance, NULL};
+    const ps_tensor *mk = ok && ps_graph_forward(s->g, &u.ports, targets, error)
+                              ? ps_graph_output(s->g, c->mask_instance, c->mask_port)
+                              : NULL;
+    if (ok && (!mk || mk->dtype != PS_DTYPE_F32 || mk->shape[0] != N || mk->shape[mk->ndim - 2] != H ||
+               mk->shape[mk->ndim - 1] != W)) {
+      if (error && !*error)
+        g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "validation: mask %s.%s is not (N, ..., H, W) like data.mask",
+                    c->mask_instance, c->mask_port);
+      ok = FALSE;
+    }
+    for (int64_t n = 0; ok && n < N; n++) {
+      const float *ml = ps_f32(mk) + n * (ps_tensor_numel(mk) / N);
+      const float *tg = ps_f32(tgt_t) + n * (ps_tensor_numel(tgt_t) / N);
+      double inter = 0, pc = 0, tc = 0;
+      for (int64_t i = 0; i < H * W; i++) {
+        double pr = r.seg_pos[n] >= 0 && ml[i] > 0, tr = tg[i] > 0.5f;
+        inter += pr * tr;
+        pc += pr;
+        tc += tr;
+      }
+      *dsum += pc + tc > 0 ? 2 * inter / (pc + tc) : 1.0;
+      *nseg += r.seg_pos[n] >= 0;
+      *len += (double)r.n_gen[n];
+      *rows += 1;
+    }
+    upd_free(&u);
+    rollout_free(&r);
+  }
+  ps_context_set_training(s->ctx, TRUE);
+  if (!ok || !ps_comm_allreduce_f64(comm, sums, 4, error)) return FALSE;
+  if (*rows == 0) return TRUE;
+  double dice = *dsum / *rows;
+  if (isnan(s->best_dice) || dice > s->best_dice) {
+    s->best_dice = dice;
+    s->best_step = step;
+  }
+  ps_run_metrics(s->run, step, "val_dice", dice, "val_seg_rate", *nseg / *rows, "val_length", *len / *rows,
+                 "best_val_dice", s->best_dice, "best_val_dice_step", (double)s->best_step, NULL);
+  ps_run_log(s->run, "step %" G_GINT64_FORMAT ": validation Dice %.4f (%.0f prompts, <SEG> in %.0f%%), best %.4f at step %"
+             G_GINT64_FORMAT, step, dice, *rows, 100 * *nseg / *rows, s->best_dice, s->best_step);
+  return TRUE;
+}
+
+/* On resume: the best validation Dice this stage logged at or before
+ * `start` (metrics.jsonl of the run), so best_val_dice continues. */
+static void restore_best(rl_state *s, int64_t start) {
+  g_autofree char *path = g_build_filename(ps_run_dir(s->run), "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents(path, &text, NULL, NULL)) return;
+  g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+  g_autoptr(JsonParser) jp = json_parser_new();
+  for (size_t i = 0; lines[i]; i++) {
+    if (!strstr(lines[i], "\"val_dice\"") || !json_parser_load_from_data(jp, lines[i], -1, NULL)) continue;
+    JsonNode *root = json_parser_get_root(jp);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) continue;
+    JsonObject *o = json_node_get_object(root);
+    if (!json_object_has_member(o, "stage") ||
+        g_strcmp0(json_object_get_string_member(o, "stage"), ps_run_stage(s->run)) != 0)
+      continue;
+    int64_t st = json_object_get_int_member(o, "step");
+    JsonNode *v = json_object_get_member(o, "val_dice");
+    if (st > start || !v || JSON_NODE_HOLDS_NULL(v)) continue;
+    double d = json_node_get_double(v);
+    if (isnan(s->best_dice) || d > s->best_dice) {
+      s->best_dice = d;
+      s->best_step = st;
+    }
+  }
+}
 
 static gboolean vocab_size(rl_state *s, ps_loader *loader, GError **error) {
   /* one forward of the LLM on the first batch tells the logits width */
@@ -920,8 +1111,15 @@ gboolean rl_stage_run(void *self, ps_run *run, GError **error) {
   g_autoptr(ps_loader) loader = NULL;
   g_autoptr(ps_optim) opt = NULL;
   if (!setup(&s, error)) goto out;
+  const int ranks = ps_comm_size(ps_run_comm(run));
+  if (c->group_size % ranks != 0) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                "group_size %" G_GINT64_FORMAT " cannot be shared by %d ranks: the ranks sample equal "
+                "parts of every group (make it a multiple of %d)", c->group_size, ranks, ranks);
+    goto out;
+  }
   uint64_t seed = c->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL;
-  ps_loader_options lopt = {"train", c->batch_size, seed, TRUE, TRUE};
+  ps_loader_options lopt = {.split = "train", .batch_size = c->batch_size, .seed = seed, .shuffle = TRUE, .prefetch = TRUE};
   loader = ps_loader_new(s.ds, s.ds_self, &lopt, error);
   if (!loader) {
     g_prefix_error(error, "dataset '%s': ", c->dataset);
@@ -937,7 +1135,7 @@ gboolean rl_stage_run(void *self, ps_run *run, GError **error) {
   int64_t start = 0;
   if (!opt || !ps_run_resume(run, opt, &start, error)) goto out;
   if (!reference_snapshot(&s, start > 0, error) || !vocab_size(&s, loader, error)) goto out;
-  if (c->dump_rollouts) {
+  if (c->dump_rollouts && ps_run_is_root(run)) {
     g_autofree char *name = g_strdup_printf("rollouts-%s.jsonl", ps_run_stage(run));
     g_autofree char *path = g_build_filename(ps_run_dir(run), name, NULL);
     s.dump = fopen(path, start > 0 ? "a" : "w");
@@ -950,20 +1148,37 @@ gboolean rl_stage_run(void *self, ps_run *run, GError **error) {
              " prompts x %" G_GINT64_FORMAT " completions, advantage %s (%s), rewards %" G_GSIZE_FORMAT,
              c->grpo ? "GRPO" : "SO-GRPO", n_trainable, c->steps, c->batch_size, c->group_size, c->advantage,
              s.gae ? "GAE with critic" : "group", c->n_rewards);
+  s.best_dice = NAN;
+  s.best_step = 0;
+  if (c->eval_batches > 0 && s.ds->size(s.ds_self, "val") > 0) {
+    ps_loader_options vopt = {.split = "val", .batch_size = c->eval_batch_size, .seed = seed, .shuffle = FALSE, .prefetch = FALSE};
+    s.val = ps_loader_new(s.ds, s.ds_self, &vopt, error);
+    if (!s.val) {
+      g_prefix_error(error, "dataset '%s' (val): ", c->dataset);
+      goto out;
+    }
+    if (start > 0) restore_best(&s, start);
+    else if (!rl_validate(&s, 0, error)) goto out;
+  }
   for (int64_t step = start; step < c->steps; step++) {
     if (c->stop_after > 0 && step - start >= c->stop_after) ps_run_request_stop(run);
+    if (!ps_run_agree_stop(run, error)) goto out;
     if (ps_run_cancelled(run)) {
       ps_run_log(run, "interrupted: saving a checkpoint at step %" G_GINT64_FORMAT, step);
       ok = ps_run_save_checkpoint(run, step, opt, error);
       goto out;
     }
     if (!rl_step(&s, loader, opt, step, error)) goto out;
+    if (s.val && ((c->eval_every > 0 && (step + 1) % c->eval_every == 0) || step + 1 == c->steps) &&
+        !rl_validate(&s, step + 1, error))
+      goto out;
     if (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0 &&
         !ps_run_save_checkpoint(run, step + 1, opt, error))
       goto out;
   }
   ok = TRUE;
 out:
+  if (s.val) ps_loader_free(s.val);
   if (s.dump) fclose(s.dump);
   if (s.refs) g_array_unref(s.refs);
   g_free(s.rewards);

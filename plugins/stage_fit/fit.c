@@ -7,11 +7,18 @@
  * ps_loader (shuffled epochs, prepared on a worker thread) and are a pure
  * function of (seed, step), so a resumed run continues bit-exactly. A
  * non-finite loss stops the stage with the step and the term named; the last
- * checkpoint on disk stays the last good one. */
+ * checkpoint on disk stays the last good one.
+ *
+ * Data-parallel (mpirun -np N): each rank takes its slice of every batch
+ * (batch_size is per rank, so a step sees N * batch_size examples), the
+ * optimizer averages gradients across ranks, starting during the last
+ * backward pass of the step, and validation batches are shared out. */
 #include <math.h>
 #include <pathseg/loader.h>
 #include <pathseg/run.h>
 #include <string.h>
+
+#include "lr_scale.h"
 
 typedef struct {
   char *dataset, *loss_instance, *loss_port;
@@ -25,6 +32,7 @@ typedef struct {
   size_t n_metrics;
   size_t n_roles;
   uint64_t seed;
+  fit_lr_scale *lr_scale; /* per-component learning-rate factors */
 } fit;
 
 static const ps_config_key fit_config[] = {
@@ -46,7 +54,10 @@ static const ps_config_key fit_config[] = {
     {"train_roles", PS_TYPE_STRING_LIST, "[full, lora, adapter]", PS_NO_RANGE, NULL,
      "parameter roles that train"},
     {"train_components", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,
-     "component instances whose parameters may train (empty: all)"},
+     "component instances whose parameters may train (empty: those the loss depends on)"},
+    {"lr_scale", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,
+     "per-component learning-rate factors, \"instance=factor\" (e.g. [decoder=10, seg_adapter=10]): "
+     "that instance's parameters take the AdamW step of lr * factor"},
     {"checkpoint_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "save every N steps (0 = only at the end)"},
     {"eval_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "validation loss every N steps (0 = at the end)"},
     {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL, "validation batches per evaluation"},
@@ -66,6 +77,7 @@ static void fit_destroy(void *self) {
   g_strfreev(f->metrics);
   g_strfreev(f->only);
   ps_tensor_free(f->seed_grad);
+  fit_lr_scale_free(f->lr_scale);
   g_free(f);
 }
 
@@ -107,6 +119,13 @@ static void *fit_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     f->only = g_new0(char *, n_only + 1);
     for (size_t i = 0; i < n_only; i++) f->only[i] = g_strdup(only[i]);
   }
+  size_t n_scale = 0;
+  const char *const *scale = ps_config_string_list(cfg, "lr_scale", &n_scale);
+  f->lr_scale = fit_lr_scale_parse(scale, n_scale, error);
+  if (!f->lr_scale) {
+    fit_destroy(f);
+    return NULL;
+  }
   f->dataset = g_strdup(ps_config_string(cfg, "dataset"));
   f->loss_instance = g_strndup(loss, (gsize)(dot - loss));
   f->loss_port = g_strdup(dot + 1);
@@ -146,23 +165,26 @@ static gboolean step_forward(fit *f, ps_graph *g, const ps_ports *batch, double 
 static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *ds_self,
                          int64_t step, GError **error) {
   if (ds->size(ds_self, "val") <= 0 || f->eval_batches <= 0) return TRUE;
-  ps_loader_options opt = {"val", f->batch_size, f->seed, FALSE, FALSE};
+  ps_loader_options opt = {.split = "val", .batch_size = f->batch_size, .seed = f->seed, .shuffle = FALSE, .prefetch = FALSE};
   g_autoptr(ps_loader) val = ps_loader_new(ds, ds_self, &opt, error);
   if (!val) return FALSE;
   ps_graph *g = ps_run_graph(run);
+  ps_comm *comm = ps_run_comm(run);
+  const int rank = ps_comm_rank(comm), ranks = ps_comm_size(comm);
   ps_context_set_training(ps_run_context(run), FALSE);
-  double sum = 0;
-  g_autofree double *msum = g_new0(double, f->n_metrics + 1);
+  /* sums[0]: loss, sums[1 + m]: metric m, over this rank's batches */
+  g_autofree double *sums = g_new0(double, f->n_metrics + 1);
+  double *msum = sums + 1;
   g_autoptr(GPtrArray) targets = g_ptr_array_new_with_free_func(g_free);
   g_ptr_array_add(targets, g_strdup(f->loss_instance));
   for (size_t m = 0; m < f->n_metrics; m++)
     g_ptr_array_add(targets, g_strndup(f->metrics[m], strcspn(f->metrics[m], ".")));
   g_ptr_array_add(targets, NULL);
-  for (int64_t b = 0; b < f->eval_batches; b++) {
+  for (int64_t b = rank; b < f->eval_batches; b += ranks) {
     const ps_ports *batch = ps_loader_get(val, b, error);
     if (!batch || !ps_graph_forward(g, batch, (const char *const *)targets->pdata, error)) return FALSE;
     const ps_tensor *l = ps_graph_output(g, f->loss_instance, f->loss_port);
-    sum += l ? ps_f32(l)[0] : NAN;
+    sums[0] += l ? ps_f32(l)[0] : NAN;
     for (size_t m = 0; m < f->n_metrics; m++) {
       const char *dot = strchr(f->metrics[m], '.');
       g_autofree char *inst = g_strndup(f->metrics[m], (gsize)(dot - f->metrics[m]));
@@ -175,8 +197,9 @@ static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *
       msum[m] += ps_f32(t)[0];
     }
   }
+  if (!ps_comm_allreduce_f64(comm, sums, f->n_metrics + 1, error)) return FALSE;
   ps_context_set_training(ps_run_context(run), TRUE);
-  double mean = sum / (double)f->eval_batches;
+  double mean = sums[0] / (double)f->eval_batches;
   ps_run_metrics(run, step, "val_loss", mean, NULL);
   GString *line = g_string_new(NULL);
   g_string_append_printf(line, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, mean);
@@ -203,18 +226,30 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
     return FALSE;
   }
   uint64_t seed = f->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL;
-  ps_loader_options lopt = {"train", f->batch_size, seed, TRUE, TRUE};
+  ps_comm *comm = ps_run_comm(run);
+  const int ranks = ps_comm_size(comm);
+  ps_loader_options lopt = {"train", f->batch_size, seed, TRUE, TRUE, ps_comm_rank(comm), ranks};
   g_autoptr(ps_loader) train = ps_loader_new(ds, ds_self, &lopt, error);
   if (!train) {
     g_prefix_error(error, "dataset '%s': ", f->dataset);
     return FALSE;
   }
-  int64_t n_trainable = ps_graph_set_trainable(g, f->roles, f->n_roles, (const char *const *)f->only, error);
+  /* Without train_components, the components the loss depends on: the
+   * others would get zero gradients, and weight decay would still shrink them
+   * (e.g. a critic that a later RL stage needs). */
+  g_auto(GStrv) upstream = f->only ? NULL : ps_graph_upstream(g, f->loss_instance);
+  if (!f->only && !upstream) {
+    g_set_error(error, PS_ERROR, PS_ERROR_NOT_FOUND, "loss: no component instance '%s'", f->loss_instance);
+    return FALSE;
+  }
+  int64_t n_trainable = ps_graph_set_trainable(g, f->roles, f->n_roles,
+                                               (const char *const *)(f->only ? f->only : upstream), error);
   if (n_trainable < 0) return FALSE;
   if (n_trainable == 0) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "no parameter has a role in train_roles");
     return FALSE;
   }
+  if (!fit_lr_scale_bind(f->lr_scale, g, error)) return FALSE;
   g_autoptr(ps_optim) opt = ps_optim_new(g, &f->adamw, error);
   int64_t start = 0;
   if (!opt || !ps_run_resume(run, opt, &start, error)) return FALSE;
@@ -222,8 +257,10 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
              n_trainable, f->steps);
   ps_context_set_training(ps_run_context(run), TRUE);
   gint64 t0 = g_get_monotonic_time();
+  uint64_t comm_bytes = ps_comm_bytes_sent(comm); /* sent by this rank before the step */
   for (int64_t step = start; step < f->steps; step++) {
     if (f->stop_after > 0 && step - start >= f->stop_after) ps_run_request_stop(run);
+    if (!ps_run_agree_stop(run, error)) return FALSE;
     if (ps_run_cancelled(run)) {
       ps_run_log(run, "interrupted: saving a checkpoint at step %" G_GINT64_FORMAT, step);
       return ps_run_save_checkpoint(run, step, opt, error);
@@ -246,16 +283,27 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
       }
       loss += micro / (double)f->accumulate;
       ps_f32(f->seed_grad)[0] = (float)(1.0 / (double)f->accumulate);
+      if (m == f->accumulate - 1) ps_optim_reduce_during_backward(opt);
       if (!ps_graph_seed_grad(g, f->loss_instance, f->loss_port, f->seed_grad, error) ||
           !ps_graph_backward(g, error))
         return FALSE;
     }
     double lr = ps_schedule_lr(&f->schedule, step), norm = 0;
+    fit_lr_scale_before(f->lr_scale);
     if (!ps_optim_step(opt, lr, &norm, error)) return FALSE;
+    fit_lr_scale_after(f->lr_scale);
+    if (ranks > 1) { /* log the whole step's loss, as one process would */
+      if (!ps_comm_allreduce_f64(comm, &loss, 1, error)) return FALSE;
+      loss /= ranks;
+      uint64_t sent = ps_comm_bytes_sent(comm);
+      ps_run_metrics(run, step + 1, "comm_bytes", (double)(sent - comm_bytes), NULL);
+      comm_bytes = sent;
+    }
     ps_context_reset_scratch(ps_run_context(run));
     double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
     ps_run_metrics(run, step + 1, "loss", loss, "lr", lr, "grad_norm", norm, "examples_per_s",
-                   secs > 0 ? (double)((step + 1 - start) * f->batch_size * f->accumulate) / secs : 0.0, NULL);
+                   secs > 0 ? (double)((step + 1 - start) * f->batch_size * f->accumulate * ranks) / secs : 0.0,
+                   NULL);
     ps_run_progress(run, step + 1, f->steps, "loss %.4g  lr %.3g", loss, lr);
     if (f->eval_every > 0 && (step + 1) % f->eval_every == 0 &&
         !evaluate(f, run, ds, ds_self, step + 1, error))
@@ -268,7 +316,7 @@ static gboolean fit_run(void *self, ps_run *run, GError **error) {
   return TRUE;
 }
 
-static const ps_stage_iface fit_stage = {sizeof(ps_stage_iface), fit_run};
+static const ps_stage_iface fit_stage = {sizeof(ps_stage_iface), fit_run, PS_STAGE_DATA_PARALLEL};
 
 static const void *fit_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &fit_stage : NULL;

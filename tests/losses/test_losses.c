@@ -29,16 +29,18 @@ static double bilinear(const float *x, int h, int w, int H, int W, int oy, int o
          ly * ((1 - lx) * x[y1 * w + x0] + lx * x[y1 * w + x1]);
 }
 
-/* LISA: bce mean per mask; dice = 1 - (2 sum(p t)/1000 + 1e-6) / (sum(p)/1000 + sum(t)/1000 + 1e-6). */
-static double reference(const float *logits, const float *target, int B, int h, int w, int H, int W,
-                        double wb, double wd) {
+/* LISA: bce mean per mask; dice = 1 - (2 sum(p t)/1000 + 1e-6) / (sum(p)/1000 + sum(t)/1000 + 1e-6).
+ * BCE with PyTorch's pos_weight pw: pw t softplus(-z) + (1 - t) softplus(z) (pw = 1: plain BCE). */
+static double reference_pw(const float *logits, const float *target, int B, int h, int w, int H, int W,
+                           double wb, double wd, double pw) {
   double total = 0;
   for (int b = 0; b < B; b++) {
     double bce = 0, pt = 0, ps = 0, ts = 0;
     for (int y = 0; y < H; y++)
       for (int x = 0; x < W; x++) {
         double z = bilinear(logits + b * h * w, h, w, H, W, y, x), t = target[(b * H + y) * W + x];
-        bce += fmax(z, 0) - z * t + log1p(exp(-fabs(z)));
+        double sp_pos = fmax(z, 0) + log1p(exp(-fabs(z))), sp_neg = sp_pos - z; /* softplus(z), softplus(-z) */
+        bce += pw * t * sp_neg + (1 - t) * sp_pos;
         double p = 1 / (1 + exp(-z));
         pt += p * t;
         ps += p;
@@ -48,6 +50,11 @@ static double reference(const float *logits, const float *target, int B, int h, 
     total += wb * bce / (H * W) + wd * dice;
   }
   return total / B;
+}
+
+static double reference(const float *logits, const float *target, int B, int h, int w, int H, int W,
+                        double wb, double wd) {
+  return reference_pw(logits, target, B, h, w, H, W, wb, wd, 1.0);
 }
 
 int main(void) {
@@ -95,6 +102,33 @@ int main(void) {
     ps_f32(logits)[i] = saved;
     double numeric = (up - down) / (2 * eps);
     PS_CHECK_NEAR(ps_f32(gi_items[0].tensor)[i], numeric, 1e-4 + 1e-3 * fabs(numeric));
+  }
+
+  /* pos_weight: value against the double reference, gradient against
+   * central differences of it (the positive pixels weigh 3x in the BCE). */
+  g_autoptr(ps_component) pw = make(reg, ctx, "loss.segmentation", "{bce_weight: 2.0, dice_weight: 0.5, pos_weight: 3.0}");
+  PS_CHECK(pw != NULL);
+  if (pw) {
+    const ps_component_desc *pd = ps_component_desc_of(pw);
+    PS_CHECK_OK(pd->vtable->forward(ps_component_self(pw), ctx, &in, &out, &error), error);
+    double want_pw = reference_pw(ps_f32(logits), ps_f32(target), B, h, w, H, W, 2.0, 0.5, 3.0);
+    PS_CHECK_NEAR(ps_f32(out_items[0].tensor)[0], want_pw, 1e-5 * fabs(want_pw) + 1e-6);
+    /* it must differ from the plain loss, or the key did nothing */
+    PS_CHECK(fabs(want_pw - want) > 0.1);
+    gi_items[0].tensor = NULL;
+    PS_CHECK_OK(pd->vtable->backward(ps_component_self(pw), ctx, &go, &gi, &error), error);
+    PS_CHECK(gi_items[0].tensor != NULL);
+    for (int i = 0; gi_items[0].tensor && i < B * h * w; i++) {
+      float saved = ps_f32(logits)[i];
+      const double eps = 1e-3;
+      ps_f32(logits)[i] = (float)(saved + eps);
+      double up = reference_pw(ps_f32(logits), ps_f32(target), B, h, w, H, W, 2.0, 0.5, 3.0);
+      ps_f32(logits)[i] = (float)(saved - eps);
+      double down = reference_pw(ps_f32(logits), ps_f32(target), B, h, w, H, W, 2.0, 0.5, 3.0);
+      ps_f32(logits)[i] = saved;
+      double numeric = (up - down) / (2 * eps);
+      PS_CHECK_NEAR(ps_f32(gi_items[0].tensor)[i], numeric, 1e-4 + 1e-3 * fabs(numeric));
+    }
   }
 
   /* Hard metrics: a prediction that equals the target gives Dice = IoU = 1;

@@ -2,7 +2,9 @@
  * preset (pipelines/rl_quick.yaml) on a benchmark built here: rewards and
  * metrics are logged and the parameters move; the same seed gives the same
  * metrics; the GRPO advantages the stage used equal ps_group_advantages on
- * the rewards it logged; with GAE the critic learns (value loss falls); the
+ * the rewards it logged; validation Dice before the first update and after
+ * the last, with the running best, the same in stage.grpo and stage.so_grpo
+ * and across a resume; with GAE the critic learns (value loss falls); the
  * soft-Dice gradient reaches adapter.seg only with differentiable_reward;
  * every ablation file validates and ablation_no_gae runs. */
 #include <json-glib/json-glib.h>
@@ -30,7 +32,7 @@ static gboolean run_resume(const char *path, const char *const *extra, const cha
   g_ptr_array_add(sets, NULL);
   g_autoptr(ps_pipeline) p = ps_pipeline_load(path, (const char *const *)sets->pdata, ps_registry_lookup, reg, error);
   if (!p) return FALSE;
-  ps_run_options opts = {resume, TRUE};
+  ps_run_options opts = {.resume_dir = resume, .quiet = TRUE};
   return ps_run_execute(p, reg, &opts, dir_out, error);
 }
 
@@ -134,6 +136,30 @@ int main(int argc, char **argv) {
   PS_CHECK(at(da, 0) > 0 && at(da, 2) > at(da, 0)); /* the policy moves away from the reference */
   PS_CHECK(at(ka, 0) == 0 && at(ka, 2) > 0);        /* KL to the frozen snapshot: 0, then grows */
 
+  /* validation (the same protocol in both stages): val_dice before the first
+   * update (step 0) and after the last; best_val_dice is the running maximum
+   * and best_val_dice_step the step that reached it */
+  g_autoptr(GArray) vda = metric(dir_a, "val_dice"), vdb = metric(dir_b, "val_dice");
+  g_autoptr(GArray) bda = metric(dir_a, "best_val_dice"), bsa = metric(dir_a, "best_val_dice_step");
+  PS_CHECK_MSG(vda->len == 2 && bda->len == 2 && bsa->len == 2, "%u val_dice lines", vda->len);
+  if (vda->len == 2 && bda->len == 2 && bsa->len == 2) {
+    PS_CHECK(at(vda, 0) >= 0 && at(vda, 0) <= 1 && at(vda, 1) >= 0 && at(vda, 1) <= 1);
+    PS_CHECK(at(bda, 0) == at(vda, 0) && at(bsa, 0) == 0);
+    PS_CHECK(at(bda, 1) == fmax(at(vda, 0), at(vda, 1)));
+    PS_CHECK(at(bsa, 1) == (at(vda, 1) > at(vda, 0) ? 3 : 0));
+    PS_CHECK(at(vdb, 0) == at(vda, 0) && at(vdb, 1) == at(vda, 1)); /* deterministic */
+  }
+  /* stage.grpo validates the same way: from the same weights, the same step-0 Dice */
+  const char *grpo_stage[] = {"stages.so_grpo.plugin=stage.grpo", "stages.so_grpo.advantage=grpo",
+                              "stages.so_grpo.critic=", "stages.so_grpo.steps=1",
+                              "stages.so_grpo.max_new_tokens=16", NULL};
+  g_autofree char *dir_gs = NULL;
+  PS_CHECK_OK(run_file(rlq, grpo_stage, &dir_gs, &error), error);
+  g_autoptr(GArray) vdg = metric(dir_gs, "val_dice"), bsg = metric(dir_gs, "best_val_dice_step");
+  PS_CHECK_MSG(vdg->len == 2 && at(vdg, 0) == at(vda, 0), "stage.grpo val_dice at step 0: %g (so_grpo %g)",
+               at(vdg, 0), at(vda, 0));
+  PS_CHECK(bsg->len == 2 && (at(bsg, 1) == 0 || at(bsg, 1) == 1));
+
   /* a run stopped after step 1 and resumed ends exactly as the run above
    * (batches, sampling, optimizer state and the reference snapshot) */
   const char *stop[] = {"stages.so_grpo.steps=3", "stages.so_grpo.max_new_tokens=16",
@@ -145,6 +171,9 @@ int main(int argc, char **argv) {
   PS_CHECK(rs->len == 3);
   for (guint i = 0; i < 3; i++)
     PS_CHECK(at(rs, i) == at(ra, i) && at(ks, i) == at(ka, i) && at(ds2, i) == at(da, i));
+  /* ... and its validation continues: the same final val_dice and best */
+  g_autoptr(GArray) vds = metric(dir_s, "val_dice"), bds = metric(dir_s, "best_val_dice");
+  PS_CHECK(vds->len == 2 && at(vds, 1) == at(vda, 1) && bds->len == 2 && at(bds, 1) == at(bda, 1));
 
   /* the critic learns: with only the critic training on a constant return
    * (R_len with no free tokens), the value loss falls; with vf_coef 0 it
