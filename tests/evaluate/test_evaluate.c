@@ -402,6 +402,32 @@ static void test_compare(const char *a, const char *b) {
   PS_CHECK(g_file_get_contents(csvp, &csv, NULL, NULL));
   g_auto(GStrv) lines = csv ? g_strsplit(csv, "\n", -1) : NULL;
   PS_CHECK(lines && g_strv_length(lines) == 4 && g_str_has_prefix(lines[0], "Run,Dice,IoU"));
+  /* The best validation Dice is the last validating stage's: an RL stage's
+   * greedy Dice (0.6 at step 10), not its SFT stage's teacher-forced 0.9. */
+  g_autofree char *staged = path_in("staged-run");
+  g_mkdir_with_parents(staged, 0755);
+  g_autofree char *mpath = g_build_filename(staged, "metrics.jsonl", NULL);
+  PS_CHECK(g_file_set_contents(mpath,
+                               "{\"stage\": \"sft\", \"step\": 100, \"val_seg_loss.dice\": 0.9}\n"
+                               "{\"stage\": \"so_grpo\", \"step\": 0, \"val_dice\": 0.5}\n"
+                               "{\"stage\": \"so_grpo\", \"step\": 10, \"val_dice\": 0.6}\n"
+                               "{\"stage\": \"so_grpo\", \"step\": 20, \"val_dice\": 0.55}\n",
+                               -1, NULL));
+  g_autofree char *out2 = NULL;
+  rc = run_cmd(&out2, NULL, "compare", staged, "--csv", "cmp2.csv", NULL);
+  g_autofree char *csv2p = path_in("cmp2.csv");
+  g_autofree char *csv2 = NULL;
+  PS_CHECK(rc == 0 && g_file_get_contents(csv2p, &csv2, NULL, NULL));
+  g_auto(GStrv) rows2 = csv2 ? g_strsplit(csv2, "\n", -1) : NULL;
+  g_auto(GStrv) cells = rows2 && rows2[0] && rows2[1] ? g_strsplit(rows2[1], ",", -1) : NULL;
+  g_auto(GStrv) heads = rows2 && rows2[0] ? g_strsplit(rows2[0], ",", -1) : NULL;
+  int best_col = -1;
+  for (int c = 0; heads && heads[c]; c++)
+    if (strcmp(heads[c], "Best val Dice") == 0) best_col = c;
+  PS_CHECK_MSG(best_col >= 0 && cells && (int)g_strv_length(cells) > best_col + 1 &&
+                   strcmp(cells[best_col], "60.00") == 0 && strcmp(cells[best_col + 1], "10") == 0,
+               "best val Dice row: %s", rows2 && rows2[1] ? rows2[1] : "(none)");
+
   g_autofree char *err = NULL;
   rc = run_cmd(NULL, &err, "compare", "no-such-run", NULL);
   PS_CHECK(rc == 1 && err && strstr(err, "no-such-run"));

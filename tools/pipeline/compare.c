@@ -21,8 +21,11 @@ typedef struct {
   double grad_var; /* NAN when no grad_norm */
 } run_info;
 
-/* Best validation Dice (any key val_*dice) and its step; variance of
- * grad_norm over the last stage that logged it. */
+/* Best validation Dice (any key val_*dice) of the last stage that logged
+ * one, and its step — so that a run ending in RL is judged by the RL
+ * stage's greedy validation (its step 0 is the SFT model), not by the
+ * teacher-forced Dice of its SFT stage; variance of grad_norm over the last
+ * stage that logged it. */
 static void scan_metrics(const char *dir, run_info *r) {
   r->best_dice = r->best_step = r->grad_var = NAN;
   g_autofree char *path = g_build_filename(dir, "metrics.jsonl", NULL);
@@ -30,7 +33,7 @@ static void scan_metrics(const char *dir, run_info *r) {
   if (!g_file_get_contents(path, &text, NULL, NULL)) return;
   g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
   g_autoptr(JsonParser) p = json_parser_new();
-  g_autofree char *grad_stage = NULL;
+  g_autofree char *grad_stage = NULL, *dice_stage = NULL;
   double s1 = 0, s2 = 0;
   int64_t n = 0;
   for (size_t i = 0; lines[i]; i++) {
@@ -47,10 +50,16 @@ static void scan_metrics(const char *dir, run_info *r) {
       JsonNode *v = json_object_get_member(o, k);
       if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) == G_TYPE_STRING) continue;
       double x = json_node_get_double(v);
-      if (g_str_has_prefix(k, "val_") && g_str_has_suffix(k, "dice") && isfinite(x) &&
-          (isnan(r->best_dice) || x > r->best_dice)) {
-        r->best_dice = x;
-        r->best_step = step;
+      if (g_str_has_prefix(k, "val_") && g_str_has_suffix(k, "dice") && isfinite(x)) {
+        if (g_strcmp0(dice_stage, stage) != 0) { /* a later stage validated: its Dice counts */
+          g_free(dice_stage);
+          dice_stage = g_strdup(stage);
+          r->best_dice = r->best_step = NAN;
+        }
+        if (isnan(r->best_dice) || x > r->best_dice) {
+          r->best_dice = x;
+          r->best_step = step;
+        }
       }
       if (strcmp(k, "grad_norm") == 0 && isfinite(x)) {
         if (g_strcmp0(grad_stage, stage) != 0) { /* a new training stage: start over */
