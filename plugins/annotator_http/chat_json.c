@@ -4,6 +4,7 @@
 
 #include <json-glib/json-glib.h>
 #include <pathseg/error.h>
+#include <pathseg/json_depth.h>
 #include <string.h>
 
 const char ps_chat_default_system_prompt[] =
@@ -92,11 +93,18 @@ char *ps_chat_reply_content(const char *body, gssize length, const char *url, GE
     g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: empty reply body", url);
     return NULL;
   }
+  if (!ps_json_depth_ok(body, length, PS_JSON_MAX_DEPTH)) { /* json-glib would overflow the stack */
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: reply is not JSON (nested deeper than %d)", url,
+                PS_JSON_MAX_DEPTH);
+    return NULL;
+  }
   g_autoptr(JsonParser) parser = json_parser_new();
   GError *local = NULL;
   if (!json_parser_load_from_data(parser, body, length, &local)) {
     g_autofree char *ex = excerpt(body, length, 80);
-    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: reply is not JSON (%s): %s", url, local->message, ex);
+    /* json-glib quotes the offending token raw: a lone surrogate escape (\ud800) comes back as invalid UTF-8. */
+    g_autofree char *why = g_utf8_make_valid(local->message, -1);
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: reply is not JSON (%s): %s", url, why, ex);
     g_clear_error(&local);
     return NULL;
   }
@@ -148,7 +156,9 @@ char *ps_chat_reply_content(const char *body, gssize length, const char *url, GE
                 "%s: the chain was cut off by max_tokens (finish_reason \"length\"); raise max_tokens", url);
     return NULL;
   }
-  char *text = g_strstrip(g_strdup(json_node_get_string(content)));
+  /* json-glib decodes a lone surrogate escape (\ud800) to invalid UTF-8; the
+   * chain goes into the manifest and the tokenizer, so it is made valid (U+FFFD). */
+  char *text = g_strstrip(g_utf8_make_valid(json_node_get_string(content), -1));
   if (!*text) {
     g_free(text);
     g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: choices[0].message.content is empty", url);
@@ -169,19 +179,16 @@ char *ps_chat_normalise_seg(const char *text, gboolean append, GError **error) {
     }
     return *t ? g_strconcat(t, " " PS_SEG_TOKEN, NULL) : g_strdup(PS_SEG_TOKEN);
   }
-  GString *out = g_string_new(NULL);
   /* Everything before the last <SEG>, without the earlier ones, with the
-   * runs of spaces their removal leaves collapsed. */
-  for (const char *p = t; p < last;) {
-    if (strncmp(p, PS_SEG_TOKEN, tl) == 0) {
-      p += tl;
-      continue;
-    }
-    if (*p == ' ' && (out->len == 0 || out->str[out->len - 1] == ' ')) {
-      p++;
-      continue;
-    }
-    g_string_append_c(out, *p++);
+   * runs of spaces their removal leaves collapsed. Removing one can join its
+   * neighbours into another ("<SE<SEG>G>"), so until none is left. */
+  g_autoptr(GString) before = g_string_new_len(t, last - t);
+  while (g_string_replace(before, PS_SEG_TOKEN, "", 0) > 0) {
+  }
+  GString *out = g_string_new(NULL);
+  for (const char *p = before->str; *p; p++) {
+    if (*p == ' ' && (out->len == 0 || out->str[out->len - 1] == ' ')) continue;
+    g_string_append_c(out, *p);
   }
   g_string_append(out, PS_SEG_TOKEN);
   for (const char *p = last + tl; *p && strchr(".!?)\"'", *p); p++) g_string_append_c(out, *p);

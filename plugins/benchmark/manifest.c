@@ -2,8 +2,10 @@
 #include "manifest.h"
 
 #include <glib/gstdio.h>
+#include <limits.h>
 #include <json-glib/json-glib.h>
 #include <pathseg/error.h>
+#include <pathseg/json_depth.h>
 #include <string.h>
 
 void ps_manifest_row_free(ps_manifest_row *r) {
@@ -30,6 +32,34 @@ static const char *str_member(JsonObject *o, const char *key) {
              ? json_node_get_string(n) : NULL;
 }
 
+/* A copy of a string member (NULL when absent). json-glib decodes a lone
+ * surrogate escape (\ud800) to invalid UTF-8, which it then refuses to read
+ * back: made valid (U+FFFD) so that a manifest written from the rows loads. */
+static char *dup_member(JsonObject *o, const char *key) {
+  const char *s = str_member(o, key);
+  return s ? g_utf8_make_valid(s, -1) : NULL;
+}
+
+/* An integer member, 0 when absent, null or not a number (json-glib's
+ * get_int_member asserts a value node and logs criticals otherwise); reals
+ * are truncated when they fit an int. */
+static int int_member(JsonObject *o, const char *key) {
+  JsonNode *n = json_object_get_member(o, key);
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return 0;
+  GType t = json_node_get_value_type(n);
+  if (t == G_TYPE_INT64) return (int)json_node_get_int(n);
+  double d = t == G_TYPE_DOUBLE ? json_node_get_double(n) : 0;
+  return d >= INT_MIN && d <= INT_MAX ? (int)d : 0;
+}
+
+/* A boolean member (an integer counts as its truth value), FALSE otherwise. */
+static gboolean bool_member(JsonObject *o, const char *key) {
+  JsonNode *n = json_object_get_member(o, key);
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;
+  GType t = json_node_get_value_type(n);
+  return t == G_TYPE_BOOLEAN ? json_node_get_boolean(n) : t == G_TYPE_INT64 ? json_node_get_int(n) != 0 : FALSE;
+}
+
 GPtrArray *ps_manifest_read(const char *path, GError **error) {
   g_autofree char *text = NULL;
   gsize len = 0;
@@ -41,8 +71,15 @@ GPtrArray *ps_manifest_read(const char *path, GError **error) {
   for (char *line = strtok_r(text, "\n", &saveptr); line; line = strtok_r(NULL, "\n", &saveptr)) {
     line_no++;
     if (!*g_strstrip(line)) continue;
+    if (!ps_json_depth_ok(line, -1, PS_JSON_MAX_DEPTH)) { /* json-glib would overflow the stack */
+      g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s:%d: not a JSON object: nested deeper than %d", path,
+                  line_no, PS_JSON_MAX_DEPTH);
+      g_ptr_array_unref(rows);
+      return NULL;
+    }
     GError *local = NULL;
-    if (!json_parser_load_from_data(parser, line, -1, &local) ||
+    /* A line of only a comment (json-glib skips them) loads with no root. */
+    if (!json_parser_load_from_data(parser, line, -1, &local) || !json_parser_get_root(parser) ||
         !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
       g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s:%d: not a JSON object%s%s", path, line_no,
                   local ? ": " : "", local ? local->message : "");
@@ -61,23 +98,23 @@ GPtrArray *ps_manifest_read(const char *path, GError **error) {
       }
     }
     ps_manifest_row *r = g_new0(ps_manifest_row, 1);
-    r->image = g_strdup(str_member(o, "image"));
-    r->mask = g_strdup(str_member(o, "mask"));
-    r->query = g_strdup(str_member(o, "query"));
-    r->reasoning = g_strdup(str_member(o, "reasoning"));
-    r->split = g_strdup(str_member(o, "split"));
-    r->source = g_strdup(str_member(o, "source"));
-    r->group = g_strdup(str_member(o, "patient"));
-    r->target = g_strdup(str_member(o, "target"));
-    r->morphology = g_strdup(str_member(o, "morphology"));
-    r->stain = g_strdup(str_member(o, "stain"));
-    r->review = g_strdup(str_member(o, "review"));
-    r->reviewer = g_strdup(str_member(o, "reviewer"));
-    r->reviewed_at = g_strdup(str_member(o, "reviewed_at"));
-    r->magnification = (int)json_object_get_int_member_with_default(o, "magnification", 0);
-    r->width = (int)json_object_get_int_member_with_default(o, "width", 0);
-    r->height = (int)json_object_get_int_member_with_default(o, "height", 0);
-    r->held_out = json_object_get_boolean_member_with_default(o, "held_out", FALSE);
+    r->image = dup_member(o, "image");
+    r->mask = dup_member(o, "mask");
+    r->query = dup_member(o, "query");
+    r->reasoning = dup_member(o, "reasoning");
+    r->split = dup_member(o, "split");
+    r->source = dup_member(o, "source");
+    r->group = dup_member(o, "patient");
+    r->target = dup_member(o, "target");
+    r->morphology = dup_member(o, "morphology");
+    r->stain = dup_member(o, "stain");
+    r->review = dup_member(o, "review");
+    r->reviewer = dup_member(o, "reviewer");
+    r->reviewed_at = dup_member(o, "reviewed_at");
+    r->magnification = int_member(o, "magnification");
+    r->width = int_member(o, "width");
+    r->height = int_member(o, "height");
+    r->held_out = bool_member(o, "held_out");
     g_ptr_array_add(rows, r);
   }
   return rows;

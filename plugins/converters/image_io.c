@@ -241,15 +241,23 @@ uint8_t *conv_load_png_indices(const char *path, int *w, int *h, uint8_t palette
 
 int32_t *conv_load_ascii_labels(const char *path, int *w, int *h, GError **error) {
   g_autofree char *text = NULL;
-  if (!g_file_get_contents(path, &text, NULL, error)) return NULL;
+  gsize len = 0;
+  if (!g_file_get_contents(path, &text, &len, error)) return NULL;
   char *p = text, *end = NULL;
   long W = strtol(p, &end, 10);
   long H = end != p ? strtol(p = end, &end, 10) : 0;
-  if (end == p || W <= 0 || H <= 0 || (int64_t)W * H > MAX_PIXELS) {
+  /* Each side bounded first, so that the product cannot overflow. */
+  if (end == p || W <= 0 || H <= 0 || W > MAX_PIXELS || H > MAX_PIXELS || (int64_t)W * H > MAX_PIXELS) {
     g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: the first line must be 'width height'", path);
     return NULL;
   }
   size_t n = (size_t)W * H;
+  /* Every value takes at least one byte: refuse before allocating 4 bytes per promised pixel. */
+  if (n > len) {
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: %ld x %ld values cannot fit in %zu bytes", path, W, H,
+                (size_t)len);
+    return NULL;
+  }
   g_autofree int32_t *out = g_new(int32_t, n);
   for (size_t i = 0; i < n; i++) {
     p = end;

@@ -12,7 +12,14 @@
 
 #include <json-glib/json-glib.h>
 #include <pathseg/error.h>
+#include <pathseg/json_depth.h>
 #include <string.h>
+
+/* Largest id a file may give (exclusive). The id tables are dense (17 bytes
+ * per id up to the largest), so the core's limit of 2^30 would let a
+ * 100-byte file allocate 18 GB; 2^24 is 64x the largest published
+ * vocabulary (256k) and caps the tables at 285 MB. */
+#define MAX_FILE_ID (1 << 24)
 
 static gboolean fail(GError **error, const char *where, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
@@ -158,7 +165,7 @@ static gboolean load_vocab(ps_bpe *tok, JsonObject *model, const char *where, GE
     if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_INT64)
       return fail(error, where, "model.vocab: the id of \"%s\" is not an integer", key);
     gint64 id = json_node_get_int(val);
-    if (id < 0 || id >= (1 << 30))
+    if (id < 0 || id >= MAX_FILE_ID)
       return fail(error, where, "model.vocab: the id of \"%s\" is out of range (%" G_GINT64_FORMAT ")",
                   key, id);
     if (!ps_bpe_set_vocab(tok, key, (int32_t)id, where, error)) return FALSE;
@@ -260,7 +267,7 @@ static gboolean load_added(ps_bpe *tok, JsonObject *root, const char *where, GEr
       return fail(error, where, "added_tokens[%u] (\"%s\"): lstrip/rstrip/single_word are not "
                   "supported", i, content);
     gint64 id = json_node_get_int(idn);
-    if (id < 0 || id >= (1 << 30))
+    if (id < 0 || id >= MAX_FILE_ID)
       return fail(error, where, "added_tokens[%u]: id %" G_GINT64_FORMAT " out of range", i, id);
     gboolean special = bool_member(o, "special", FALSE);
     /* tokenizers' AddedToken defaults normalized to !special. */
@@ -287,6 +294,10 @@ static ps_bpe *load_root(JsonNode *node, const char *where, GError **error) {
 }
 
 ps_bpe *ps_bpe_load_data(const char *json, gssize len, const char *label, GError **error) {
+  if (!ps_json_depth_ok(json, len, PS_JSON_MAX_DEPTH)) { /* json-glib would overflow the stack */
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: JSON nested deeper than %d", label, PS_JSON_MAX_DEPTH);
+    return NULL;
+  }
   g_autoptr(JsonParser) parser = json_parser_new_immutable();
   GError *err = NULL;
   if (!json_parser_load_from_data(parser, json, len, &err)) {
@@ -298,11 +309,24 @@ ps_bpe *ps_bpe_load_data(const char *json, gssize len, const char *label, GError
 }
 
 ps_bpe *ps_bpe_load(const char *path, GError **error) {
-  g_autoptr(JsonParser) parser = json_parser_new_immutable();
+  /* Mapped (the Qwen2 file is 11 MB), depth-checked, then parsed in place:
+   * what json_parser_load_from_mapped_file does, with the guard between. */
   GError *err = NULL;
-  if (!json_parser_load_from_mapped_file(parser, path, &err)) {
-    gboolean io = err->domain == G_FILE_ERROR;
-    g_set_error(error, PS_ERROR, io ? PS_ERROR_IO : PS_ERROR_PARSE, "%s: %s", path, err->message);
+  g_autoptr(GMappedFile) map = g_mapped_file_new(path, FALSE, &err);
+  if (!map) {
+    g_set_error(error, PS_ERROR, PS_ERROR_IO, "%s: %s", path, err->message);
+    g_error_free(err);
+    return NULL;
+  }
+  const char *json = g_mapped_file_get_contents(map);
+  gssize len = (gssize)g_mapped_file_get_length(map);
+  if (!ps_json_depth_ok(json ? json : "", json ? len : 0, PS_JSON_MAX_DEPTH)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: JSON nested deeper than %d", path, PS_JSON_MAX_DEPTH);
+    return NULL;
+  }
+  g_autoptr(JsonParser) parser = json_parser_new_immutable();
+  if (!json_parser_load_from_data(parser, json ? json : "", json ? len : 0, &err)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: %s", path, err->message);
     g_error_free(err);
     return NULL;
   }
