@@ -430,12 +430,12 @@ gboolean ps_graph_load_weights(ps_graph *g, const char *instance, const char *pa
       n_problems++;
       continue;
     }
-    if (t->dtype == p->value->dtype) {
+    if (p->value->dtype == PS_DTYPE_F32) {
+      /* converts in pieces and drops the file pages it read: a load peaks
+       * near the weights' size, not twice that */
+      if (!ps_safetensors_read_f32(st, name, p->value, error)) return FALSE;
+    } else if (t->dtype == p->value->dtype) {
       memcpy(p->value->data, t->data, t->nbytes);
-    } else if (p->value->dtype == PS_DTYPE_F32) {
-      g_autoptr(ps_tensor) f = ps_tensor_to_f32(t, error);
-      if (!f) return FALSE;
-      memcpy(p->value->data, f->data, f->nbytes);
     } else {
       g_string_append_printf(problems, "\n  wrong dtype: %s is %s in the file, %s in the model", name,
                              ps_dtype_name(t->dtype), ps_dtype_name(p->value->dtype));

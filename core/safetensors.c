@@ -15,9 +15,14 @@
  * temporary file in the target directory that is fsynced and renamed over
  * the target. Writing in place would zero-fill any live mapping of the old
  * file (huggingface/safetensors #762). */
-/* posix_memalign, fsync, O_CLOEXEC: POSIX.1-2008 under -std=c11. */
+/* posix_memalign, fsync, O_CLOEXEC: POSIX.1-2008 under -std=c11; madvise
+ * and MADV_DONTNEED (posix_madvise's POSIX_MADV_DONTNEED is a no-op in
+ * glibc): _DEFAULT_SOURCE. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
 #endif
 
 #include <pathseg/error.h>
@@ -28,6 +33,7 @@
 #include <glib/gstdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Integers in the header above this are refused: they cannot be byte
@@ -850,16 +856,151 @@ const ps_tensor *ps_safetensors_get(ps_safetensors *st, const char *name, GError
   return ok ? &e->view : NULL;
 }
 
+/* Drops the mapped pages under [p, p + n) from this process's resident set.
+ * The mapping is a private, read-only file mapping, so this is always safe:
+ * a later access faults the same bytes back in from the page cache (the
+ * borrowed views of ps_safetensors_get stay valid). Without it, copying a
+ * whole checkpoint out of the mapping keeps every file page resident until
+ * close, and a load peaks near twice the weights. Pages shared with a
+ * neighbouring tensor are dropped too (they come back on demand). Caller
+ * buffers (open_buffer) are left alone: their memory is not ours. */
+static void release_range(const ps_safetensors *st, const guint8 *p, size_t n) {
+  if (st->map == NULL || n == 0)
+    return;
+  static gsize page = 0;
+  if (g_once_init_enter(&page)) {
+    long ps = sysconf(_SC_PAGESIZE);
+    g_once_init_leave(&page, ps > 0 ? (gsize)ps : 4096);
+  }
+  uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1);
+  uintptr_t hi = ((uintptr_t)p + n + page - 1) & ~(uintptr_t)(page - 1);
+  /* The mapping starts on a page and mmap maps its last partial page whole,
+   * so [lo, hi) stays inside it. Failure only means the pages stay. */
+  (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* dst[0..n) = src converted to f32 (src may be misaligned: memcpy per
+ * element, as ps_tensor_to_f32). FALSE for a dtype with no conversion. */
+static gboolean convert_f32(float *dst, const guint8 *src, ps_dtype dtype, size_t n) {
+  switch (dtype) {
+  case PS_DTYPE_F32:
+    memcpy(dst, src, n * 4);
+    return TRUE;
+  case PS_DTYPE_F64:
+    for (size_t i = 0; i < n; i++) {
+      double v;
+      memcpy(&v, src + i * 8, 8);
+      dst[i] = (float)v;
+    }
+    return TRUE;
+  case PS_DTYPE_BF16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t v;
+      memcpy(&v, src + i * 2, 2);
+      dst[i] = ps_bf16_to_f32(v);
+    }
+    return TRUE;
+  case PS_DTYPE_F16:
+    for (size_t i = 0; i < n; i++) {
+      uint16_t v;
+      memcpy(&v, src + i * 2, 2);
+      dst[i] = ps_f16_to_f32(v);
+    }
+    return TRUE;
+  case PS_DTYPE_I32:
+    for (size_t i = 0; i < n; i++) {
+      int32_t v;
+      memcpy(&v, src + i * 4, 4);
+      dst[i] = (float)v;
+    }
+    return TRUE;
+  case PS_DTYPE_I64:
+    for (size_t i = 0; i < n; i++) {
+      int64_t v;
+      memcpy(&v, src + i * 8, 8);
+      dst[i] = (float)v;
+    }
+    return TRUE;
+  case PS_DTYPE_U8:
+    for (size_t i = 0; i < n; i++)
+      dst[i] = (float)src[i];
+    return TRUE;
+  case PS_DTYPE_BOOL:
+    for (size_t i = 0; i < n; i++)
+      dst[i] = src[i] ? 1.0f : 0.0f;
+    return TRUE;
+  default:
+    return FALSE;
+  }
+}
+
+/* Elements converted per step of ps_safetensors_read_f32: the file pages of
+ * one step are released before the next, so even a 0.5 GB embedding never
+ * has more than a few MB of its file pages resident on top of the copy. */
+#define ST_READ_CHUNK ((size_t)1 << 20)
+
+gboolean ps_safetensors_read_f32(ps_safetensors *st, const char *name, ps_tensor *dst,
+                                 GError **error) {
+  st_entry *e = name ? g_hash_table_lookup(st->index, name) : NULL;
+  if (e == NULL) {
+    g_set_error(error, PS_ERROR, PS_ERROR_NOT_FOUND, "%s: no tensor '%s'", st->label,
+                name ? name : "(null)");
+    return FALSE;
+  }
+  const int64_t n = ps_tensor_numel(&e->view);
+  if (dst == NULL || dst->dtype != PS_DTYPE_F32 || dst->device != PS_DEVICE_CPU ||
+      ps_tensor_numel(dst) != n) {
+    char a[96], b[96];
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                "%s: tensor '%s' is %s %s, the destination %s %s", st->label, name,
+                ps_dtype_name(e->view.dtype), ps_shape_format(&e->view, a, sizeof a),
+                dst ? ps_dtype_name(dst->dtype) : "(none)",
+                dst ? ps_shape_format(dst, b, sizeof b) : "");
+    return FALSE;
+  }
+  if (n == 0)
+    return TRUE;
+  const size_t esize = ps_dtype_size(e->view.dtype);
+  const guint8 *src = st->data + e->begin;
+  if (G_BYTE_ORDER == G_BIG_ENDIAN && esize > 1) {
+    /* The byte-swapped aligned copy of entry_resolve, then convert. */
+    const ps_tensor *t = ps_safetensors_get(st, name, error);
+    if (t == NULL)
+      return FALSE;
+    src = t->data;
+  }
+  float *out = dst->data;
+  for (size_t i = 0; i < (size_t)n; i += ST_READ_CHUNK) {
+    size_t k = MIN(ST_READ_CHUNK, (size_t)n - i);
+    if (!convert_f32(out + i, src + i * esize, e->view.dtype, k)) {
+      g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "%s: tensor '%s': no f32 conversion from %s",
+                  st->label, name, ps_dtype_name(e->view.dtype));
+      return FALSE;
+    }
+    if (src == st->data + e->begin)
+      release_range(st, src + i * esize, k * esize);
+  }
+  return TRUE;
+}
+
 ps_tensor *ps_safetensors_get_f32(ps_safetensors *st, const char *name, GError **error) {
-  const ps_tensor *t = ps_safetensors_get(st, name, error);
-  if (t == NULL)
+  st_entry *e = name ? g_hash_table_lookup(st->index, name) : NULL;
+  if (e == NULL) {
+    g_set_error(error, PS_ERROR, PS_ERROR_NOT_FOUND, "%s: no tensor '%s'", st->label,
+                name ? name : "(null)");
     return NULL;
+  }
   GError *local = NULL;
-  ps_tensor *f = ps_tensor_to_f32(t, &local);
+  ps_tensor *f = ps_tensor_new(PS_DTYPE_F32, e->view.ndim, e->view.shape, &local);
   if (f == NULL) {
     g_set_error(error, PS_ERROR, local->code, "%s: tensor '%s': %s", st->label, name,
                 local->message);
     g_error_free(local);
+    return NULL;
+  }
+  if (!ps_safetensors_read_f32(st, name, f, error)) {
+    ps_tensor_free(f);
+    return NULL;
   }
   return f;
 }

@@ -162,6 +162,14 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
                        const int32_t *mask, int64_t B, int64_t T, qwen2_kv *kv,
                        qwen2_logits_mode mode, GError **error);
 
+/* ps_linear_forward for the projections of a forward pass; a decode step's
+ * few rows run as sgemv (qwen2_gemv.c). y: (N, out), x: (N, in). */
+gboolean qwen2_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, float *y,
+                              const float *x, int64_t N, GError **error);
+/* y: (N, out) = x: (N, in) w^T (+ bias), one sgemv per row. */
+void qwen2_gemv_rows(float *y, const float *x, const float *w, const float *bias, int64_t N,
+                     int64_t in, int64_t out);
+
 /* The attention of nb batch rows, Tq queries, Tk keys (causal, GQA, scale
  * 1/sqrt(hd)), with m->bias as key-padding mask when m->use_bias. */
 ps_attention_desc qwen2_att_desc(const qwen2_model *m, int64_t nb, int64_t Tq, int64_t Tk);

@@ -5,6 +5,7 @@
 
 #include "mask_decoder.h"
 #include "sam_plugin.h"
+#include "sam_weights.h"
 
 static const ps_config_key dec_config[] = {
     {"preset", PS_TYPE_ENUM, "tiny", PS_NO_RANGE, "tiny|base",
@@ -33,6 +34,10 @@ static const ps_config_key dec_config[] = {
      "[h, w] of the image inside the input_image_size frame before padding (default: all of it)"},
     {"output_size", PS_TYPE_INT_LIST, "null", 1, 65536, NULL,
      "[H, W] of `masks` when the `image` input is unbound (default input_size)"},
+    {"checkpoint", PS_TYPE_STRING, "null", PS_NO_RANGE, NULL,
+     "safetensors with the prompt encoder and mask decoder weights, official (prompt_encoder.*, "
+     "mask_decoder.*) or Hugging Face SamModel names, detected; the image encoder in a full SAM "
+     "file is ignored"},
     {NULL},
 };
 static const ps_port_desc dec_inputs[] = {
@@ -127,7 +132,10 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     dc->out_w = v[1];
   }
   dc->d = sam_decoder_new(&c, k, ps_context_rng(ctx), error);
-  if (!dc->d) {
+  static const char *const own[] = {"prompt_encoder.", "mask_decoder.", NULL};
+  if (!dc->d || (ps_config_has(cfg, "checkpoint") &&
+                 !sam_params_load_path(sam_decoder_params(dc->d), ps_config_string(cfg, "checkpoint"),
+                                       own, "decoder.sam", NULL, error))) {
     dec_destroy(dc);
     return NULL;
   }

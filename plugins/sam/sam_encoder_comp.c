@@ -4,6 +4,7 @@
 
 #include "image_encoder.h"
 #include "sam_plugin.h"
+#include "sam_weights.h"
 
 static const ps_config_key enc_config[] = {
     {"preset", PS_TYPE_ENUM, "tiny", PS_NO_RANGE, "tiny|base",
@@ -30,6 +31,9 @@ static const ps_config_key enc_config[] = {
     {"medsam_input", PS_TYPE_BOOL, "true", PS_NO_RANGE, NULL,
      "MedSAM convention: per-image min-max to [0, 1] inside the encoder; false feeds the image "
      "to the patch embedding unchanged (SAM's pixel normalisation done upstream)"},
+    {"checkpoint", PS_TYPE_STRING, "null", PS_NO_RANGE, NULL,
+     "safetensors with the encoder weights, official (image_encoder.*) or Hugging Face "
+     "SamModel (vision_encoder.*) names, detected; other parts of a full SAM file are ignored"},
     {NULL},
 };
 static const ps_port_desc enc_inputs[] = {
@@ -83,7 +87,14 @@ static void *enc_create(const ps_config *cfg, ps_context *ctx, GError **error) {
                   i, c.depth);
       return NULL;
     }
-  return sam_encoder_new(&c, k, ps_context_rng(ctx), error);
+  sam_encoder *e = sam_encoder_new(&c, k, ps_context_rng(ctx), error);
+  if (e && ps_config_has(cfg, "checkpoint")) {
+    static const char *const own[] = {"image_encoder.", NULL};
+    if (!sam_params_load_path(sam_encoder_params(e), ps_config_string(cfg, "checkpoint"), own,
+                              "encoder.medsam", NULL, error))
+      g_clear_pointer(&e, sam_encoder_free);
+  }
+  return e;
 }
 
 static void enc_destroy(void *self) {

@@ -3,6 +3,7 @@
  *     the full forward on prompt + generated tokens at every step, and its
  *     log-probs and hidden states equal those of the full forward at the
  *     producing positions;
+ *     (also with LoRA on, which the decode step runs as sgemv);
  *   - batch rows are independent (B = 2 equals two B = 1 runs);
  *   - stop ids end a row (kept, then pad_id), max_new_tokens bounds it;
  *   - sampling: seeded runs repeat, a tiny top-p is greedy, log-probs are
@@ -55,11 +56,13 @@ static int32_t argmax(const float *x, int64_t V) {
   return b;
 }
 
-static void test_greedy_matches_full(void) {
+/* cfg: the component config (with LoRA it checks the decode step's sgemv
+ * LoRA path, qwen2_gemv.c, against the full forward's). */
+static void test_greedy_matches_full(const char *cfg) {
   ps_rng rng;
   ps_rng_seed(&rng, 9);
   qw_comp c;
-  if (!qw_init(&c, CFG "}", 1)) return;
+  if (!qw_init(&c, cfg, 1)) return;
   /* a larger std gives peaked logits, so argmax ties cannot flip */
   qw_randomize(&c, &rng, 0.4);
   const ps_llm_generate_iface *g = gen_of(&c);
@@ -325,7 +328,9 @@ static void test_left_padding(void) {
 
 int main(void) {
   test_left_padding();
-  test_greedy_matches_full();
+  test_greedy_matches_full(CFG "}");
+  test_greedy_matches_full(CFG ", lora: {r: 4, alpha: 8, dropout: 0.1, "
+                               "targets: [q_proj, v_proj, o_proj, down_proj]}}");
   test_sampling();
   test_sampler_distribution();
   test_mrope_continuation();

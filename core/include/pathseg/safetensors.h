@@ -37,8 +37,16 @@ gboolean ps_safetensors_has(const ps_safetensors *st, const char *name);
 /* A borrowed view of the tensor's data (valid until close); NULL and an error
  * naming the tensor and file when it is absent. */
 const ps_tensor *ps_safetensors_get(ps_safetensors *st, const char *name, GError **error);
-/* A new f32 CPU copy (converting bf16/f16/f64/ints). */
+/* A new f32 CPU copy (converting bf16/f16/f64/ints). Like read_f32, it
+ * drops the file pages it read from the process's resident set. */
 ps_tensor *ps_safetensors_get_f32(ps_safetensors *st, const char *name, GError **error);
+/* Converts tensor `name` to f32 straight into `dst` (a CPU f32 tensor with
+ * the same element count; its shape is the caller's to check) and drops the
+ * mapped file pages it read from the process's resident set (they fault
+ * back in if read again), so loading a checkpoint peaks near the size of
+ * the weights, not twice that. */
+gboolean ps_safetensors_read_f32(ps_safetensors *st, const char *name, ps_tensor *dst,
+                                 GError **error);
 /* A `__metadata__` value, or NULL. */
 const char *ps_safetensors_metadata(const ps_safetensors *st, const char *key);
 /* All metadata keys, NULL-terminated; free with g_free (not the strings). */
