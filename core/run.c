@@ -104,9 +104,11 @@ static void json_number(GString *s, double v) {
 void ps_run_metrics(ps_run *run, int64_t step, ...) {
   if (!run->metrics) return;
   GString *s = g_string_new(NULL);
-  g_string_append_printf(s, "{\"stage\": \"%s\", \"step\": %" G_GINT64_FORMAT ", \"time\": ",
-                         run->stage ? run->stage : "run", step);
-  json_number(s, (double)g_get_real_time() / 1e6);
+  /* Unix time in milliseconds' precision (%.9g would round it to seconds) */
+  char stamp[G_ASCII_DTOSTR_BUF_SIZE];
+  g_string_append_printf(s, "{\"stage\": \"%s\", \"step\": %" G_GINT64_FORMAT ", \"time\": %s",
+                         run->stage ? run->stage : "run", step,
+                         g_ascii_formatd(stamp, sizeof stamp, "%.3f", (double)g_get_real_time() / 1e6));
   va_list ap;
   va_start(ap, step);
   const char *key;

@@ -32,12 +32,13 @@ mid=(--set components.medsam.with.embed_dim=256 --set components.medsam.with.dep
      --set components.llm.with.intermediate=1408 --set components.projector.with.llm_width=512
      --set components.seg_adapter.with.hidden=512)
 
-# steps/s and comm bytes/step of the newest run under $1
+# steps/s and comm bytes/step of the newest run under $1 (metrics.jsonl
+# times are Unix seconds with millisecond precision)
 measure() {
   local m; m="$(ls -d "$1"/*/ | tail -1)metrics.jsonl"
   awk -v steps="$steps" '
     /"loss":/ { match($0, /"step": [0-9]+/); s = substr($0, RSTART + 8, RLENGTH - 8) + 0;
-                match($0, /"time": [0-9.e+]+/); t[s] = substr($0, RSTART + 8, RLENGTH - 8) + 0 }
+                match($0, /"time": [0-9.]+/); t[s] = substr($0, RSTART + 8, RLENGTH - 8) + 0 }
     /"comm_bytes":/ { match($0, /"comm_bytes": [0-9.e+]+/); c = substr($0, RSTART + 14, RLENGTH - 14) + 0 }
     END { printf "%.3f %.0f\n", (steps - 5) / (t[steps] - t[5]), c }' "$m"
 }

@@ -53,26 +53,38 @@ PS_VINLINE float sm_exp(float x) {
   return x < lo ? 0.0f : p * s;
 }
 
+/* Reductions keep LANES partial results in a fixed-size array, which GCC
+ * vectorises in every clone; with `omp simd reduction` it left the max and
+ * the exp-and-sum loops scalar ("no vectype" for the privatised lanes), and
+ * the exp-and-sum loop was most of the op's time. */
+#define LANES 16
+
 PS_SIMD_CLONES void ps_cpu_softmax_row(float *y, const float *x, int64_t n, float *lse) {
   /* y, x: (n), in place allowed; lse: one float or NULL */
+  float part[LANES];
+  for (int k = 0; k < LANES; k++) part[k] = -INFINITY;
+  int64_t j = 0;
+  for (; j + LANES <= n; j += LANES)
+    for (int k = 0; k < LANES; k++) part[k] = x[j + k] > part[k] ? x[j + k] : part[k];
   float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+  for (int k = 0; k < LANES; k++) mx = part[k] > mx ? part[k] : mx;
+  for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
   if (mx == -INFINITY) { /* nothing to attend to: zeros, lse = -inf */
     memset(y, 0, (size_t)n * sizeof(float));
     if (lse) *lse = -INFINITY;
     return;
   }
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) y[i] = sm_exp(x[i] - mx);
+  for (int k = 0; k < LANES; k++) part[k] = 0.0f;
+  for (j = 0; j + LANES <= n; j += LANES)
+    for (int k = 0; k < LANES; k++) part[k] += y[j + k];
   float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; j++) {
-    float e = sm_exp(x[j] - mx);
-    y[j] = e;
-    sum += e;
-  }
+  for (int k = 0; k < LANES; k++) sum += part[k];
+  for (; j < n; j++) sum += y[j];
   float inv = 1.0f / sum; /* sum >= 1: the max element contributes exp(0) */
 #pragma omp simd
-  for (int64_t j = 0; j < n; j++) y[j] *= inv;
+  for (int64_t i = 0; i < n; i++) y[i] *= inv;
   if (lse) *lse = mx + logf(sum);
 }
 
