@@ -107,25 +107,6 @@ static void batch_clear(batch *b) {
   for (int i = 0; i < 6; i++) ps_tensor_free(t[i]);
 }
 
-/* The instances `target` depends on (itself included), NULL-terminated. */
-static char **closure_of(const ps_pipeline *p, const char *target) {
-  GPtrArray *out = g_ptr_array_new();
-  GQueue todo = G_QUEUE_INIT;
-  g_queue_push_tail(&todo, (gpointer)target);
-  while (!g_queue_is_empty(&todo)) {
-    const char *name = g_queue_pop_head(&todo);
-    gboolean seen = FALSE;
-    for (guint i = 0; i < out->len; i++) seen = seen || strcmp(out->pdata[i], name) == 0;
-    const ps_pipeline_component *c = seen ? NULL : ps_pipeline_get_component(p, name);
-    if (!c) continue;
-    g_ptr_array_add(out, g_strdup(name));
-    for (size_t k = 0; k < c->n_inputs; k++)
-      if (strcmp(c->inputs[k].source, "data") != 0) g_queue_push_tail(&todo, c->inputs[k].source);
-  }
-  g_ptr_array_add(out, NULL);
-  return (char **)g_ptr_array_free(out, FALSE);
-}
-
 typedef struct {
   gboolean print;
   const char *const *only; /* the components counted */
@@ -315,9 +296,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   /* What may train: the stage's train_components (as stage.fit passes
-   * them), else every component; the bench narrows that to the components
-   * the loss depends on unless --stage-fit-set. */
-  g_auto(GStrv) only = closure_of(p, loss_inst);
+   * them), else the components the loss depends on (stage.fit's default);
+   * the bench narrows train_components to those too unless --stage-fit-set. */
+  g_auto(GStrv) only = ps_graph_upstream(g, loss_inst);
+  if (!only) {
+    fprintf(stderr, "bench_train_step: no component '%s'\n", loss_inst);
+    return 1;
+  }
   size_t n_tc = 0;
   const char *const *tc = ps_config_string_list(st->config, "train_components", &n_tc);
   g_autoptr(GPtrArray) fit_only = g_ptr_array_new();
@@ -329,7 +314,7 @@ int main(int argc, char **argv) {
       g_ptr_array_add(bench_only, only[i]);
   g_ptr_array_add(bench_only, NULL);
   int64_t n_fit = ps_graph_set_trainable(
-      g, roles, n_roles, n_tc ? (const char *const *)fit_only->pdata : NULL, &error);
+      g, roles, n_roles, n_tc ? (const char *const *)fit_only->pdata : (const char *const *)only, &error);
   int64_t n_train = fit_set
                         ? n_fit
                         : ps_graph_set_trainable(g, roles, n_roles,
