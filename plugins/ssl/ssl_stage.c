@@ -27,10 +27,19 @@
  *      vectors, and L_stain = alpha * mean_b (1 - cos(s_a, s_b)) ||z_a - z_b||^2.
  *      alpha = 0 switches the term off (no views are computed unless
  *      monitor_stain asks for the value).
+ *  (c) The variance guard (variance_weight > 0; not in the paper). Alone,
+ *      (b) is smallest when the encoder maps every image to the same
+ *      features, and nothing in (a) resists that enough: with the
+ *      quickstart's alpha the embeddings of different images fell to 4% of
+ *      their initial difference in 60 steps. VICReg's hinge on each
+ *      channel's standard deviation over the views' tokens keeps it from
+ *      collapsing: gamma * mean_c relu(target - std_c) (ssl_stain.h). The
+ *      statistics are summed across data-parallel ranks first, so N ranks
+ *      compute the loss of one process with N times the batch.
  * Gradients of both terms accumulate before one AdamW step on the encoder
  * and decoder parameters whose roles are in train_roles. Metrics per step:
  * mae_loss, stain_loss, stain_dist (the term without alpha, when computed),
- * total, lr, grad_norm. */
+ * var_loss and token_std (with the guard), total, lr, grad_norm. */
 #include <math.h>
 #include <string.h>
 
@@ -39,7 +48,7 @@
 #include <pathseg/run.h>
 
 #include "mae.h"
-#include "ssl_common.h"
+#include "../common/param_list.h"
 #include "ssl_plugin.h"
 #include "ssl_stain.h"
 
@@ -47,7 +56,7 @@ typedef struct {
   char *dataset, *encoder, *decoder, *image_field, *enc_in, *enc_out;
   char *views[2];
   size_t n_views;
-  double alpha, mask_ratio;
+  double alpha, mask_ratio, var_weight, var_target;
   gboolean norm_pix, monitor;
   mae_fill fill;
   int64_t steps, batch_size, checkpoint_every, stop_after;
@@ -77,6 +86,11 @@ static const ps_config_key stage_config[] = {
      "weight of the stain-invariant term (0 = off: MAE only)"},
     {"monitor_stain", PS_TYPE_BOOL, "false", PS_NO_RANGE, NULL,
      "compute and log stain_dist even when alpha is 0 (costs a forward of both views)"},
+    {"variance_weight", PS_TYPE_FLOAT, "0", 0, 1e9, NULL,
+     "gamma of the variance guard against Eq. 1's collapse, gamma * mean_c relu(target - "
+     "std_c) over the views' tokens (VICReg; not in the paper; 0 = off)"},
+    {"variance_target", PS_TYPE_FLOAT, "1.0", 0, 1e9, NULL,
+     "the standard deviation per channel below which the guard pushes back"},
     {"mask_ratio", PS_TYPE_FLOAT, "0.75", 0.0, 0.999, NULL, "fraction of patches removed (MAE)"},
     {"mask_fill", PS_TYPE_ENUM, "mean", PS_NO_RANGE, "mean|zero",
      "pixel value of removed patches: per-image per-channel mean of the visible pixels, or 0"},
@@ -149,6 +163,8 @@ static void *stage_create(const ps_config *cfg, ps_context *ctx, GError **error)
   s->enc_out = g_strdup(ps_config_string(cfg, "encoder_output"));
   s->alpha = ps_config_float(cfg, "alpha");
   s->monitor = ps_config_bool(cfg, "monitor_stain");
+  s->var_weight = ps_config_float(cfg, "variance_weight");
+  s->var_target = ps_config_float(cfg, "variance_target");
   s->mask_ratio = ps_config_float(cfg, "mask_ratio");
   s->fill = strcmp(ps_config_string(cfg, "mask_fill"), "zero") == 0 ? MAE_FILL_ZERO : MAE_FILL_MEAN;
   s->norm_pix = ps_config_bool(cfg, "norm_pix_loss");
@@ -192,15 +208,18 @@ typedef struct {
   gboolean stain; /* compute the views this run */
   ps_rng noise_base;
   /* step buffers, reused while the batch shape stays the same */
-  ssl_buf noise, target, zs, dz, stains;
+  pl_buf noise, target, zs, dz, stains;
+  double *var_stats; /* (C, 3) count, sum, sum of squares per channel */
+  int64_t var_n;
   ps_tensor *mask, *masked, *dpred, *pair, *demb;
   GArray *ports; /* ps_port: the batch fields plus the stage's own */
   ps_ports data; /* a view of `ports` handed to the graph */
 } step_state;
 
 static void step_state_clear(step_state *st) {
-  ssl_buf *bufs[] = {&st->noise, &st->target, &st->zs, &st->dz, &st->stains};
-  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) ssl_buf_free(bufs[i]);
+  pl_buf *bufs[] = {&st->noise, &st->target, &st->zs, &st->dz, &st->stains};
+  g_clear_pointer(&st->var_stats, g_free);
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
   ps_tensor *ts[] = {st->mask, st->masked, st->dpred, st->pair, st->demb};
   for (size_t i = 0; i < G_N_ELEMENTS(ts); i++) ps_tensor_free(ts[i]);
   if (st->ports) g_array_free(st->ports, TRUE);
@@ -252,10 +271,11 @@ static gboolean check_wiring(ssl_stage *s, ps_run *run, step_state *st, GError *
   }
   st->patch = ps_config_int(dc->config, "patch_size");
   st->chans = ps_config_int(dc->config, "in_chans");
-  st->stain = s->alpha > 0.0 || s->monitor;
+  st->stain = s->alpha > 0.0 || s->monitor || s->var_weight > 0.0;
   if (st->stain && s->n_views == 0) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
-                "stage.ssl_pretrain: alpha is %g (or monitor_stain is on) but no views are "
+                "stage.ssl_pretrain: alpha is %g (or monitor_stain or variance_weight is on) but "
+                "no views are "
                 "named; set views: [an augmenter.randstainna instance] or alpha: 0",
                 s->alpha);
     return FALSE;
@@ -303,7 +323,7 @@ static const ps_ports *with_field(step_state *st, const ps_ports *batch, const c
 /* One step. */
 
 typedef struct {
-  double mae, stain, dist;
+  double mae, stain, dist, var, token_std;
   gboolean have_dist;
 } step_losses;
 
@@ -337,11 +357,11 @@ static gboolean mae_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
     return FALSE;
   }
   const int64_t mshape[2] = {B, L}, pshape[3] = {B, L, PD};
-  if (!ssl_buf_ensure(&st->noise, B * L, error) ||
-      !ssl_buf_ensure(&st->target, B * L * PD, error) ||
-      !ssl_tensor_ensure(&st->mask, PS_DTYPE_F32, 2, mshape, error) ||
-      !ssl_tensor_ensure(&st->masked, PS_DTYPE_F32, 4, img->shape, error) ||
-      !ssl_tensor_ensure(&st->dpred, PS_DTYPE_F32, 3, pshape, error))
+  if (!pl_buf_ensure(&st->noise, B * L, error) ||
+      !pl_buf_ensure(&st->target, B * L * PD, error) ||
+      !ps_tensor_ensure(&st->mask, PS_DTYPE_F32, 2, mshape, error) ||
+      !ps_tensor_ensure(&st->masked, PS_DTYPE_F32, 4, img->shape, error) ||
+      !ps_tensor_ensure(&st->dpred, PS_DTYPE_F32, 3, pshape, error))
     return FALSE;
   /* noise = torch.rand(N, L) of this step, then MAE's random_masking */
   ps_rng r = ps_rng_fork(&st->noise_base, (uint64_t)step);
@@ -394,13 +414,13 @@ static gboolean run_view(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
   return TRUE;
 }
 
-static gboolean stain_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_ports *batch,
-                           step_losses *out, GError **error) {
+static gboolean stain_pass(ssl_stage *s, ps_run *run, ps_graph *g, step_state *st,
+                           const ps_ports *batch, step_losses *out, GError **error) {
   const ps_tensor *img = ps_ports_get(batch, s->image_field);
   const int64_t B = img->shape[0], C = img->shape[1], H = img->shape[2], W = img->shape[3];
   const int64_t pshape[4] = {2 * B, C, H, W};
-  if (!ssl_tensor_ensure(&st->pair, PS_DTYPE_F32, 4, pshape, error) ||
-      !ssl_buf_ensure(&st->stains, 2 * B * 6, error))
+  if (!ps_tensor_ensure(&st->pair, PS_DTYPE_F32, 4, pshape, error) ||
+      !pl_buf_ensure(&st->stains, 2 * B * 6, error))
     return FALSE;
   for (int64_t v = 0; v < 2; v++)
     if (!run_view(s, g, st, batch, s->views[s->n_views == 2 ? v : 0], v, B, H, W, error))
@@ -417,16 +437,32 @@ static gboolean stain_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_p
     return FALSE;
   }
   const int64_t E = emb->shape[1], HW = emb->shape[2] * emb->shape[3];
-  if (!ssl_buf_ensure(&st->zs, 2 * B * E, error) || !ssl_buf_ensure(&st->dz, 2 * B * E, error))
+  if (!pl_buf_ensure(&st->zs, 2 * B * E, error) || !pl_buf_ensure(&st->dz, 2 * B * E, error))
     return FALSE;
   ssl_pool_mean(st->zs.p, ps_f32(emb), 2 * B, E, HW);
-  ssl_buf_zero(&st->dz);
+  pl_buf_zero(&st->dz);
   out->stain = ssl_stain_loss(st->dz.p, st->dz.p + B * E, st->zs.p, st->zs.p + B * E, st->stains.p,
                               st->stains.p + B * 6, B, E, 6, s->alpha, 1.0, &out->dist);
   out->have_dist = TRUE;
-  if (s->alpha <= 0.0 || !isfinite(out->stain)) return TRUE;
-  if (!ssl_tensor_ensure(&st->demb, PS_DTYPE_F32, 4, emb->shape, error)) return FALSE;
-  ssl_pool_mean_backward(ps_f32(st->demb), st->dz.p, 2 * B, E, HW);
+  const gboolean guard = s->var_weight > 0.0;
+  if ((s->alpha <= 0.0 && !guard) || !isfinite(out->stain)) return TRUE;
+  if (!ps_tensor_ensure(&st->demb, PS_DTYPE_F32, 4, emb->shape, error)) return FALSE;
+  ssl_pool_mean_backward(ps_f32(st->demb), st->dz.p, 2 * B, E, HW); /* zeros when alpha is 0 */
+  if (guard) {
+    if (st->var_n != E) { /* once per channel count, not per step */
+      st->var_stats = g_renew(double, st->var_stats, (size_t)(3 * E));
+      st->var_n = E;
+    }
+    memset(st->var_stats, 0, sizeof(double) * (size_t)(3 * E));
+    ssl_variance_stats(st->var_stats, ps_f32(emb), 2 * B, E, HW);
+    ps_comm *comm = ps_run_comm(run);
+    if (ps_comm_size(comm) > 1 &&
+        !ps_comm_allreduce_f64(comm, st->var_stats, (size_t)(3 * E), error))
+      return FALSE;
+    out->var = ssl_variance_loss(ps_f32(st->demb), ps_f32(emb), st->var_stats, 2 * B, E, HW,
+                                 s->var_weight, s->var_target, &out->token_std);
+    if (!isfinite(out->var)) return TRUE; /* the caller reports the term */
+  }
   return ps_graph_seed_grad(g, s->encoder, s->enc_out, st->demb, error) &&
          ps_graph_backward(g, error);
 }
@@ -482,15 +518,16 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
     const ps_ports *batch = ps_loader_get(loader, step, error);
     step_losses l = {0};
     ok = batch && mae_pass(s, g, &st, batch, step, &l, error);
-    if (ok && st.stain && isfinite(l.mae)) ok = stain_pass(s, g, &st, batch, &l, error);
+    if (ok && st.stain && isfinite(l.mae)) ok = stain_pass(s, run, g, &st, batch, &l, error);
     if (!ok) break;
-    double total = l.mae + l.stain;
+    double total = l.mae + l.stain + l.var;
     if (!isfinite(total)) {
+      const char *term = !isfinite(l.mae) ? "mae_loss" : !isfinite(l.stain) ? "stain_loss" : "var_loss";
+      const double bad = !isfinite(l.mae) ? l.mae : !isfinite(l.stain) ? l.stain : l.var;
       g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
                   "step %" G_GINT64_FORMAT ": loss term %s is %s; stopped (the last checkpoint is "
                   "the last good state)",
-                  step + 1, isfinite(l.mae) ? "stain_loss" : "mae_loss",
-                  isnan(isfinite(l.mae) ? l.stain : l.mae) ? "NaN" : "infinite");
+                  step + 1, term, isnan(bad) ? "NaN" : "infinite");
       ok = FALSE;
       break;
     }
@@ -502,10 +539,14 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
       if (!(ok = ps_comm_allreduce_f64(ps_run_comm(run), sums, 2, error))) break;
       l.mae = sums[0] / ps_comm_size(ps_run_comm(run));
       l.stain = sums[1] / ps_comm_size(ps_run_comm(run));
-      total = l.mae + l.stain;
+      total = l.mae + l.stain + l.var; /* var is already the whole batch's */
     }
     ps_context_reset_scratch(ps_run_context(run));
-    if (l.have_dist)
+    if (s->var_weight > 0.0)
+      ps_run_metrics(run, step + 1, "mae_loss", l.mae, "stain_loss", l.stain, "stain_dist", l.dist,
+                     "var_loss", l.var, "token_std", l.token_std, "total", total, "lr", lr,
+                     "grad_norm", norm, NULL);
+    else if (l.have_dist)
       ps_run_metrics(run, step + 1, "mae_loss", l.mae, "stain_loss", l.stain, "stain_dist", l.dist,
                      "total", total, "lr", lr, "grad_norm", norm, NULL);
     else

@@ -34,6 +34,46 @@ double ssl_stain_loss(float *dza, float *dzb, const float *za, const float *zb, 
   return alpha * total;
 }
 
+void ssl_variance_stats(double *stats, const float *emb, int64_t B, int64_t C, int64_t HW) {
+  for (int64_t c = 0; c < C; c++) {
+    double sum = 0.0, sq = 0.0;
+    for (int64_t b = 0; b < B; b++) {
+      const float *e = emb + (b * C + c) * HW;
+      for (int64_t j = 0; j < HW; j++) {
+        sum += e[j];
+        sq += (double)e[j] * e[j];
+      }
+    }
+    stats[3 * c] += (double)(B * HW);
+    stats[3 * c + 1] += sum;
+    stats[3 * c + 2] += sq;
+  }
+}
+
+double ssl_variance_loss(float *demb, const float *emb, const double *stats, int64_t B, int64_t C,
+                         int64_t HW, double gamma, double target, double *std_mean) {
+  double loss = 0.0, stds = 0.0;
+  for (int64_t c = 0; c < C; c++) {
+    const double n = stats[3 * c], mean = stats[3 * c + 1] / fmax(n, 1.0);
+    /* sum of squared deviations from the sums; clamped: rounding can make it -0 */
+    const double ss = fmax(stats[3 * c + 2] - n * mean * mean, 0.0);
+    const double var = n > 1.0 ? ss / (n - 1.0) : 0.0, sd = sqrt(var + 1e-4);
+    stds += sqrt(var);
+    if (sd >= target) continue; /* the hinge is flat: no loss, no gradient */
+    loss += target - sd;
+    if (!demb || n <= 1.0) continue;
+    /* d/dx_i of -gamma/C * sqrt(var + eps) = -gamma/C * (x_i - mean) / ((n - 1) sd) */
+    const double g = -gamma / ((double)C * (n - 1.0) * sd);
+    for (int64_t b = 0; b < B; b++) {
+      const float *e = emb + (b * C + c) * HW;
+      float *d = demb + (b * C + c) * HW;
+      for (int64_t j = 0; j < HW; j++) d[j] += (float)(g * ((double)e[j] - mean));
+    }
+  }
+  if (std_mean) *std_mean = C > 0 ? stds / (double)C : 0.0;
+  return C > 0 ? gamma * loss / (double)C : 0.0;
+}
+
 void ssl_pool_mean(float *z, const float *emb, int64_t B, int64_t C, int64_t HW) {
   for (int64_t i = 0; i < B * C; i++) {
     const float *e = emb + i * HW;

@@ -22,6 +22,23 @@ double ssl_stain_loss(float *dza, float *dzb, const float *za, const float *zb, 
                       const float *sb, int64_t B, int64_t C, int64_t S, double alpha, double dloss,
                       double *dist);
 
+/* The variance guard against Eq. 1's collapse (VICReg's variance term, over
+ * tokens rather than images): the stain term is smallest when every
+ * embedding is the same, so alone it drives the encoder to a constant map.
+ *
+ *   L_var = gamma * mean_c relu(target - sqrt(var_c + 1e-4))
+ *
+ * var_c: the unbiased variance of channel c over all N tokens (every image of
+ * both views, every position). In two parts so that data-parallel ranks can
+ * sum the statistics first: ssl_variance_stats adds, for each channel, the
+ * count, sum and sum of squares of emb: (B, C, HW) into stats: (C, 3), in
+ * double; ssl_variance_loss turns the (summed) statistics into L_var and adds
+ * dL/demb of this rank's tokens into demb: (B, C, HW) (NULL: no gradient).
+ * *std_mean (may be NULL) gets the mean over channels of sqrt(var_c). */
+void ssl_variance_stats(double *stats, const float *emb, int64_t B, int64_t C, int64_t HW);
+double ssl_variance_loss(float *demb, const float *emb, const double *stats, int64_t B, int64_t C,
+                         int64_t HW, double gamma, double target, double *std_mean);
+
 /* z: (B, C) = mean over the HW positions of emb: (B, C, HW). */
 void ssl_pool_mean(float *z, const float *emb, int64_t B, int64_t C, int64_t HW);
 /* demb: (B, C, HW) = dz / HW broadcast over positions (overwrites). */

@@ -60,7 +60,7 @@ static const ps_config_key fit_config[] = {
      "that instance's parameters take the AdamW step of lr * factor"},
     {"checkpoint_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "save every N steps (0 = only at the end)"},
     {"eval_every", PS_TYPE_INT, "0", 0, 1e12, NULL, "validation loss every N steps (0 = at the end)"},
-    {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL, "validation batches per evaluation"},
+    {"eval_batches", PS_TYPE_INT, "4", 0, 1e6, NULL, "validation batches per evaluation (at most the batches the val split fills)"},
     {"eval_metrics", PS_TYPE_STRING_LIST, "[]", PS_NO_RANGE, NULL,
      "more one-element outputs (\"instance.port\") to average over validation, e.g. [seg_loss.dice]"},
     {"seed", PS_TYPE_INT, "0", 0, 1e15, NULL, "batch sampling seed (mixed with the pipeline seed)"},
@@ -161,10 +161,13 @@ static gboolean step_forward(fit *f, ps_graph *g, const ps_ports *batch, double 
 }
 
 /* Mean loss (and eval_metrics) over the first eval_batches batches of the
- * val split, in a fixed order. */
+ * val split, in a fixed order; never more batches than the split fills (the
+ * loader wraps around, which would count examples twice). */
 static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *ds_self,
                          int64_t step, GError **error) {
-  if (ds->size(ds_self, "val") <= 0 || f->eval_batches <= 0) return TRUE;
+  const int64_t n_val = ds->size(ds_self, "val");
+  if (n_val <= 0 || f->eval_batches <= 0) return TRUE;
+  const int64_t n_batches = MIN(f->eval_batches, MAX(1, n_val / f->batch_size));
   ps_loader_options opt = {.split = "val", .batch_size = f->batch_size, .seed = f->seed, .shuffle = FALSE, .prefetch = FALSE};
   g_autoptr(ps_loader) val = ps_loader_new(ds, ds_self, &opt, error);
   if (!val) return FALSE;
@@ -180,7 +183,7 @@ static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *
   for (size_t m = 0; m < f->n_metrics; m++)
     g_ptr_array_add(targets, g_strndup(f->metrics[m], strcspn(f->metrics[m], ".")));
   g_ptr_array_add(targets, NULL);
-  for (int64_t b = rank; b < f->eval_batches; b += ranks) {
+  for (int64_t b = rank; b < n_batches; b += ranks) {
     const ps_ports *batch = ps_loader_get(val, b, error);
     if (!batch || !ps_graph_forward(g, batch, (const char *const *)targets->pdata, error)) return FALSE;
     const ps_tensor *l = ps_graph_output(g, f->loss_instance, f->loss_port);
@@ -199,12 +202,12 @@ static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *
   }
   if (!ps_comm_allreduce_f64(comm, sums, f->n_metrics + 1, error)) return FALSE;
   ps_context_set_training(ps_run_context(run), TRUE);
-  double mean = sums[0] / (double)f->eval_batches;
+  double mean = sums[0] / (double)n_batches;
   ps_run_metrics(run, step, "val_loss", mean, NULL);
   GString *line = g_string_new(NULL);
   g_string_append_printf(line, "step %" G_GINT64_FORMAT ": validation loss %.6g", step, mean);
   for (size_t m = 0; m < f->n_metrics; m++) {
-    double v = msum[m] / (double)f->eval_batches;
+    double v = msum[m] / (double)n_batches;
     g_autofree char *key = g_strconcat("val_", f->metrics[m], NULL);
     ps_run_metrics(run, step, key, v, NULL);
     g_string_append_printf(line, ", %s %.4g", f->metrics[m], v);

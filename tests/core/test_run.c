@@ -93,6 +93,25 @@ int main(int argc, char **argv) {
     PS_CHECK_OK(again != NULL, error);
   }
 
+  /* Validation never counts an example twice: asking for more batches than
+   * the val split fills (256 / 32 = 8) gives the mean over those 8, while 7
+   * batches give another mean. */
+  {
+    double v[3] = {0};
+    const char *nb[3] = {"stages.fit.eval_batches=8", "stages.fit.eval_batches=50",
+                         "stages.fit.eval_batches=7"};
+    for (int i = 0; i < 3; i++) {
+      const char *sets[] = {"stages.fit.steps=3", "stages.fit.eval_every=0", nb[i], NULL};
+      g_autofree char *dir = NULL;
+      PS_CHECK_OK(run(tmp, sets, NULL, &dir, &error), error);
+      g_autoptr(GArray) vl = dir ? metric(dir, "val_loss") : NULL;
+      PS_CHECK(vl && vl->len == 1);
+      if (vl && vl->len == 1) v[i] = g_array_index(vl, double, 0);
+    }
+    PS_CHECK_MSG(v[0] == v[1], "eval_batches 50 of 8: %.9g vs %.9g", v[1], v[0]);
+    PS_CHECK_MSG(v[0] != v[2], "eval_batches 7 and 8 gave the same mean %.9g", v[0]);
+  }
+
   /* B: the same run stopped after 17 steps, then resumed. */
   const char *b_sets[] = {"stages.fit.steps=40", "stages.fit.checkpoint_every=10",
                           "stages.fit.eval_every=20", "stages.fit.stop_after_steps=17", NULL};

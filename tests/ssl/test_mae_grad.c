@@ -116,7 +116,7 @@ static void test_mae_model(void) {
   for (int64_t i = 0; i < c.B * L; i++) c.noise[i] = ps_rng_uniform(&rng);
   for (int64_t i = 0; i < c.B * L * P; i++) c.R[i] = (float)(0.01 * ps_rng_normal(&rng));
   /* Random (not identity) norms and tokens so their gradients are generic. */
-  ps_param_list pl = ssl_params_list(&c.m.P);
+  ps_param_list pl = pl_params_list(&c.m.P);
   for (size_t i = 0; i < pl.count; i++) {
     ps_tensor *t = pl.items[i].value;
     if (strstr(pl.items[i].name, "norm") || strstr(pl.items[i].name, "token") ||
@@ -336,8 +336,80 @@ static void test_stain(void) {
   g_free(s.sb);
 }
 
+/* ---- the variance guard -------------------------------------------------------- */
+
+typedef struct {
+  float *emb;
+  int64_t B, C, HW;
+} var_case;
+
+static double var_objective(void *user) {
+  var_case *v = user;
+  double stats[9] = {0};
+  ssl_variance_stats(stats, v->emb, v->B, v->C, v->HW);
+  return ssl_variance_loss(NULL, v->emb, stats, v->B, v->C, v->HW, 0.8, 1.0, NULL);
+}
+
+static void test_variance_guard(void) {
+  ps_rng rng;
+  ps_rng_seed(&rng, 17);
+  enum { B = 4, C = 3, HW = 5, N = B * C * HW };
+  const double scale[C] = {0.3, 0.6, 3.0}; /* channels 0, 1 under the target 1, channel 2 over */
+  float emb[N];
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int j = 0; j < HW; j++)
+        emb[(b * C + c) * HW + j] = (float)(0.5 + scale[c] * ps_rng_normal(&rng));
+  /* reference: two-pass unbiased variance in double */
+  double ref = 0, ref_std = 0;
+  for (int c = 0; c < C; c++) {
+    double m = 0, ss = 0;
+    for (int b = 0; b < B; b++)
+      for (int j = 0; j < HW; j++) m += emb[(b * C + c) * HW + j];
+    m /= B * HW;
+    for (int b = 0; b < B; b++)
+      for (int j = 0; j < HW; j++) ss += pow(emb[(b * C + c) * HW + j] - m, 2);
+    double var = ss / (B * HW - 1);
+    ref += fmax(0.0, 1.0 - sqrt(var + 1e-4));
+    ref_std += sqrt(var);
+  }
+  ref *= 0.8 / C;
+  double stats[3 * C] = {0}, std_mean = 0;
+  float demb[N] = {0};
+  ssl_variance_stats(stats, emb, B, C, HW);
+  double got = ssl_variance_loss(demb, emb, stats, B, C, HW, 0.8, 1.0, &std_mean);
+  PS_CHECK_NEAR(got, ref, 1e-9);
+  PS_CHECK_NEAR(std_mean, ref_std / C, 1e-9);
+  PS_CHECK(ref > 0.1); /* channels 0 and 1 are in the hinge */
+  for (int b = 0; b < B; b++) /* channel 2 is over the target: no gradient at all */
+    for (int j = 0; j < HW; j++) PS_CHECK(demb[(b * C + 2) * HW + j] == 0.0f);
+  var_case v = {emb, B, C, HW};
+  check_grad("variance guard", emb, demb, N, var_objective, &v, &rng, 6, 1e-4);
+  /* ranks: statistics of two halves of the batch, summed, give the whole
+   * batch's loss, and each half's gradient is its slice of the whole's */
+  double halves[3 * C] = {0};
+  ssl_variance_stats(halves, emb, B / 2, C, HW);
+  ssl_variance_stats(halves, emb + (B / 2) * C * HW, B / 2, C, HW);
+  float d0[N / 2] = {0}, d1[N / 2] = {0};
+  double l0 = ssl_variance_loss(d0, emb, halves, B / 2, C, HW, 0.8, 1.0, NULL);
+  double l1 = ssl_variance_loss(d1, emb + N / 2, halves, B / 2, C, HW, 0.8, 1.0, NULL);
+  PS_CHECK_NEAR(l0, got, 1e-12);
+  PS_CHECK_NEAR(l1, got, 1e-12);
+  for (int i = 0; i < N / 2; i++) {
+    PS_CHECK_NEAR(d0[i], demb[i], 1e-7);
+    PS_CHECK_NEAR(d1[i], demb[N / 2 + i], 1e-7);
+  }
+  /* a collapsed map (every token equal) is the guard's worst case: gamma */
+  float flat[N];
+  for (int i = 0; i < N; i++) flat[i] = 0.25f;
+  double fs[3 * C] = {0};
+  ssl_variance_stats(fs, flat, B, C, HW);
+  PS_CHECK_NEAR(ssl_variance_loss(NULL, flat, fs, B, C, HW, 0.8, 1.0, NULL), 0.8 * (1 - 0.01), 1e-9);
+}
+
 int main(void) {
   test_mae_model();
+  test_variance_guard();
   test_decoder_component();
   test_stain();
   printf("worst |fd - analytic| / |grad|: %.3g\n", worst_rel);

@@ -7,6 +7,9 @@
  *     total = mae_loss, alpha > 0 logs stain_loss = alpha * stain_dist, and
  *     training with the term brings the two views' features closer than
  *     training without it;
+ *   - the variance guard keeps alpha > 0 from collapsing the encoder: with
+ *     it the tokens' per-channel standard deviation ends well above where
+ *     the same run without it ends, and total = mae + stain + var;
  *   - the checkpoint holds the decoder's and the encoder's parameters;
  *   - a stop and --resume continue bit-exactly;
  *   - ssl.mae (the plain MAE ViT) pre-trains under stage.fit;
@@ -168,6 +171,39 @@ int main(int argc, char **argv) {
            mean_range(di_a, 0, 5), end_a, mean_range(di_b, 0, 5), end_b);
     PS_CHECK_MSG(end_b < 0.5 * end_a, "the stain term did not pull the views together: %g vs %g",
                  end_b, end_a);
+  }
+
+  /* The variance guard. G0 logs token_std with a negligible weight, G1 has the guard. */
+  const char *g0_sets[] = {"stages.ssl.alpha=20", "stages.ssl.variance_weight=1e-12", NULL};
+  const char *g1_sets[] = {"stages.ssl.alpha=20", "stages.ssl.variance_weight=1", NULL};
+  g_autofree char *dir_g0 = NULL, *dir_g1 = NULL;
+  PS_CHECK_OK(run_file(yaml, tmp, g0_sets, NULL, &dir_g0, &error), error);
+  PS_CHECK_OK(run_file(yaml, tmp, g1_sets, NULL, &dir_g1, &error), error);
+  g_autoptr(GArray) sd0 = metric(dir_g0, "token_std");
+  g_autoptr(GArray) sd1 = metric(dir_g1, "token_std");
+  g_autoptr(GArray) var1 = metric(dir_g1, "var_loss");
+  g_autoptr(GArray) mae1 = metric(dir_g1, "mae_loss");
+  g_autoptr(GArray) st1 = metric(dir_g1, "stain_loss");
+  g_autoptr(GArray) tot1 = metric(dir_g1, "total");
+  PS_CHECK_MSG(sd0->len == N && sd1->len == N && var1->len == N && tot1->len == N,
+               "guard metric lines: %u %u %u", sd0->len, sd1->len, var1->len);
+  if (sd0->len == N && sd1->len == N && var1->len == N && tot1->len == N && mae1->len == N &&
+      st1->len == N) {
+    PS_CHECK_NEAR(g_array_index(sd0, double, 0), g_array_index(sd1, double, 0), 1e-9);
+    PS_CHECK(g_array_index(var1, double, 0) > 0);
+    gboolean sums = TRUE;
+    for (guint i = 0; i < N; i++)
+      sums = sums && fabs(g_array_index(tot1, double, i) - g_array_index(mae1, double, i) -
+                          g_array_index(st1, double, i) - g_array_index(var1, double, i)) <=
+                         1e-7 * g_array_index(tot1, double, i);
+    PS_CHECK_MSG(sums, "with the guard: total = mae_loss + stain_loss + var_loss");
+    double end0 = mean_range(sd0, N - 5, N), end1 = mean_range(sd1, N - 5, N);
+    printf("token_std  without guard %.4g -> %.4g   with %.4g -> %.4g\n",
+           g_array_index(sd0, double, 0), end0, g_array_index(sd1, double, 0), end1);
+    PS_CHECK_MSG(end1 > 1.5 * end0, "the variance guard did not hold the tokens apart: %g vs %g",
+                 end1, end0);
+    PS_CHECK_MSG(mean_range(var1, N - 5, N) < 0.8 * mean_range(var1, 0, 5),
+                 "var_loss did not fall");
   }
 
   /* The checkpoint holds both trained components. */
