@@ -81,7 +81,7 @@ static double cpu_now(void) {
 #define QW_SIZES "hidden: 896, layers: 24, heads: 14, kv_heads: 2, intermediate: 4864, vocab: 151936"
 
 static int run_qwen2(const char *path, int threads, int64_t T, int64_t new_tokens, int reps,
-                     const char *tokens_out) {
+                     const char *tokens_out, int64_t batch) {
   GError *err = NULL;
   ps_registry *reg = ps_registry_new();
   ps_registry_scan(reg, NULL, NULL);
@@ -112,7 +112,11 @@ static int run_qwen2(const char *path, int threads, int64_t T, int64_t new_token
   if (!ids || ps_tensor_numel(ids) < T) die("input.ids", err);
   const ps_llm_generate_iface *gi = d->capability ? d->capability(PS_LLM_GENERATE_CAPABILITY) : NULL;
   if (!gi) die("llm.qwen2 has no generate capability", NULL);
-  ps_llm_prompt prompt = {.B = 1, .T = T, .input_ids = ids->data};
+  /* batch > 1: the prompt repeated, as a sampling group decodes it */
+  g_autofree int32_t *rep_ids = g_new(int32_t, batch * T);
+  for (int64_t b = 0; b < batch; b++)
+    memcpy(rep_ids + b * T, ids->data, sizeof(int32_t) * (size_t)T);
+  ps_llm_prompt prompt = {.B = batch, .T = T, .input_ids = rep_ids};
   ps_llm_sampling sp = {.max_new_tokens = 4, .temperature = 0, .top_p = 1.0};
   ps_llm_generation g = {0};
   if (!gi->generate(self, ctx, &prompt, &sp, &g, &err)) die("generate", err); /* warm-up */
@@ -128,9 +132,10 @@ static int run_qwen2(const char *path, int threads, int64_t T, int64_t new_token
   if (!g_file_set_contents(tokens_out, (const char *)g.tokens, (gssize)(sizeof(int32_t) * g.max_new),
                            &err))
     die(tokens_out, err);
-  printf("RESULT components qwen2_generate side=pathseg threads=%d prompt=%" G_GINT64_FORMAT
-         " new=%" G_GINT64_FORMAT " median_s=%.3f tokens_per_s=%.2f cpu_s=%.3f load_s=%.2f\n",
-         threads, T, new_tokens, med, new_tokens / med, med_cpu, load_s);
+  printf("RESULT components qwen2_generate side=pathseg threads=%d batch=%" G_GINT64_FORMAT
+         " prompt=%" G_GINT64_FORMAT " new=%" G_GINT64_FORMAT
+         " median_s=%.3f tokens_per_s=%.2f cpu_s=%.3f load_s=%.2f\n",
+         threads, batch, T, new_tokens, med, (double)(batch * new_tokens) / med, med_cpu, load_s);
   gi->generation_clear(&g);
   g_free(times);
   g_free(cpu);
@@ -198,13 +203,13 @@ static int run_medsam(const char *path, int threads, int reps, const char *out_p
 }
 
 int main(int argc, char **argv) {
-  if (argc == 8 && strcmp(argv[1], "qwen2") == 0)
+  if ((argc == 8 || argc == 9) && strcmp(argv[1], "qwen2") == 0)
     return run_qwen2(argv[2], atoi(argv[3]), atoll(argv[4]), atoll(argv[5]), atoi(argv[6]),
-                     argv[7]);
+                     argv[7], argc == 9 ? MAX(1, atoll(argv[8])) : 1);
   if (argc == 6 && strcmp(argv[1], "medsam") == 0)
     return run_medsam(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
   fprintf(stderr,
-          "usage: %s qwen2 WEIGHTS THREADS PROMPT NEW REPS TOKENS_OUT\n"
+          "usage: %s qwen2 WEIGHTS THREADS PROMPT NEW REPS TOKENS_OUT [BATCH]\n"
           "       %s medsam WEIGHTS THREADS REPS OUT\n",
           argv[0], argv[0]);
   return 2;

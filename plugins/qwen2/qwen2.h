@@ -162,13 +162,18 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
                        const int32_t *mask, int64_t B, int64_t T, qwen2_kv *kv,
                        qwen2_logits_mode mode, GError **error);
 
-/* ps_linear_forward for the projections of a forward pass; a decode step's
- * few rows run as sgemv (qwen2_gemv.c). y: (N, out), x: (N, in). */
+/* ps_linear_forward for the projections of a forward pass. seq_rows: the
+ * rows of one sequence (T) when each sequence must get the same bits
+ * whatever the batch (generation), else N. A decode step (seq_rows = 1)
+ * runs as qwen2_gemv_rows; longer sequences as one product each
+ * (qwen2_gemv.c). y: (N, out), x: (N, in). */
 gboolean qwen2_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, float *y,
-                              const float *x, int64_t N, GError **error);
-/* y: (N, out) = x: (N, in) w^T (+ bias), one sgemv per row. */
-void qwen2_gemv_rows(float *y, const float *x, const float *w, const float *bias, int64_t N,
-                     int64_t in, int64_t out);
+                              const float *x, int64_t N, int64_t seq_rows, GError **error);
+/* y: (N, out) = x w^T (+ bias); x: N rows of `in` floats, x_stride apart;
+ * w: (out, in). Each element is summed in a fixed order: the same bits for
+ * any N, thread count or CPU. */
+void qwen2_gemv_rows(float *y, const float *x, int64_t x_stride, const float *w,
+                     const float *bias, int64_t N, int64_t in, int64_t out);
 
 /* The attention of nb batch rows, Tq queries, Tk keys (causal, GQA, scale
  * 1/sqrt(hd)), with m->bias as key-padding mask when m->use_bias. */

@@ -133,6 +133,9 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
   const qwen2_cfg *c = &m->cfg;
   const ps_kernels *k = m->k;
   const int64_t N = B * T, D = c->hidden, I = c->intermediate, V = c->vocab;
+  /* With the KV cache (generation) every sequence's products are its own,
+   * so its bits never depend on the batch; T = 1 is a decode step. */
+  const int64_t seq_rows = kv || T == 1 ? T : N;
   const float eps = (float)c->rms_eps;
   m->saved = FALSE;
   if (B <= 0 || T <= 0) {
@@ -166,21 +169,21 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
     qwen2_layer *L = &m->L[l];
     float *next = l + 1 < c->layers ? m->A[l + 1].x : m->xf;
     k->rmsnorm_forward(a->ln1, a->rstd1, a->x, qwen2_pv(m, L->i_in_norm), N, D, eps);
-    if (!qwen2_linear_forward(&L->lin[QW_Q], k, ctx, a->q, a->ln1, N, error) ||
-        !qwen2_linear_forward(&L->lin[QW_K], k, ctx, a->k, a->ln1, N, error) ||
-        !qwen2_linear_forward(&L->lin[QW_V], k, ctx, a->v, a->ln1, N, error))
+    if (!qwen2_linear_forward(&L->lin[QW_Q], k, ctx, a->q, a->ln1, N, seq_rows, error) ||
+        !qwen2_linear_forward(&L->lin[QW_K], k, ctx, a->k, a->ln1, N, seq_rows, error) ||
+        !qwen2_linear_forward(&L->lin[QW_V], k, ctx, a->v, a->ln1, N, seq_rows, error))
       return FALSE;
     k->rope_forward(a->q, a->q, m->pos, &rq);
     k->rope_forward(a->k, a->k, m->pos, &rk);
     if (!attention(m, a, l, B, T, kv, error)) return FALSE;
-    if (!qwen2_linear_forward(&L->lin[QW_O], k, ctx, a->xm, a->att, N, error)) return FALSE;
+    if (!qwen2_linear_forward(&L->lin[QW_O], k, ctx, a->xm, a->att, N, seq_rows, error)) return FALSE;
     k->axpy(a->xm, 1.0f, a->x, N * D);
     k->rmsnorm_forward(a->ln2, a->rstd2, a->xm, qwen2_pv(m, L->i_post_norm), N, D, eps);
-    if (!qwen2_linear_forward(&L->lin[QW_GATE], k, ctx, a->gate, a->ln2, N, error) ||
-        !qwen2_linear_forward(&L->lin[QW_UP], k, ctx, a->up, a->ln2, N, error))
+    if (!qwen2_linear_forward(&L->lin[QW_GATE], k, ctx, a->gate, a->ln2, N, seq_rows, error) ||
+        !qwen2_linear_forward(&L->lin[QW_UP], k, ctx, a->up, a->ln2, N, seq_rows, error))
       return FALSE;
     k->swiglu_forward(a->act, a->gate, a->up, N, I, I);
-    if (!qwen2_linear_forward(&L->lin[QW_DOWN], k, ctx, next, a->act, N, error)) return FALSE;
+    if (!qwen2_linear_forward(&L->lin[QW_DOWN], k, ctx, next, a->act, N, seq_rows, error)) return FALSE;
     k->axpy(next, 1.0f, a->xm, N * D);
   }
   k->rmsnorm_forward(m->hidden, m->rstdf, m->xf, qwen2_pv(m, m->i_norm), N, D, eps);
@@ -188,9 +191,9 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
   if (mode == QWEN2_LOGITS_ALL) {
     k->linear_forward(m->logits, m->hidden, head, NULL, N, D, V);
   } else if (mode == QWEN2_LOGITS_LAST) {
-    /* One row per sequence: the head (V x D, the largest matrix) as sgemv. */
-    for (int64_t b = 0; b < B; b++)
-      qwen2_gemv_rows(m->logits + b * V, m->hidden + (b * T + T - 1) * D, head, NULL, 1, D, V);
+    /* One row per sequence, T rows apart: the head (V x D, the largest
+     * matrix) read once for all of them, batch-invariant. */
+    qwen2_gemv_rows(m->logits, m->hidden + (T - 1) * D, T * D, head, NULL, B, D, V);
   }
   m->B = B;
   m->T = T;

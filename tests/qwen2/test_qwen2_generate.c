@@ -4,7 +4,7 @@
  *     log-probs and hidden states equal those of the full forward at the
  *     producing positions;
  *     (also with LoRA on, which the decode step runs as sgemv);
- *   - batch rows are independent (B = 2 equals two B = 1 runs);
+ *   - batch rows are independent (B = 2 equals two B = 1 runs, to the bit);
  *   - stop ids end a row (kept, then pad_id), max_new_tokens bounds it;
  *   - sampling: seeded runs repeat, a tiny top-p is greedy, log-probs are
  *     log softmax(logits / temperature), and draws from qwen2_sample follow
@@ -99,6 +99,11 @@ static void test_greedy_matches_full(const char *cfg) {
   ps_llm_prompt p1 = {.B = 1, .T = T, .input_ids = &prompt[1][0]};
   PS_CHECK_OK(g->generate(c.self, c.ctx, &p1, &sp, &one, &err), err);
   if (one.tokens) PS_CHECK(memcmp(one.tokens, out.tokens + M, sizeof(int32_t) * M) == 0);
+  /* ... and the same bits: the decode step is batch-invariant (qwen2_gemv.c) */
+  if (one.tokens)
+    PS_CHECK_MSG(memcmp(one.logprobs, out.logprobs + M, sizeof(float) * M) == 0 &&
+                     memcmp(one.hidden, out.hidden + M * D, sizeof(float) * M * D) == 0,
+                 "row 1 alone: log-probs or hidden states differ in their bits from the batch's");
   /* stop ids: stop at row 0's third token */
   int32_t stop = out.tokens[2];
   int64_t first = 0;
