@@ -48,7 +48,7 @@ void sam_enc_cfg_preset(sam_enc_cfg *c, const char *preset) {
   }
 }
 
-sam_params *sam_encoder_params(sam_encoder *e) {
+pl_params *sam_encoder_params(sam_encoder *e) {
   return &e->P;
 }
 const sam_enc_cfg *sam_encoder_cfg(const sam_encoder *e) {
@@ -56,23 +56,23 @@ const sam_enc_cfg *sam_encoder_cfg(const sam_encoder *e) {
 }
 
 static void act_free(blk_act *a) {
-  sam_buf *bufs[] = {&a->ln1,   &a->mean1, &a->rstd1, &a->xw,  &a->qkv, &a->relh,
-                     &a->relw,  &a->ao,    &a->lse,   &a->x1,  &a->ln2, &a->mean2,
-                     &a->rstd2, &a->h,     &a->g,     &a->adh, &a->adr, &a->admask};
-  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) sam_buf_free(bufs[i]);
+  pl_buf *bufs[] = {&a->ln1,   &a->mean1, &a->rstd1, &a->xw,  &a->qkv, &a->relh,
+                    &a->relw,  &a->ao,    &a->lse,   &a->x1,  &a->ln2, &a->mean2,
+                    &a->rstd2, &a->h,     &a->g,     &a->adh, &a->adr, &a->admask};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
 }
 
 void sam_encoder_free(sam_encoder *e) {
   if (!e) return;
-  sam_params_clear(&e->P);
+  pl_params_clear(&e->P);
   for (int l = 0; l < SAM_MAX_DEPTH + 2; l++) act_free(&e->act[l]);
-  for (int l = 0; l <= SAM_MAX_DEPTH; l++) sam_buf_free(&e->xs[l]);
-  sam_buf *bufs[] = {&e->img_norm, &e->pe_out, &e->tmpw, &e->tmp,   &e->nchw,  &e->c1,  &e->c1n,
-                     &e->m1,       &e->r1,     &e->c2,   &e->m2,    &e->r2,    &e->d0,  &e->d1,
-                     &e->dln,      &e->dxw,    &e->dqkv, &e->drelh, &e->drelw, &e->dao, &e->dprojw,
-                     &e->dh,       &e->dg,     &e->dadr, &e->dadh,  &e->dnchw, &e->dc1, &e->dc1n,
-                     &e->dc2,      &e->dpe,    &e->dimg};
-  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) sam_buf_free(bufs[i]);
+  for (int l = 0; l <= SAM_MAX_DEPTH; l++) pl_buf_free(&e->xs[l]);
+  pl_buf *bufs[] = {&e->img_norm, &e->pe_out, &e->tmpw, &e->tmp,   &e->nchw,  &e->c1,  &e->c1n,
+                    &e->m1,       &e->r1,     &e->c2,   &e->m2,    &e->r2,    &e->d0,  &e->d1,
+                    &e->dln,      &e->dxw,    &e->dqkv, &e->drelh, &e->drelw, &e->dao, &e->dprojw,
+                    &e->dh,       &e->dg,     &e->dadr, &e->dadh,  &e->dnchw, &e->dc1, &e->dc1n,
+                    &e->dc2,      &e->dpe,    &e->dimg};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
   g_free(e->mm_lo);
   g_free(e->mm_r);
   g_free(e->mm_amin);
@@ -83,10 +83,10 @@ void sam_encoder_free(sam_encoder *e) {
   g_free(e);
 }
 
-static int add_vec(sam_params *P, ps_role role, int64_t n, float fill, GError **error,
+static int add_vec(pl_params *P, ps_role role, int64_t n, float fill, GError **error,
                    const char *name) {
-  int i = sam_param_add(P, role, &n, 1, error, "%s", name);
-  if (i >= 0) sam_init_const(sam_pv(P, i), n, fill);
+  int i = pl_param_add(P, role, &n, 1, error, "%s", name);
+  if (i >= 0) pl_init_const(pl_pv(P, i), n, fill);
   return i;
 }
 
@@ -115,23 +115,23 @@ sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, const ps_kernels *k, ps_rng
   e->M = (int64_t)(e->E * c->mlp_ratio);
   e->A = c->adapter_dim;
   e->OC = c->out_chans;
-  sam_params_init(&e->P);
-  sam_params *P = &e->P;
+  pl_params_init(&e->P);
+  pl_params *P = &e->P;
   const ps_role BK = PS_ROLE_BACKBONE;
   int64_t E = e->E, S;
 
   int64_t pw[4] = {E, 3, c->patch_size, c->patch_size};
-  e->pe_w = sam_param_add(P, BK, pw, 4, error, "image_encoder.patch_embed.proj.weight");
+  e->pe_w = pl_param_add(P, BK, pw, 4, error, "image_encoder.patch_embed.proj.weight");
   e->pe_b =
-      e->pe_w < 0 ? -1 : sam_param_add(P, BK, &E, 1, error, "image_encoder.patch_embed.proj.bias");
+      e->pe_w < 0 ? -1 : pl_param_add(P, BK, &E, 1, error, "image_encoder.patch_embed.proj.bias");
   if (e->pe_b < 0) goto fail;
   if (rng) {
     double bound = 1.0 / sqrt(3.0 * c->patch_size * c->patch_size);
-    sam_init_uniform(sam_pv(P, e->pe_w), E * 3 * c->patch_size * c->patch_size, bound, rng);
-    sam_init_uniform(sam_pv(P, e->pe_b), E, bound, rng);
+    pl_init_uniform(pl_pv(P, e->pe_w), E * 3 * c->patch_size * c->patch_size, bound, rng);
+    pl_init_uniform(pl_pv(P, e->pe_b), E, bound, rng);
   }
   int64_t ps[4] = {1, e->G, e->G, E};
-  e->pos = sam_param_add(P, BK, ps, 4, error, "image_encoder.pos_embed"); /* zeros, as SAM */
+  e->pos = pl_param_add(P, BK, ps, 4, error, "image_encoder.pos_embed"); /* zeros, as SAM */
   if (e->pos < 0) goto fail;
 
   for (int64_t l = 0; l < c->depth; l++) {
@@ -148,43 +148,43 @@ sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, const ps_kernels *k, ps_rng
     g_autofree char *lin2 = g_strconcat(pre, ".mlp.lin2", NULL);
     if ((b->n1w = add_vec(P, BK, E, 1.0f, error, n1w)) < 0 ||
         (b->n1b = add_vec(P, BK, E, 0.0f, error, n1b)) < 0 ||
-        !sam_linear_add(P, &b->qkv, qkv, E, 3 * E, BK, TRUE, rng, error))
+        !pl_linear_add(P, &b->qkv, qkv, E, 3 * E, BK, PL_INIT_TORCH, rng, error))
       goto fail;
     S = b->global ? e->G : c->window_size;
     int64_t rs[2] = {2 * S - 1, e->hd};
-    b->rph = sam_param_add(P, BK, rs, 2, error, "%s.attn.rel_pos_h", pre);
-    b->rpw = b->rph < 0 ? -1 : sam_param_add(P, BK, rs, 2, error, "%s.attn.rel_pos_w", pre);
-    if (b->rpw < 0 || !sam_linear_add(P, &b->proj, proj, E, E, BK, TRUE, rng, error) ||
+    b->rph = pl_param_add(P, BK, rs, 2, error, "%s.attn.rel_pos_h", pre);
+    b->rpw = b->rph < 0 ? -1 : pl_param_add(P, BK, rs, 2, error, "%s.attn.rel_pos_w", pre);
+    if (b->rpw < 0 || !pl_linear_add(P, &b->proj, proj, E, E, BK, PL_INIT_TORCH, rng, error) ||
         (b->n2w = add_vec(P, BK, E, 1.0f, error, n2w)) < 0 ||
         (b->n2b = add_vec(P, BK, E, 0.0f, error, n2b)) < 0 ||
-        !sam_linear_add(P, &b->lin1, lin1, E, e->M, BK, TRUE, rng, error) ||
-        !sam_linear_add(P, &b->lin2, lin2, e->M, E, BK, TRUE, rng, error))
+        !pl_linear_add(P, &b->lin1, lin1, E, e->M, BK, PL_INIT_TORCH, rng, error) ||
+        !pl_linear_add(P, &b->lin2, lin2, e->M, E, BK, PL_INIT_TORCH, rng, error))
       goto fail;
     if (c->adapter) {
       /* AdaptFormer init "lora": kaiming_uniform(a=sqrt 5) down (= U(+-1/sqrt(in))),
        * zero up-projection and biases, so a fresh adapter is the identity. */
       g_autofree char *down = g_strconcat(pre, ".adaptmlp.down_proj", NULL);
       g_autofree char *up = g_strconcat(pre, ".adaptmlp.up_proj", NULL);
-      if (!sam_linear_add(P, &b->down, down, E, e->A, PS_ROLE_ADAPTER, TRUE, rng, error) ||
-          !sam_linear_add(P, &b->up, up, e->A, E, PS_ROLE_ADAPTER, TRUE, NULL, error))
+      if (!pl_linear_add(P, &b->down, down, E, e->A, PS_ROLE_ADAPTER, PL_INIT_TORCH, rng, error) ||
+          !pl_linear_add(P, &b->up, up, e->A, E, PS_ROLE_ADAPTER, PL_INIT_TORCH, NULL, error))
         goto fail;
-      sam_init_const(sam_pv(P, b->down.b), e->A, 0.0f);
+      pl_init_const(pl_pv(P, b->down.b), e->A, 0.0f);
     }
   }
   int64_t n0[4] = {e->OC, E, 1, 1}, n2[4] = {e->OC, e->OC, 3, 3};
-  e->neck0 = sam_param_add(P, BK, n0, 4, error, "image_encoder.neck.0.weight");
+  e->neck0 = pl_param_add(P, BK, n0, 4, error, "image_encoder.neck.0.weight");
   if (e->neck0 < 0 ||
       (e->nk1w = add_vec(P, BK, e->OC, 1.0f, error, "image_encoder.neck.1.weight")) < 0 ||
       (e->nk1b = add_vec(P, BK, e->OC, 0.0f, error, "image_encoder.neck.1.bias")) < 0)
     goto fail;
-  e->neck2 = sam_param_add(P, BK, n2, 4, error, "image_encoder.neck.2.weight");
+  e->neck2 = pl_param_add(P, BK, n2, 4, error, "image_encoder.neck.2.weight");
   if (e->neck2 < 0 ||
       (e->nk3w = add_vec(P, BK, e->OC, 1.0f, error, "image_encoder.neck.3.weight")) < 0 ||
       (e->nk3b = add_vec(P, BK, e->OC, 0.0f, error, "image_encoder.neck.3.bias")) < 0)
     goto fail;
   if (rng) {
-    sam_init_uniform(sam_pv(P, e->neck0), e->OC * E, 1.0 / sqrt((double)E), rng);
-    sam_init_uniform(sam_pv(P, e->neck2), e->OC * e->OC * 9, 1.0 / sqrt(9.0 * e->OC), rng);
+    pl_init_uniform(pl_pv(P, e->neck0), e->OC * E, 1.0 / sqrt((double)E), rng);
+    pl_init_uniform(pl_pv(P, e->neck2), e->OC * e->OC * 9, 1.0 / sqrt(9.0 * e->OC), rng);
   }
   return e;
 fail:

@@ -3,7 +3,7 @@
  * over raw buffers. The plugin glue (config, ports) is in sam_plugin.c. */
 #pragma once
 
-#include "sam_common.h"
+#include "../common/param_list.h"
 
 #define SAM_MAX_DEPTH 64
 
@@ -27,7 +27,7 @@ typedef struct sam_encoder sam_encoder;
 sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, const ps_kernels *k, ps_rng *rng,
                              GError **error);
 void sam_encoder_free(sam_encoder *e);
-sam_params *sam_encoder_params(sam_encoder *e);
+pl_params *sam_encoder_params(sam_encoder *e);
 const sam_enc_cfg *sam_encoder_cfg(const sam_encoder *e);
 
 /* image: (B, 3, img, img) -> *out: (B, out_chans, img/patch, img/patch), owned

@@ -30,20 +30,20 @@ static void minmax_backward(sam_encoder *e, float *dx, const float *dy, const fl
 }
 
 static gboolean block_trains(const sam_encoder *e, const enc_block *b) {
-  const sam_params *P = &e->P;
-  if (sam_pg(P, b->n1w) || sam_pg(P, b->n1b) || sam_pg(P, b->n2w) || sam_pg(P, b->n2b) ||
-      sam_pg(P, b->rph) || sam_pg(P, b->rpw) || sam_linear_trains(P, &b->qkv) ||
-      sam_linear_trains(P, &b->proj) || sam_linear_trains(P, &b->lin1) ||
-      sam_linear_trains(P, &b->lin2))
+  const pl_params *P = &e->P;
+  if (pl_pg(P, b->n1w) || pl_pg(P, b->n1b) || pl_pg(P, b->n2w) || pl_pg(P, b->n2b) ||
+      pl_pg(P, b->rph) || pl_pg(P, b->rpw) || pl_linear_trains(P, &b->qkv) ||
+      pl_linear_trains(P, &b->proj) || pl_linear_trains(P, &b->lin1) ||
+      pl_linear_trains(P, &b->lin2))
     return TRUE;
-  return e->cfg.adapter && (sam_linear_trains(P, &b->down) || sam_linear_trains(P, &b->up));
+  return e->cfg.adapter && (pl_linear_trains(P, &b->down) || pl_linear_trains(P, &b->up));
 }
 
 /* dcur: (N, E) gradient w.r.t. the block output in, w.r.t. its input out. */
 static void block_backward(sam_encoder *e, int64_t l, float *dcur, int64_t B, float *scratch,
                            int64_t scratch_n) {
   const ps_kernels *k = e->k;
-  const sam_params *P = &e->P;
+  const pl_params *P = &e->P;
   const enc_block *b = &e->blk[l];
   blk_act *a = &e->act[l];
   blk_geom g = sam_enc_geom(e, b, B);
@@ -53,22 +53,22 @@ static void block_backward(sam_encoder *e, int64_t l, float *dcur, int64_t B, fl
   memcpy(dx1, dcur, (size_t)(N * E) * sizeof(float));
   /* MLP branch */
   memset(e->dg.p, 0, (size_t)(N * e->M) * sizeof(float));
-  sam_linear_bwd(k, P, &b->lin2, e->dg.p, dcur, a->g.p, N);
+  pl_linear_bwd(k, P, &b->lin2, e->dg.p, dcur, a->g.p, N);
   memset(e->dh.p, 0, (size_t)(N * e->M) * sizeof(float));
   k->gelu_backward(e->dh.p, a->h.p, e->dg.p, N * e->M);
   memset(e->dln.p, 0, (size_t)(N * E) * sizeof(float));
-  sam_linear_bwd(k, P, &b->lin1, e->dln.p, e->dh.p, a->ln2.p, N);
-  k->layernorm_backward(dx1, sam_pg(P, b->n2w), sam_pg(P, b->n2b), e->dln.p, a->x1.p,
-                        sam_pv(P, b->n2w), a->mean2.p, a->rstd2.p, N, E);
+  pl_linear_bwd(k, P, &b->lin1, e->dln.p, e->dh.p, a->ln2.p, N);
+  k->layernorm_backward(dx1, pl_pg(P, b->n2w), pl_pg(P, b->n2b), e->dln.p, a->x1.p,
+                        pl_pv(P, b->n2w), a->mean2.p, a->rstd2.p, N, E);
   /* adapter branch: d(up out) = scale * dcur */
   if (e->cfg.adapter) {
     k->scale(e->tmp.p, dcur, (float)e->cfg.adapter_scale, N * E);
     memset(e->dadr.p, 0, (size_t)(N * e->A) * sizeof(float));
-    sam_linear_bwd(k, P, &b->up, e->dadr.p, e->tmp.p, a->adr.p, N);
+    pl_linear_bwd(k, P, &b->up, e->dadr.p, e->tmp.p, a->adr.p, N);
     if (e->adapter_dropout_used) k->mul_forward(e->dadr.p, e->dadr.p, a->admask.p, N * e->A);
     memset(e->dadh.p, 0, (size_t)(N * e->A) * sizeof(float));
     k->relu_backward(e->dadh.p, a->adh.p, e->dadr.p, N * e->A);
-    sam_linear_bwd(k, P, &b->down, dx1, e->dadh.p, a->x1.p, N);
+    pl_linear_bwd(k, P, &b->down, dx1, e->dadh.p, a->x1.p, N);
   }
   /* attention branch */
   memcpy(dcur, dx1, (size_t)(N * E) * sizeof(float));
@@ -79,7 +79,7 @@ static void block_backward(sam_encoder *e, int64_t l, float *dcur, int64_t B, fl
     dproj = e->dprojw.p;
   }
   memset(e->dao.p, 0, (size_t)(Nw * E) * sizeof(float));
-  sam_linear_bwd(k, P, &b->proj, e->dao.p, dproj, a->ao.p, Nw);
+  pl_linear_bwd(k, P, &b->proj, e->dao.p, dproj, a->ao.p, Nw);
   memset(e->dqkv.p, 0, (size_t)(Nw * 3 * E) * sizeof(float));
   int64_t nrel = g.Bw * e->nH * g.Tw * g.side;
   memset(e->drelh.p, 0, (size_t)nrel * sizeof(float));
@@ -88,25 +88,25 @@ static void block_backward(sam_encoder *e, int64_t l, float *dcur, int64_t B, fl
   k->attention_backward(e->dqkv.p, e->dqkv.p + E, e->dqkv.p + 2 * E, NULL, e->drelh.p, e->drelw.p,
                         e->dao.p, a->qkv.p, a->qkv.p + E, a->qkv.p + 2 * E, a->ao.p, a->lse.p, &d,
                         scratch, scratch_n);
-  k->rel_pos_backward(e->dqkv.p, sam_pg(P, b->rph), sam_pg(P, b->rpw), e->drelh.p, e->drelw.p,
-                      a->qkv.p, sam_pv(P, b->rph), sam_pv(P, b->rpw), g.Bw, e->nH, g.side, g.side,
+  k->rel_pos_backward(e->dqkv.p, pl_pg(P, b->rph), pl_pg(P, b->rpw), e->drelh.p, e->drelw.p,
+                      a->qkv.p, pl_pv(P, b->rph), pl_pv(P, b->rpw), g.Bw, e->nH, g.side, g.side,
                       e->hd, 3 * E);
   const float *ain = b->global ? a->ln1.p : a->xw.p;
   float *dain = b->global ? e->dln.p : e->dxw.p;
   memset(dain, 0, (size_t)(Nw * E) * sizeof(float));
-  sam_linear_bwd(k, P, &b->qkv, dain, e->dqkv.p, ain, Nw);
+  pl_linear_bwd(k, P, &b->qkv, dain, e->dqkv.p, ain, Nw);
   if (!b->global) {
     memset(e->dln.p, 0, (size_t)(N * E) * sizeof(float));
     k->window_partition_backward(e->dln.p, e->dxw.p, B, e->G, e->G, E, g.side);
   }
-  k->layernorm_backward(dcur, sam_pg(P, b->n1w), sam_pg(P, b->n1b), e->dln.p, e->xs[l].p,
-                        sam_pv(P, b->n1w), a->mean1.p, a->rstd1.p, N, E);
+  k->layernorm_backward(dcur, pl_pg(P, b->n1w), pl_pg(P, b->n1b), e->dln.p, e->xs[l].p,
+                        pl_pv(P, b->n1w), a->mean1.p, a->rstd1.p, N, E);
 }
 
 gboolean sam_encoder_backward(sam_encoder *e, ps_context *ctx, const float *dout,
                               ps_tensor **dimage, GError **error) {
   const ps_kernels *k = e->k;
-  const sam_params *P = &e->P;
+  const pl_params *P = &e->P;
   if (!e->acts_for_training) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
                 "encoder.medsam: backward needs a forward in training mode (activations are "
@@ -119,51 +119,50 @@ gboolean sam_encoder_backward(sam_encoder *e, ps_context *ctx, const float *dout
     blk_geom g = sam_enc_geom(e, &e->blk[l], B);
     relmax = MAX(relmax, g.Bw * e->nH * g.Tw * g.side);
   }
-  if (!sam_buf_ensure(&e->d0, N * E, error) || !sam_buf_ensure(&e->d1, N * E, error) ||
-      !sam_buf_ensure(&e->dln, N * E, error) || !sam_buf_ensure(&e->dxw, nw_max * E, error) ||
-      !sam_buf_ensure(&e->dqkv, nw_max * 3 * E, error) ||
-      !sam_buf_ensure(&e->drelh, relmax, error) || !sam_buf_ensure(&e->drelw, relmax, error) ||
-      !sam_buf_ensure(&e->dao, nw_max * E, error) ||
-      !sam_buf_ensure(&e->dprojw, nw_max * E, error) || !sam_buf_ensure(&e->dh, N * M, error) ||
-      !sam_buf_ensure(&e->dg, N * M, error) ||
-      !sam_buf_ensure(&e->dadr, e->cfg.adapter ? N * A : 0, error) ||
-      !sam_buf_ensure(&e->dadh, e->cfg.adapter ? N * A : 0, error) ||
-      !sam_buf_ensure(&e->dnchw, N * E, error) || !sam_buf_ensure(&e->dc1, B * e->OC * GG, error) ||
-      !sam_buf_ensure(&e->dc1n, B * e->OC * GG, error) ||
-      !sam_buf_ensure(&e->dc2, B * e->OC * GG, error) || !sam_buf_ensure(&e->dpe, N * E, error))
+  if (!pl_buf_ensure(&e->d0, N * E, error) || !pl_buf_ensure(&e->d1, N * E, error) ||
+      !pl_buf_ensure(&e->dln, N * E, error) || !pl_buf_ensure(&e->dxw, nw_max * E, error) ||
+      !pl_buf_ensure(&e->dqkv, nw_max * 3 * E, error) || !pl_buf_ensure(&e->drelh, relmax, error) ||
+      !pl_buf_ensure(&e->drelw, relmax, error) || !pl_buf_ensure(&e->dao, nw_max * E, error) ||
+      !pl_buf_ensure(&e->dprojw, nw_max * E, error) || !pl_buf_ensure(&e->dh, N * M, error) ||
+      !pl_buf_ensure(&e->dg, N * M, error) ||
+      !pl_buf_ensure(&e->dadr, e->cfg.adapter ? N * A : 0, error) ||
+      !pl_buf_ensure(&e->dadh, e->cfg.adapter ? N * A : 0, error) ||
+      !pl_buf_ensure(&e->dnchw, N * E, error) || !pl_buf_ensure(&e->dc1, B * e->OC * GG, error) ||
+      !pl_buf_ensure(&e->dc1n, B * e->OC * GG, error) ||
+      !pl_buf_ensure(&e->dc2, B * e->OC * GG, error) || !pl_buf_ensure(&e->dpe, N * E, error))
     return FALSE;
   int64_t sn = sam_enc_scratch_need(e, B, 1);
-  float *scratch = sam_scratch(ctx, sn, error);
+  float *scratch = pl_scratch(ctx, sn, error);
   if (!scratch) return FALSE;
 
   /* Where the backward can stop: below the first block with something to train. */
-  gboolean stem = dimage || sam_pg(P, e->pe_w) || sam_pg(P, e->pe_b) || sam_pg(P, e->pos);
+  gboolean stem = dimage || pl_pg(P, e->pe_w) || pl_pg(P, e->pe_b) || pl_pg(P, e->pos);
   int64_t lo = e->cfg.depth;
   for (int64_t l = 0; l < e->cfg.depth && lo == e->cfg.depth; l++)
     if (stem || block_trains(e, &e->blk[l])) lo = l;
 
   /* neck */
-  sam_buf_zero(&e->dc2);
-  k->layernorm2d_backward(e->dc2.p, sam_pg(P, e->nk3w), sam_pg(P, e->nk3b), dout, e->c2.p,
-                          sam_pv(P, e->nk3w), e->m2.p, e->r2.p, B, e->OC, GG);
+  pl_buf_zero(&e->dc2);
+  k->layernorm2d_backward(e->dc2.p, pl_pg(P, e->nk3w), pl_pg(P, e->nk3b), dout, e->c2.p,
+                          pl_pv(P, e->nk3w), e->m2.p, e->r2.p, B, e->OC, GG);
   gboolean below = lo < e->cfg.depth || stem;
-  sam_buf_zero(&e->dc1n);
+  pl_buf_zero(&e->dc1n);
   ps_conv2d_desc n2 = {B, e->OC, e->G, e->G, e->OC, 3, 3, 1, 1};
-  k->conv2d_backward(e->dc1n.p, sam_pg(P, e->neck2), NULL, e->dc2.p, e->c1n.p, sam_pv(P, e->neck2),
+  k->conv2d_backward(e->dc1n.p, pl_pg(P, e->neck2), NULL, e->dc2.p, e->c1n.p, pl_pv(P, e->neck2),
                      &n2, scratch, sn);
-  sam_buf_zero(&e->dc1);
-  k->layernorm2d_backward(e->dc1.p, sam_pg(P, e->nk1w), sam_pg(P, e->nk1b), e->dc1n.p, e->c1.p,
-                          sam_pv(P, e->nk1w), e->m1.p, e->r1.p, B, e->OC, GG);
+  pl_buf_zero(&e->dc1);
+  k->layernorm2d_backward(e->dc1.p, pl_pg(P, e->nk1w), pl_pg(P, e->nk1b), e->dc1n.p, e->c1.p,
+                          pl_pv(P, e->nk1w), e->m1.p, e->r1.p, B, e->OC, GG);
   ps_conv2d_desc n0 = {B, E, e->G, e->G, e->OC, 1, 1, 1, 0};
-  sam_buf_zero(&e->dnchw);
-  k->conv2d_backward(below ? e->dnchw.p : NULL, sam_pg(P, e->neck0), NULL, e->dc1.p, e->nchw.p,
-                     sam_pv(P, e->neck0), &n0, scratch, sn);
+  pl_buf_zero(&e->dnchw);
+  k->conv2d_backward(below ? e->dnchw.p : NULL, pl_pg(P, e->neck0), NULL, e->dc1.p, e->nchw.p,
+                     pl_pv(P, e->neck0), &n0, scratch, sn);
   if (!below) {
     if (dimage) *dimage = NULL;
     return TRUE;
   }
   float *dcur = e->d0.p;
-  sam_buf_zero(&e->d0);
+  pl_buf_zero(&e->d0);
   k->transpose_backward(dcur, e->dnchw.p, B, GG, E);
 
   for (int64_t l = e->cfg.depth - 1; l >= lo; l--) block_backward(e, l, dcur, B, scratch, sn);
@@ -171,24 +170,24 @@ gboolean sam_encoder_backward(sam_encoder *e, ps_context *ctx, const float *dout
     if (dimage) *dimage = NULL;
     return TRUE;
   }
-  float *gpos = sam_pg(P, e->pos);
+  float *gpos = pl_pg(P, e->pos);
   if (gpos)
     for (int64_t b = 0; b < B; b++) k->axpy(gpos, 1.0f, dcur + b * GG * E, GG * E);
-  float *gw = sam_pg(P, e->pe_w), *gb = sam_pg(P, e->pe_b);
+  float *gw = pl_pg(P, e->pe_w), *gb = pl_pg(P, e->pe_b);
   if (gw || gb || dimage) {
-    sam_buf_zero(&e->dpe);
+    pl_buf_zero(&e->dpe);
     k->transpose_backward(e->dpe.p, dcur, B, E, GG);
     float *dimg = NULL;
     if (dimage) {
       int64_t ishape[4] = {B, 3, S, S};
-      if (!sam_tensor_ensure(&e->dimage, 4, ishape, error)) return FALSE;
-      if (!sam_buf_ensure(&e->dimg, e->cfg.medsam_input ? B * 3 * S * S : 0, error)) return FALSE;
+      if (!ps_tensor_ensure(&e->dimage, PS_DTYPE_F32, 4, ishape, error)) return FALSE;
+      if (!pl_buf_ensure(&e->dimg, e->cfg.medsam_input ? B * 3 * S * S : 0, error)) return FALSE;
       memset(e->dimage->data, 0, e->dimage->nbytes);
       dimg = e->cfg.medsam_input ? e->dimg.p : ps_f32(e->dimage);
-      if (e->cfg.medsam_input) sam_buf_zero(&e->dimg);
+      if (e->cfg.medsam_input) pl_buf_zero(&e->dimg);
     }
     ps_conv2d_desc pd = {B, 3, S, S, E, e->cfg.patch_size, e->cfg.patch_size, e->cfg.patch_size, 0};
-    k->conv2d_backward(dimg, gw, gb, e->dpe.p, e->img_in, sam_pv(P, e->pe_w), &pd, scratch, sn);
+    k->conv2d_backward(dimg, gw, gb, e->dpe.p, e->img_in, pl_pv(P, e->pe_w), &pd, scratch, sn);
     if (dimage) {
       if (e->cfg.medsam_input) {
         /* the raw image is what min-max read: recover it from the normalised copy */

@@ -85,21 +85,21 @@ static gboolean ensure_act(sam_encoder *e, int64_t l, blk_act *a, int64_t B, gbo
   blk_geom g = sam_enc_geom(e, b, B);
   int64_t N = B * e->T, Nw = g.Bw * g.Tw, E = e->E;
   gboolean adapter = e->cfg.adapter;
-  return sam_buf_ensure(&a->ln1, N * E, error) && sam_buf_ensure(&a->mean1, N, error) &&
-         sam_buf_ensure(&a->rstd1, N, error) &&
-         sam_buf_ensure(&a->xw, b->global ? 0 : Nw * E, error) &&
-         sam_buf_ensure(&a->qkv, Nw * 3 * E, error) &&
-         sam_buf_ensure(&a->relh, g.Bw * e->nH * g.Tw * g.side, error) &&
-         sam_buf_ensure(&a->relw, g.Bw * e->nH * g.Tw * g.side, error) &&
-         sam_buf_ensure(&a->ao, Nw * E, error) &&
-         sam_buf_ensure(&a->lse, g.Bw * e->nH * g.Tw, error) &&
-         sam_buf_ensure(&a->x1, N * E, error) && sam_buf_ensure(&a->ln2, N * E, error) &&
-         sam_buf_ensure(&a->mean2, N, error) && sam_buf_ensure(&a->rstd2, N, error) &&
-         sam_buf_ensure(&a->h, N * e->M, error) && sam_buf_ensure(&a->g, N * e->M, error) &&
-         sam_buf_ensure(&a->adh, adapter ? N * e->A : 0, error) &&
-         sam_buf_ensure(&a->adr, adapter ? N * e->A : 0, error) &&
-         sam_buf_ensure(&a->admask,
-                        adapter && training && e->cfg.adapter_dropout > 0 ? N * e->A : 0, error);
+  return pl_buf_ensure(&a->ln1, N * E, error) && pl_buf_ensure(&a->mean1, N, error) &&
+         pl_buf_ensure(&a->rstd1, N, error) &&
+         pl_buf_ensure(&a->xw, b->global ? 0 : Nw * E, error) &&
+         pl_buf_ensure(&a->qkv, Nw * 3 * E, error) &&
+         pl_buf_ensure(&a->relh, g.Bw * e->nH * g.Tw * g.side, error) &&
+         pl_buf_ensure(&a->relw, g.Bw * e->nH * g.Tw * g.side, error) &&
+         pl_buf_ensure(&a->ao, Nw * E, error) &&
+         pl_buf_ensure(&a->lse, g.Bw * e->nH * g.Tw, error) &&
+         pl_buf_ensure(&a->x1, N * E, error) && pl_buf_ensure(&a->ln2, N * E, error) &&
+         pl_buf_ensure(&a->mean2, N, error) && pl_buf_ensure(&a->rstd2, N, error) &&
+         pl_buf_ensure(&a->h, N * e->M, error) && pl_buf_ensure(&a->g, N * e->M, error) &&
+         pl_buf_ensure(&a->adh, adapter ? N * e->A : 0, error) &&
+         pl_buf_ensure(&a->adr, adapter ? N * e->A : 0, error) &&
+         pl_buf_ensure(&a->admask, adapter && training && e->cfg.adapter_dropout > 0 ? N * e->A : 0,
+                       error);
 }
 
 static void minmax_forward(sam_encoder *e, const float *x, int64_t B, int64_t n) {
@@ -136,62 +136,62 @@ static gboolean ensure_shared(sam_encoder *e, int64_t B, GError **error) {
     e->B = B;
   }
   int64_t shape[4] = {B, e->OC, e->G, e->G};
-  return sam_buf_ensure(&e->img_norm, e->cfg.medsam_input ? B * img : 0, error) &&
-         sam_buf_ensure(&e->pe_out, N * E, error) &&
-         sam_buf_ensure(&e->tmpw, sam_enc_max_window_tokens(e, B) * E, error) &&
-         sam_buf_ensure(&e->tmp, N * E, error) && sam_buf_ensure(&e->nchw, N * E, error) &&
-         sam_buf_ensure(&e->c1, B * e->OC * GG, error) &&
-         sam_buf_ensure(&e->c1n, B * e->OC * GG, error) && sam_buf_ensure(&e->m1, N, error) &&
-         sam_buf_ensure(&e->r1, N, error) && sam_buf_ensure(&e->c2, B * e->OC * GG, error) &&
-         sam_buf_ensure(&e->m2, N, error) && sam_buf_ensure(&e->r2, N, error) &&
-         sam_tensor_ensure(&e->out, 4, shape, error);
+  return pl_buf_ensure(&e->img_norm, e->cfg.medsam_input ? B * img : 0, error) &&
+         pl_buf_ensure(&e->pe_out, N * E, error) &&
+         pl_buf_ensure(&e->tmpw, sam_enc_max_window_tokens(e, B) * E, error) &&
+         pl_buf_ensure(&e->tmp, N * E, error) && pl_buf_ensure(&e->nchw, N * E, error) &&
+         pl_buf_ensure(&e->c1, B * e->OC * GG, error) &&
+         pl_buf_ensure(&e->c1n, B * e->OC * GG, error) && pl_buf_ensure(&e->m1, N, error) &&
+         pl_buf_ensure(&e->r1, N, error) && pl_buf_ensure(&e->c2, B * e->OC * GG, error) &&
+         pl_buf_ensure(&e->m2, N, error) && pl_buf_ensure(&e->r2, N, error) &&
+         ps_tensor_ensure(&e->out, PS_DTYPE_F32, 4, shape, error);
 }
 
 static void block_forward(sam_encoder *e, int64_t l, blk_act *a, const float *x, float *xo,
                           int64_t B, gboolean training, ps_rng *rng, float *scratch,
                           int64_t scratch_n) {
   const ps_kernels *k = e->k;
-  const sam_params *P = &e->P;
+  const pl_params *P = &e->P;
   const enc_block *b = &e->blk[l];
   blk_geom g = sam_enc_geom(e, b, B);
   int64_t N = B * e->T, E = e->E, Nw = g.Bw * g.Tw;
   float eps = (float)e->cfg.eps;
 
-  k->layernorm_forward(a->ln1.p, a->mean1.p, a->rstd1.p, x, sam_pv(P, b->n1w), sam_pv(P, b->n1b), N,
+  k->layernorm_forward(a->ln1.p, a->mean1.p, a->rstd1.p, x, pl_pv(P, b->n1w), pl_pv(P, b->n1b), N,
                        E, eps);
   const float *ain = a->ln1.p;
   if (!b->global) {
     k->window_partition_forward(a->xw.p, a->ln1.p, B, e->G, e->G, E, g.side);
     ain = a->xw.p;
   }
-  sam_linear_fwd(k, P, &b->qkv, a->qkv.p, ain, Nw);
-  k->rel_pos_forward(a->relh.p, a->relw.p, a->qkv.p, sam_pv(P, b->rph), sam_pv(P, b->rpw), g.Bw,
+  pl_linear_fwd(k, P, &b->qkv, a->qkv.p, ain, Nw);
+  k->rel_pos_forward(a->relh.p, a->relw.p, a->qkv.p, pl_pv(P, b->rph), pl_pv(P, b->rpw), g.Bw,
                      e->nH, g.side, g.side, e->hd, 3 * E);
   ps_attention_desc d = sam_enc_att_desc(e, &g, a);
   k->attention_forward(a->ao.p, a->lse.p, a->qkv.p, a->qkv.p + E, a->qkv.p + 2 * E, &d, scratch,
                        scratch_n);
-  sam_linear_fwd(k, P, &b->proj, e->tmpw.p, a->ao.p, Nw);
+  pl_linear_fwd(k, P, &b->proj, e->tmpw.p, a->ao.p, Nw);
   const float *attn = e->tmpw.p;
   if (!b->global) {
     k->window_unpartition_forward(e->tmp.p, e->tmpw.p, B, e->G, e->G, E, g.side);
     attn = e->tmp.p;
   }
   k->add_forward(a->x1.p, x, attn, N * E);
-  k->layernorm_forward(a->ln2.p, a->mean2.p, a->rstd2.p, a->x1.p, sam_pv(P, b->n2w),
-                       sam_pv(P, b->n2b), N, E, eps);
-  sam_linear_fwd(k, P, &b->lin1, a->h.p, a->ln2.p, N);
+  k->layernorm_forward(a->ln2.p, a->mean2.p, a->rstd2.p, a->x1.p, pl_pv(P, b->n2w),
+                       pl_pv(P, b->n2b), N, E, eps);
+  pl_linear_fwd(k, P, &b->lin1, a->h.p, a->ln2.p, N);
   k->gelu_forward(a->g.p, a->h.p, N * e->M);
-  sam_linear_fwd(k, P, &b->lin2, e->tmp.p, a->g.p, N);
+  pl_linear_fwd(k, P, &b->lin2, e->tmp.p, a->g.p, N);
   k->add_forward(xo, a->x1.p, e->tmp.p, N * E);
   if (e->cfg.adapter) {
-    sam_linear_fwd(k, P, &b->down, a->adh.p, a->x1.p, N);
+    pl_linear_fwd(k, P, &b->down, a->adh.p, a->x1.p, N);
     k->relu_forward(a->adr.p, a->adh.p, N * e->A);
     if (training && e->cfg.adapter_dropout > 0) {
       float p = (float)e->cfg.adapter_dropout, keep = 1.0f / (1.0f - p);
       for (int64_t i = 0; i < N * e->A; i++) a->admask.p[i] = ps_rng_uniform(rng) < p ? 0.0f : keep;
       k->mul_forward(a->adr.p, a->adr.p, a->admask.p, N * e->A);
     }
-    sam_linear_fwd(k, P, &b->up, e->tmp.p, a->adr.p, N);
+    pl_linear_fwd(k, P, &b->up, e->tmp.p, a->adr.p, N);
     k->axpy(xo, (float)e->cfg.adapter_scale, e->tmp.p, N * E);
   }
 }
@@ -199,7 +199,7 @@ static void block_forward(sam_encoder *e, int64_t l, blk_act *a, const float *x,
 gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *image,
                              gboolean training, ps_rng *rng, ps_tensor **out, GError **error) {
   const ps_kernels *k = e->k;
-  const sam_params *P = &e->P;
+  const pl_params *P = &e->P;
   int64_t S = e->cfg.img_size;
   int64_t want[4] = {-1, 3, S, S};
   if (!ps_tensor_check(image, "encoder.medsam input image", PS_DTYPE_F32, 4, want, error))
@@ -211,11 +211,11 @@ gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *i
   }
   if (!ensure_shared(e, B, error)) return FALSE;
   for (int64_t l = 0; l <= e->cfg.depth; l++)
-    if (!sam_buf_ensure(&e->xs[training ? l : l % 2], N * E, error)) return FALSE;
+    if (!pl_buf_ensure(&e->xs[training ? l : l % 2], N * E, error)) return FALSE;
   for (int64_t l = 0; l < e->cfg.depth; l++)
     if (!ensure_act(e, l, act_of(e, l, training), B, training, error)) return FALSE;
   int64_t sn = sam_enc_scratch_need(e, B, 0);
-  float *scratch = sam_scratch(ctx, sn, error);
+  float *scratch = pl_scratch(ctx, sn, error);
   if (!scratch) return FALSE;
 
   /* patch embedding (+ MedSAM normalisation), NCHW -> tokens, + pos_embed */
@@ -227,10 +227,10 @@ gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *i
   }
   e->img_in = img;
   ps_conv2d_desc pd = {B, 3, S, S, E, e->cfg.patch_size, e->cfg.patch_size, e->cfg.patch_size, 0};
-  k->conv2d_forward(e->pe_out.p, img, sam_pv(P, e->pe_w), sam_pv(P, e->pe_b), &pd, scratch, sn);
+  k->conv2d_forward(e->pe_out.p, img, pl_pv(P, e->pe_w), pl_pv(P, e->pe_b), &pd, scratch, sn);
   float *x0 = e->xs[0].p;
   k->transpose_forward(x0, e->pe_out.p, B, E, GG);
-  for (int64_t b = 0; b < B; b++) k->axpy(x0 + b * GG * E, 1.0f, sam_pv(P, e->pos), GG * E);
+  for (int64_t b = 0; b < B; b++) k->axpy(x0 + b * GG * E, 1.0f, pl_pv(P, e->pos), GG * E);
 
   for (int64_t l = 0; l < e->cfg.depth; l++) {
     float *xi = e->xs[training ? l : l % 2].p, *xo = e->xs[training ? l + 1 : (l + 1) % 2].p;
@@ -241,14 +241,14 @@ gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *i
   /* neck */
   k->transpose_forward(e->nchw.p, xf, B, GG, E);
   ps_conv2d_desc n0 = {B, E, e->G, e->G, e->OC, 1, 1, 1, 0};
-  k->conv2d_forward(e->c1.p, e->nchw.p, sam_pv(P, e->neck0), NULL, &n0, scratch, sn);
+  k->conv2d_forward(e->c1.p, e->nchw.p, pl_pv(P, e->neck0), NULL, &n0, scratch, sn);
   float eps = (float)e->cfg.eps;
-  k->layernorm2d_forward(e->c1n.p, e->m1.p, e->r1.p, e->c1.p, sam_pv(P, e->nk1w),
-                         sam_pv(P, e->nk1b), B, e->OC, GG, eps);
+  k->layernorm2d_forward(e->c1n.p, e->m1.p, e->r1.p, e->c1.p, pl_pv(P, e->nk1w), pl_pv(P, e->nk1b),
+                         B, e->OC, GG, eps);
   ps_conv2d_desc n2 = {B, e->OC, e->G, e->G, e->OC, 3, 3, 1, 1};
-  k->conv2d_forward(e->c2.p, e->c1n.p, sam_pv(P, e->neck2), NULL, &n2, scratch, sn);
-  k->layernorm2d_forward(ps_f32(e->out), e->m2.p, e->r2.p, e->c2.p, sam_pv(P, e->nk3w),
-                         sam_pv(P, e->nk3b), B, e->OC, GG, eps);
+  k->conv2d_forward(e->c2.p, e->c1n.p, pl_pv(P, e->neck2), NULL, &n2, scratch, sn);
+  k->layernorm2d_forward(ps_f32(e->out), e->m2.p, e->r2.p, e->c2.p, pl_pv(P, e->nk3w),
+                         pl_pv(P, e->nk3b), B, e->OC, GG, eps);
   e->acts_for_training = training;
   e->adapter_dropout_used = training && e->cfg.adapter && e->cfg.adapter_dropout > 0;
   *out = e->out;

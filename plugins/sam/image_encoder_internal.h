@@ -7,27 +7,27 @@
 
 typedef struct {
   int n1w, n1b, n2w, n2b, rph, rpw;
-  sam_linear qkv, proj, lin1, lin2, down, up;
+  pl_linear qkv, proj, lin1, lin2, down, up;
   gboolean global;
 } enc_block;
 
 /* Activations of one block (shapes for N = B*T tokens, Nw = windows*ws*ws). */
 typedef struct {
-  sam_buf ln1, mean1, rstd1; /* (N, E), (N), (N) */
-  sam_buf xw;                /* (Nw, E) windowed LN1 output (window blocks only) */
-  sam_buf qkv;               /* (Nw, 3E) */
-  sam_buf relh, relw;        /* (Bw, nH, Tw, side) */
-  sam_buf ao, lse;           /* (Nw, E), (Bw, nH, Tw) */
-  sam_buf x1;                /* (N, E) after the attention residual */
-  sam_buf ln2, mean2, rstd2; /* (N, E), (N), (N) */
-  sam_buf h, g;              /* (N, M) before / after GELU */
-  sam_buf adh, adr, admask;  /* (N, A) adapter before / after ReLU(+dropout), dropout mask */
+  pl_buf ln1, mean1, rstd1; /* (N, E), (N), (N) */
+  pl_buf xw;                /* (Nw, E) windowed LN1 output (window blocks only) */
+  pl_buf qkv;               /* (Nw, 3E) */
+  pl_buf relh, relw;        /* (Bw, nH, Tw, side) */
+  pl_buf ao, lse;           /* (Nw, E), (Bw, nH, Tw) */
+  pl_buf x1;                /* (N, E) after the attention residual */
+  pl_buf ln2, mean2, rstd2; /* (N, E), (N), (N) */
+  pl_buf h, g;              /* (N, M) before / after GELU */
+  pl_buf adh, adr, admask;  /* (N, A) adapter before / after ReLU(+dropout), dropout mask */
 } blk_act;
 
 struct sam_encoder {
   sam_enc_cfg cfg;
   const ps_kernels *k;
-  sam_params P;
+  pl_params P;
   int64_t E, G, T, nH, hd, M, A, OC;
   int pe_w, pe_b, pos, neck0, nk1w, nk1b, neck2, nk3w, nk3b;
   enc_block blk[SAM_MAX_DEPTH];
@@ -36,20 +36,20 @@ struct sam_encoder {
   gboolean acts_for_training;     /* the last forward kept every block's activations */
   gboolean adapter_dropout_used;  /* the last forward applied an adapter dropout mask */
   const float *img_in;            /* patch-embedding input of the last forward */
-  sam_buf img_norm;               /* (B, 3, S, S) MedSAM-normalised image */
+  pl_buf img_norm;                /* (B, 3, S, S) MedSAM-normalised image */
   float *mm_lo, *mm_r;            /* (B) min and range of each image */
   int64_t *mm_amin, *mm_amax;     /* (B) where they are */
   gboolean *mm_clipped;           /* (B) range below 1e-8, clipped */
   const float *img_raw;           /* the last forward's input image */
-  sam_buf pe_out;                 /* (B, E, T) */
-  sam_buf xs[SAM_MAX_DEPTH + 1];  /* (N, E) residual stream entering block l / leaving */
+  pl_buf pe_out;                  /* (B, E, T) */
+  pl_buf xs[SAM_MAX_DEPTH + 1];   /* (N, E) residual stream entering block l / leaving */
   blk_act act[SAM_MAX_DEPTH + 2]; /* per block (training); depth, depth+1: shared (inference) */
-  sam_buf tmpw, tmp;              /* (Nw_max, E), (N, E) */
-  sam_buf nchw, c1, c1n, m1, r1, c2, m2, r2; /* neck */
-  ps_tensor *out;                            /* (B, OC, G, G) */
+  pl_buf tmpw, tmp;               /* (Nw_max, E), (N, E) */
+  pl_buf nchw, c1, c1n, m1, r1, c2, m2, r2; /* neck */
+  ps_tensor *out;                           /* (B, OC, G, G) */
   /* backward */
-  sam_buf d0, d1, dln, dxw, dqkv, drelh, drelw, dao, dprojw, dh, dg, dadr, dadh;
-  sam_buf dnchw, dc1, dc1n, dc2, dpe, dimg;
+  pl_buf d0, d1, dln, dxw, dqkv, drelh, drelw, dao, dprojw, dh, dg, dadr, dadh;
+  pl_buf dnchw, dc1, dc1n, dc2, dpe, dimg;
   ps_tensor *dimage;
 };
 

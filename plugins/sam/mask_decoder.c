@@ -40,7 +40,7 @@ void sam_dec_cfg_preset(sam_dec_cfg *c, const char *preset) {
   }
 }
 
-sam_params *sam_decoder_params(sam_decoder *d) {
+pl_params *sam_decoder_params(sam_decoder *d) {
   return &d->P;
 }
 const sam_dec_cfg *sam_decoder_cfg(const sam_decoder *d) {
@@ -57,7 +57,7 @@ void sam_decoder_set_multimask(sam_decoder *d, gboolean multimask) {
 
 /* ---- SAM's MLP ----------------------------------------------------------- */
 
-static gboolean mlp_add(sam_params *P, sam_mlp *m, const char *name, int64_t in, int64_t hidden,
+static gboolean mlp_add(pl_params *P, sam_mlp *m, const char *name, int64_t in, int64_t hidden,
                         int64_t out, int64_t layers, ps_role role, ps_rng *rng, GError **error) {
   if (layers < 1 || layers > SAM_MAX_MLP_DEPTH) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
@@ -69,18 +69,18 @@ static gboolean mlp_add(sam_params *P, sam_mlp *m, const char *name, int64_t in,
   for (int i = 0; i < m->n; i++) {
     g_autofree char *ln = g_strdup_printf("%s.layers.%d", name, i);
     int64_t a = i == 0 ? in : hidden, b = i == m->n - 1 ? out : hidden;
-    if (!sam_linear_add(P, &m->l[i], ln, a, b, role, TRUE, rng, error)) return FALSE;
+    if (!pl_linear_add(P, &m->l[i], ln, a, b, role, PL_INIT_TORCH, rng, error)) return FALSE;
   }
   return TRUE;
 }
 
 static void mlp_free(sam_mlp *m) {
   for (int i = 0; i < SAM_MAX_MLP_DEPTH; i++) {
-    sam_buf_free(&m->x[i]);
-    sam_buf_free(&m->y[i]);
+    pl_buf_free(&m->x[i]);
+    pl_buf_free(&m->y[i]);
   }
-  sam_buf_free(&m->dx);
-  sam_buf_free(&m->dy);
+  pl_buf_free(&m->dx);
+  pl_buf_free(&m->dy);
 }
 
 static int64_t mlp_widest(const sam_mlp *m) {
@@ -90,29 +90,29 @@ static int64_t mlp_widest(const sam_mlp *m) {
 }
 
 /* x: (N, in) -> returns (N, out) owned by the MLP. */
-static const float *mlp_fwd(const ps_kernels *k, const sam_params *P, sam_mlp *m, const float *x,
+static const float *mlp_fwd(const ps_kernels *k, const pl_params *P, sam_mlp *m, const float *x,
                             int64_t N, GError **error) {
   for (int i = 0; i < m->n; i++)
-    if (!sam_buf_ensure(&m->x[i], N * m->l[i].in, error) ||
-        !sam_buf_ensure(&m->y[i], N * m->l[i].out, error))
+    if (!pl_buf_ensure(&m->x[i], N * m->l[i].in, error) ||
+        !pl_buf_ensure(&m->y[i], N * m->l[i].out, error))
       return NULL;
   memcpy(m->x[0].p, x, (size_t)(N * m->l[0].in) * sizeof(float));
   for (int i = 0; i < m->n; i++) {
-    sam_linear_fwd(k, P, &m->l[i], m->y[i].p, m->x[i].p, N);
+    pl_linear_fwd(k, P, &m->l[i], m->y[i].p, m->x[i].p, N);
     if (i < m->n - 1) k->relu_forward(m->x[i + 1].p, m->y[i].p, N * m->l[i].out);
   }
   return m->y[m->n - 1].p;
 }
 
 /* dout: (N, out) -> returns dx: (N, in) owned by the MLP. */
-static const float *mlp_bwd(const ps_kernels *k, const sam_params *P, sam_mlp *m, const float *dout,
+static const float *mlp_bwd(const ps_kernels *k, const pl_params *P, sam_mlp *m, const float *dout,
                             int64_t N, GError **error) {
   int64_t w = mlp_widest(m);
-  if (!sam_buf_ensure(&m->dx, N * w, error) || !sam_buf_ensure(&m->dy, N * w, error)) return NULL;
+  if (!pl_buf_ensure(&m->dx, N * w, error) || !pl_buf_ensure(&m->dy, N * w, error)) return NULL;
   const float *dy = dout;
   for (int i = m->n - 1; i >= 0; i--) {
     memset(m->dx.p, 0, (size_t)(N * m->l[i].in) * sizeof(float));
-    sam_linear_bwd(k, P, &m->l[i], m->dx.p, dy, m->x[i].p, N);
+    pl_linear_bwd(k, P, &m->l[i], m->dx.p, dy, m->x[i].p, N);
     if (i > 0) {
       memset(m->dy.p, 0, (size_t)(N * m->l[i - 1].out) * sizeof(float));
       k->relu_backward(m->dy.p, m->y[i - 1].p, m->dx.p, N * m->l[i - 1].out);
@@ -124,12 +124,12 @@ static const float *mlp_bwd(const ps_kernels *k, const sam_params *P, sam_mlp *m
 
 /* ---- construction ------------------------------------------------------- */
 
-static int vec_param(sam_params *P, ps_role role, const int64_t *shape, int nd, ps_rng *rng,
+static int vec_param(pl_params *P, ps_role role, const int64_t *shape, int nd, ps_rng *rng,
                      double std, GError **error, const char *name) {
-  int i = sam_param_add(P, role, shape, nd, error, "%s", name);
+  int i = pl_param_add(P, role, shape, nd, error, "%s", name);
   if (i >= 0 && rng) {
-    ps_tensor *t = sam_param(P, i)->value;
-    sam_init_normal(ps_f32(t), ps_tensor_numel(t), std, rng);
+    ps_tensor *t = pl_param(P, i)->value;
+    pl_init_normal(ps_f32(t), ps_tensor_numel(t), std, rng);
   }
   return i;
 }
@@ -158,8 +158,8 @@ sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng
   d->C4 = d->C / 4;
   d->C8 = d->C / 8;
   d->m = c->multimask_output ? c->num_multimask_outputs : 1;
-  sam_params_init(&d->P);
-  sam_params *P = &d->P;
+  pl_params_init(&d->P);
+  pl_params *P = &d->P;
   int64_t C = d->C;
   /* The prompt encoder is frozen in LISA and MedSAM: role frozen (YAML may override). */
   const ps_role PR = PS_ROLE_FROZEN, MD = PS_ROLE_FULL;
@@ -188,8 +188,8 @@ sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng
               {"3.weight", s3, 4}, {"3.bias", &mi, 1}, {"4.weight", &mi, 1}, {"4.bias", &mi, 1},
               {"6.weight", s6, 4}, {"6.bias", &C, 1}};
     for (size_t i = 0; i < G_N_ELEMENTS(md); i++)
-      if (sam_param_add(P, PR, md[i].s, md[i].nd, error, "prompt_encoder.mask_downscaling.%s",
-                        md[i].n) < 0)
+      if (pl_param_add(P, PR, md[i].s, md[i].nd, error, "prompt_encoder.mask_downscaling.%s",
+                       md[i].n) < 0)
         goto fail;
   }
   int64_t mt[2] = {d->NM, C};
@@ -202,27 +202,24 @@ sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng
                            c->mlp_dim, c->downsample, c->ln_eps, MD, rng, error))
     goto fail;
   int64_t u0[4] = {C, d->C4, 2, 2}, u3[4] = {d->C4, d->C8, 2, 2};
-  if ((d->up0w = sam_param_add(P, MD, u0, 4, error, "mask_decoder.output_upscaling.0.weight")) <
+  if ((d->up0w = pl_param_add(P, MD, u0, 4, error, "mask_decoder.output_upscaling.0.weight")) < 0 ||
+      (d->up0b = pl_param_add(P, MD, &d->C4, 1, error, "mask_decoder.output_upscaling.0.bias")) <
           0 ||
-      (d->up0b = sam_param_add(P, MD, &d->C4, 1, error, "mask_decoder.output_upscaling.0.bias")) <
+      (d->up1w = pl_param_add(P, MD, &d->C4, 1, error, "mask_decoder.output_upscaling.1.weight")) <
           0 ||
-      (d->up1w = sam_param_add(P, MD, &d->C4, 1, error, "mask_decoder.output_upscaling.1.weight")) <
+      (d->up1b = pl_param_add(P, MD, &d->C4, 1, error, "mask_decoder.output_upscaling.1.bias")) <
           0 ||
-      (d->up1b = sam_param_add(P, MD, &d->C4, 1, error, "mask_decoder.output_upscaling.1.bias")) <
-          0 ||
-      (d->up3w = sam_param_add(P, MD, u3, 4, error, "mask_decoder.output_upscaling.3.weight")) <
-          0 ||
-      (d->up3b = sam_param_add(P, MD, &d->C8, 1, error, "mask_decoder.output_upscaling.3.bias")) <
-          0)
+      (d->up3w = pl_param_add(P, MD, u3, 4, error, "mask_decoder.output_upscaling.3.weight")) < 0 ||
+      (d->up3b = pl_param_add(P, MD, &d->C8, 1, error, "mask_decoder.output_upscaling.3.bias")) < 0)
     goto fail;
-  sam_init_const(sam_pv(P, d->up1w), d->C4, 1.0f);
+  pl_init_const(pl_pv(P, d->up1w), d->C4, 1.0f);
   if (rng) {
     /* ConvTranspose2d's fan_in is computed from weight dim 1 (out channels) * 4 */
     double b0 = 1.0 / sqrt(4.0 * d->C4), b3 = 1.0 / sqrt(4.0 * d->C8);
-    sam_init_uniform(sam_pv(P, d->up0w), C * d->C4 * 4, b0, rng);
-    sam_init_uniform(sam_pv(P, d->up0b), d->C4, b0, rng);
-    sam_init_uniform(sam_pv(P, d->up3w), d->C4 * d->C8 * 4, b3, rng);
-    sam_init_uniform(sam_pv(P, d->up3b), d->C8, b3, rng);
+    pl_init_uniform(pl_pv(P, d->up0w), C * d->C4 * 4, b0, rng);
+    pl_init_uniform(pl_pv(P, d->up0b), d->C4, b0, rng);
+    pl_init_uniform(pl_pv(P, d->up3w), d->C4 * d->C8 * 4, b3, rng);
+    pl_init_uniform(pl_pv(P, d->up3b), d->C8, b3, rng);
   }
   for (int64_t i = 0; i < d->NM; i++) {
     g_autofree char *n =
@@ -240,17 +237,17 @@ fail:
 
 void sam_decoder_free(sam_decoder *d) {
   if (!d) return;
-  sam_params_clear(&d->P);
+  pl_params_clear(&d->P);
   tw_transformer_clear(&d->tw);
   for (int i = 0; i < SAM_MAX_MASK_TOKENS; i++) mlp_free(&d->hyper[i]);
   mlp_free(&d->iou_head);
-  sam_buf *b[] = {&d->pe,       &d->kpe,  &d->sparse, &d->tokens,   &d->imgT,  &d->src,
-                  &d->kf_nchw,  &d->u1,   &d->u1n,    &d->u1m,      &d->u1r,   &d->u1g,
-                  &d->u2,       &d->up,   &d->mt,     &d->hyper_in, &d->masks, &d->iou_all,
-                  &d->low,      &d->iou,  &d->dmasks, &d->dhyper,   &d->dup,   &d->du2,
-                  &d->du1g,     &d->du1n, &d->du1,    &d->dkf_nchw, &d->dKf,   &d->dQf,
-                  &d->diou_all, &d->dmt,  &d->dimg,   &d->dtext};
-  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) sam_buf_free(b[i]);
+  pl_buf *b[] = {&d->pe,       &d->kpe,  &d->sparse, &d->tokens,   &d->imgT,  &d->src,
+                 &d->kf_nchw,  &d->u1,   &d->u1n,    &d->u1m,      &d->u1r,   &d->u1g,
+                 &d->u2,       &d->up,   &d->mt,     &d->hyper_in, &d->masks, &d->iou_all,
+                 &d->low,      &d->iou,  &d->dmasks, &d->dhyper,   &d->dup,   &d->du2,
+                 &d->du1g,     &d->du1n, &d->du1,    &d->dkf_nchw, &d->dKf,   &d->dQf,
+                 &d->diou_all, &d->dmt,  &d->dimg,   &d->dtext};
+  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
   g_free(d);
 }
 
@@ -272,7 +269,7 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
                              const sam_prompts *pr, const float **low_res, const float **iou,
                              GError **error) {
   const ps_kernels *k = d->k;
-  const sam_params *P = &d->P;
+  const pl_params *P = &d->P;
   int64_t B = pr->B, C = d->C, HW = d->HW, S = d->S, NM = d->NM, P4 = 16 * HW;
   if (B < 1 || (Bi != B && Bi != 1)) {
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
@@ -287,24 +284,22 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
   d->Ns = sam_sparse_embed(d, pr, NULL);
   d->Nq = 1 + NM + d->Ns;
   int64_t Nq = d->Nq, nq = B * Nq * C;
-  if (!sam_buf_ensure(&d->pe, C * HW, error) || !sam_buf_ensure(&d->kpe, HW * C, error) ||
-      !sam_buf_ensure(&d->sparse, B * d->Ns * C, error) || !sam_buf_ensure(&d->tokens, nq, error) ||
-      !sam_buf_ensure(&d->imgT, Bi * HW * C, error) ||
-      !sam_buf_ensure(&d->src, B * HW * C, error) ||
-      !sam_buf_ensure(&d->kf_nchw, B * C * HW, error) ||
-      !sam_buf_ensure(&d->u1, B * d->C4 * 4 * HW, error) ||
-      !sam_buf_ensure(&d->u1n, B * d->C4 * 4 * HW, error) ||
-      !sam_buf_ensure(&d->u1m, B * 4 * HW, error) || !sam_buf_ensure(&d->u1r, B * 4 * HW, error) ||
-      !sam_buf_ensure(&d->u1g, B * d->C4 * 4 * HW, error) ||
-      !sam_buf_ensure(&d->u2, B * d->C8 * P4, error) ||
-      !sam_buf_ensure(&d->up, B * d->C8 * P4, error) || !sam_buf_ensure(&d->mt, B * C, error) ||
-      !sam_buf_ensure(&d->hyper_in, B * NM * d->C8, error) ||
-      !sam_buf_ensure(&d->masks, B * NM * P4, error) ||
-      !sam_buf_ensure(&d->iou_all, B * NM, error) ||
-      !sam_buf_ensure(&d->low, B * d->m * P4, error) || !sam_buf_ensure(&d->iou, B * d->m, error))
+  if (!pl_buf_ensure(&d->pe, C * HW, error) || !pl_buf_ensure(&d->kpe, HW * C, error) ||
+      !pl_buf_ensure(&d->sparse, B * d->Ns * C, error) || !pl_buf_ensure(&d->tokens, nq, error) ||
+      !pl_buf_ensure(&d->imgT, Bi * HW * C, error) || !pl_buf_ensure(&d->src, B * HW * C, error) ||
+      !pl_buf_ensure(&d->kf_nchw, B * C * HW, error) ||
+      !pl_buf_ensure(&d->u1, B * d->C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1n, B * d->C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1m, B * 4 * HW, error) || !pl_buf_ensure(&d->u1r, B * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1g, B * d->C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u2, B * d->C8 * P4, error) ||
+      !pl_buf_ensure(&d->up, B * d->C8 * P4, error) || !pl_buf_ensure(&d->mt, B * C, error) ||
+      !pl_buf_ensure(&d->hyper_in, B * NM * d->C8, error) ||
+      !pl_buf_ensure(&d->masks, B * NM * P4, error) || !pl_buf_ensure(&d->iou_all, B * NM, error) ||
+      !pl_buf_ensure(&d->low, B * d->m * P4, error) || !pl_buf_ensure(&d->iou, B * d->m, error))
     return FALSE;
   int64_t sn = scratch_need(d, B, 0);
-  float *scratch = sam_scratch(ctx, sn, error);
+  float *scratch = pl_scratch(ctx, sn, error);
   if (!scratch) return FALSE;
 
   /* prompt encoder */
@@ -313,12 +308,12 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
   sam_sparse_embed(d, pr, d->sparse.p);
   for (int64_t b = 0; b < B; b++) {
     float *t = d->tokens.p + b * Nq * C;
-    memcpy(t, sam_pv(P, d->iou_token), (size_t)C * sizeof(float));
-    memcpy(t + C, sam_pv(P, d->mask_tokens), (size_t)(NM * C) * sizeof(float));
+    memcpy(t, pl_pv(P, d->iou_token), (size_t)C * sizeof(float));
+    memcpy(t + C, pl_pv(P, d->mask_tokens), (size_t)(NM * C) * sizeof(float));
     memcpy(t + (1 + NM) * C, d->sparse.p + b * d->Ns * C, (size_t)(d->Ns * C) * sizeof(float));
   }
   k->transpose_forward(d->imgT.p, image, Bi, C, HW);
-  const float *nm = sam_pv(P, d->no_mask);
+  const float *nm = pl_pv(P, d->no_mask);
   for (int64_t b = 0; b < B; b++) {
     const float *s = d->imgT.p + (Bi == 1 ? 0 : b) * HW * C;
     float *o = d->src.p + b * HW * C;
@@ -334,12 +329,12 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
 
   /* output upscaling */
   k->transpose_forward(d->kf_nchw.p, Kf, B, HW, C);
-  k->convt2x2_forward(d->u1.p, d->kf_nchw.p, sam_pv(P, d->up0w), sam_pv(P, d->up0b), B, C, S, S,
+  k->convt2x2_forward(d->u1.p, d->kf_nchw.p, pl_pv(P, d->up0w), pl_pv(P, d->up0b), B, C, S, S,
                       d->C4, scratch, sn);
-  k->layernorm2d_forward(d->u1n.p, d->u1m.p, d->u1r.p, d->u1.p, sam_pv(P, d->up1w),
-                         sam_pv(P, d->up1b), B, d->C4, 4 * HW, (float)d->cfg.ln2d_eps);
+  k->layernorm2d_forward(d->u1n.p, d->u1m.p, d->u1r.p, d->u1.p, pl_pv(P, d->up1w),
+                         pl_pv(P, d->up1b), B, d->C4, 4 * HW, (float)d->cfg.ln2d_eps);
   k->gelu_forward(d->u1g.p, d->u1n.p, B * d->C4 * 4 * HW);
-  k->convt2x2_forward(d->u2.p, d->u1g.p, sam_pv(P, d->up3w), sam_pv(P, d->up3b), B, d->C4, 2 * S,
+  k->convt2x2_forward(d->u2.p, d->u1g.p, pl_pv(P, d->up3w), pl_pv(P, d->up3b), B, d->C4, 2 * S,
                       2 * S, d->C8, scratch, sn);
   k->gelu_forward(d->up.p, d->u2.p, B * d->C8 * P4);
 
@@ -375,28 +370,27 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
 gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow, const float *diou,
                               const float **dimage, const float **dtext, GError **error) {
   const ps_kernels *k = d->k;
-  const sam_params *P = &d->P;
+  const pl_params *P = &d->P;
   int64_t B = d->B, Bi = d->Bi, C = d->C, HW = d->HW, S = d->S, NM = d->NM, P4 = 16 * HW;
   int64_t Nq = d->Nq, C4 = d->C4, C8 = d->C8;
-  if (!sam_buf_ensure(&d->dmasks, B * NM * P4, error) ||
-      !sam_buf_ensure(&d->dhyper, B * NM * C8, error) ||
-      !sam_buf_ensure(&d->dup, B * C8 * P4, error) ||
-      !sam_buf_ensure(&d->du2, B * C8 * P4, error) ||
-      !sam_buf_ensure(&d->du1g, B * C4 * 4 * HW, error) ||
-      !sam_buf_ensure(&d->du1n, B * C4 * 4 * HW, error) ||
-      !sam_buf_ensure(&d->du1, B * C4 * 4 * HW, error) ||
-      !sam_buf_ensure(&d->dkf_nchw, B * C * HW, error) ||
-      !sam_buf_ensure(&d->dKf, B * HW * C, error) || !sam_buf_ensure(&d->dQf, B * Nq * C, error) ||
-      !sam_buf_ensure(&d->diou_all, B * NM, error) ||
-      !sam_buf_ensure(&d->dmt, B * MAX(C8, NM), error) ||
-      !sam_buf_ensure(&d->dimg, Bi * C * HW, error) || !sam_buf_ensure(&d->dtext, B * C, error))
+  if (!pl_buf_ensure(&d->dmasks, B * NM * P4, error) ||
+      !pl_buf_ensure(&d->dhyper, B * NM * C8, error) ||
+      !pl_buf_ensure(&d->dup, B * C8 * P4, error) || !pl_buf_ensure(&d->du2, B * C8 * P4, error) ||
+      !pl_buf_ensure(&d->du1g, B * C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->du1n, B * C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->du1, B * C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->dkf_nchw, B * C * HW, error) ||
+      !pl_buf_ensure(&d->dKf, B * HW * C, error) || !pl_buf_ensure(&d->dQf, B * Nq * C, error) ||
+      !pl_buf_ensure(&d->diou_all, B * NM, error) ||
+      !pl_buf_ensure(&d->dmt, B * MAX(C8, NM), error) ||
+      !pl_buf_ensure(&d->dimg, Bi * C * HW, error) || !pl_buf_ensure(&d->dtext, B * C, error))
     return FALSE;
   int64_t sn = scratch_need(d, B, 1);
-  float *scratch = sam_scratch(ctx, sn, error);
+  float *scratch = pl_scratch(ctx, sn, error);
   if (!scratch) return FALSE;
 
-  sam_buf_zero(&d->dmasks);
-  sam_buf_zero(&d->diou_all);
+  pl_buf_zero(&d->dmasks);
+  pl_buf_zero(&d->diou_all);
   for (int64_t b = 0; b < B; b++)
     for (int64_t j = 0; j < d->m; j++) {
       int64_t s = selected(d, j);
@@ -405,11 +399,11 @@ gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow
                (size_t)P4 * sizeof(float));
       if (diou) d->diou_all.p[b * NM + s] = diou[b * d->m + j];
     }
-  sam_buf_zero(&d->dhyper);
-  sam_buf_zero(&d->dup);
+  pl_buf_zero(&d->dhyper);
+  pl_buf_zero(&d->dup);
   k->bmm_backward(d->dhyper.p, d->dup.p, d->dmasks.p, d->hyper_in.p, d->up.p, B, NM, P4, C8, 0,
                   NM * C8, C8 * P4);
-  sam_buf_zero(&d->dQf);
+  pl_buf_zero(&d->dQf);
   for (int64_t i = 0; i < NM; i++) {
     for (int64_t b = 0; b < B; b++)
       memcpy(d->dmt.p + b * C8, d->dhyper.p + (b * NM + i) * C8, (size_t)C8 * sizeof(float));
@@ -422,20 +416,20 @@ gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow
   for (int64_t b = 0; b < B; b++) k->axpy(d->dQf.p + b * Nq * C, 1.0f, dx + b * C, C);
 
   /* output upscaling */
-  sam_buf_zero(&d->du2);
+  pl_buf_zero(&d->du2);
   k->gelu_backward(d->du2.p, d->u2.p, d->dup.p, B * C8 * P4);
-  sam_buf_zero(&d->du1g);
-  k->convt2x2_backward(d->du1g.p, sam_pg(P, d->up3w), sam_pg(P, d->up3b), d->du2.p, d->u1g.p,
-                       sam_pv(P, d->up3w), B, C4, 2 * S, 2 * S, C8, scratch, sn);
-  sam_buf_zero(&d->du1n);
+  pl_buf_zero(&d->du1g);
+  k->convt2x2_backward(d->du1g.p, pl_pg(P, d->up3w), pl_pg(P, d->up3b), d->du2.p, d->u1g.p,
+                       pl_pv(P, d->up3w), B, C4, 2 * S, 2 * S, C8, scratch, sn);
+  pl_buf_zero(&d->du1n);
   k->gelu_backward(d->du1n.p, d->u1n.p, d->du1g.p, B * C4 * 4 * HW);
-  sam_buf_zero(&d->du1);
-  k->layernorm2d_backward(d->du1.p, sam_pg(P, d->up1w), sam_pg(P, d->up1b), d->du1n.p, d->u1.p,
-                          sam_pv(P, d->up1w), d->u1m.p, d->u1r.p, B, C4, 4 * HW);
-  sam_buf_zero(&d->dkf_nchw);
-  k->convt2x2_backward(d->dkf_nchw.p, sam_pg(P, d->up0w), sam_pg(P, d->up0b), d->du1.p,
-                       d->kf_nchw.p, sam_pv(P, d->up0w), B, C, S, S, C4, scratch, sn);
-  sam_buf_zero(&d->dKf);
+  pl_buf_zero(&d->du1);
+  k->layernorm2d_backward(d->du1.p, pl_pg(P, d->up1w), pl_pg(P, d->up1b), d->du1n.p, d->u1.p,
+                          pl_pv(P, d->up1w), d->u1m.p, d->u1r.p, B, C4, 4 * HW);
+  pl_buf_zero(&d->dkf_nchw);
+  k->convt2x2_backward(d->dkf_nchw.p, pl_pg(P, d->up0w), pl_pg(P, d->up0b), d->du1.p, d->kf_nchw.p,
+                       pl_pv(P, d->up0w), B, C, S, S, C4, scratch, sn);
+  pl_buf_zero(&d->dKf);
   k->transpose_backward(d->dKf.p, d->dkf_nchw.p, B, HW, C);
 
   const float *dtok, *dsrc;
@@ -443,18 +437,18 @@ gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow
     return FALSE;
 
   /* tokens -> iou/mask token parameters and the sparse prompts */
-  float *giou = sam_pg(P, d->iou_token), *gmask = sam_pg(P, d->mask_tokens);
+  float *giou = pl_pg(P, d->iou_token), *gmask = pl_pg(P, d->mask_tokens);
   for (int64_t b = 0; b < B; b++) {
     if (giou) k->axpy(giou, 1.0f, dtok + b * Nq * C, C);
     if (gmask) k->axpy(gmask, 1.0f, dtok + (b * Nq + 1) * C, NM * C);
   }
-  sam_buf_zero(&d->dtext);
+  pl_buf_zero(&d->dtext);
   sam_sparse_backward(d, dtok + (1 + NM) * C, Nq * C, d->dtext.p);
   /* src -> image embeddings (summed over prompts sharing one) and no_mask_embed */
-  sam_buf_zero(&d->dimg);
+  pl_buf_zero(&d->dimg);
   for (int64_t b = 0; b < B; b++)
     k->transpose_backward(d->dimg.p + (Bi == 1 ? 0 : b) * C * HW, dsrc + b * HW * C, 1, C, HW);
-  float *gnm = sam_pg(P, d->no_mask);
+  float *gnm = pl_pg(P, d->no_mask);
   if (gnm)
     for (int64_t r = 0; r < B * HW; r++) k->axpy(gnm, 1.0f, dsrc + r * C, C);
   if (dimage) *dimage = d->dimg.p;

@@ -5,7 +5,7 @@
  * sam_decoder_comp.c. */
 #pragma once
 
-#include "sam_common.h"
+#include "../common/param_list.h"
 #include "two_way.h"
 
 #define SAM_MAX_MASK_TOKENS 16
@@ -26,11 +26,11 @@ void sam_dec_cfg_preset(sam_dec_cfg *c, const char *preset);
 
 /* SAM's MLP: Linear layers with ReLU between (not after the last). */
 typedef struct {
-  sam_linear l[SAM_MAX_MLP_DEPTH];
+  pl_linear l[SAM_MAX_MLP_DEPTH];
   int n;
-  sam_buf x[SAM_MAX_MLP_DEPTH]; /* input of layer i (x[0] a copy of the MLP input) */
-  sam_buf y[SAM_MAX_MLP_DEPTH]; /* output of layer i (before ReLU) */
-  sam_buf dx, dy;
+  pl_buf x[SAM_MAX_MLP_DEPTH]; /* input of layer i (x[0] a copy of the MLP input) */
+  pl_buf y[SAM_MAX_MLP_DEPTH]; /* output of layer i (before ReLU) */
+  pl_buf dx, dy;
 } sam_mlp;
 
 typedef struct sam_decoder sam_decoder;
@@ -48,7 +48,7 @@ typedef struct {
 sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng *rng,
                              GError **error);
 void sam_decoder_free(sam_decoder *d);
-sam_params *sam_decoder_params(sam_decoder *d);
+pl_params *sam_decoder_params(sam_decoder *d);
 const sam_dec_cfg *sam_decoder_cfg(const sam_decoder *d);
 /* Switches multimask_output (masks 1..NM-1 vs mask 0) for the next forward. */
 void sam_decoder_set_multimask(sam_decoder *d, gboolean multimask);

@@ -7,7 +7,7 @@
 struct sam_decoder {
   sam_dec_cfg cfg;
   const ps_kernels *k;
-  sam_params P;
+  pl_params P;
   int64_t C, S, HW, NM, C4, C8, m;
   /* prompt encoder parameters */
   int gauss, pt[4], not_a_point, no_mask;
@@ -19,10 +19,10 @@ struct sam_decoder {
   /* the last forward */
   int64_t B, Bi, Ns, Nq;
   sam_prompts pr;
-  sam_buf pe, kpe, sparse, tokens, imgT, src;
-  sam_buf kf_nchw, u1, u1n, u1m, u1r, u1g, u2, up, mt, hyper_in, masks, iou_all, low, iou;
+  pl_buf pe, kpe, sparse, tokens, imgT, src;
+  pl_buf kf_nchw, u1, u1n, u1m, u1r, u1g, u2, up, mt, hyper_in, masks, iou_all, low, iou;
   /* backward */
-  sam_buf dmasks, dhyper, dup, du2, du1g, du1n, du1, dkf_nchw, dKf, dQf, diou_all, dmt, dimg, dtext;
+  pl_buf dmasks, dhyper, dup, du2, du1g, du1n, du1, dkf_nchw, dKf, dQf, diou_all, dmt, dimg, dtext;
 };
 
 /* Random-Fourier encoding of one point (x, y in [0, 1]): out (C) with element

@@ -7,7 +7,7 @@
 #include "mask_decoder_internal.h"
 
 void sam_pe_encode(const sam_decoder *d, float x, float y, float *out, int64_t stride) {
-  const float *G = sam_pv(&d->P, d->gauss); /* (2, C/2) */
+  const float *G = pl_pv(&d->P, d->gauss); /* (2, C/2) */
   int64_t F = d->C / 2;
   const float two_pi = (float)(2.0 * M_PI);
   float cx = 2.0f * x - 1.0f, cy = 2.0f * y - 1.0f;
@@ -37,7 +37,7 @@ int64_t sam_sparse_embed(const sam_decoder *d, const sam_prompts *pr, float *out
   if (pr->boxes) Ns += 2;
   if (pr->text) Ns += 1;
   if (!out) return Ns;
-  const sam_params *P = &d->P;
+  const pl_params *P = &d->P;
   float in = (float)d->cfg.input_image_size;
   for (int64_t b = 0; b < pr->B; b++) {
     float *row = out + b * Ns * C;
@@ -52,11 +52,11 @@ int64_t sam_sparse_embed(const sam_decoder *d, const sam_prompts *pr, float *out
         }
         if (lab == -1.0f) {
           memset(row, 0, (size_t)C * sizeof(float));
-          add_row(row, sam_pv(P, d->not_a_point), C);
+          add_row(row, pl_pv(P, d->not_a_point), C);
         } else if (lab == 0.0f) {
-          add_row(row, sam_pv(P, d->pt[0]), C);
+          add_row(row, pl_pv(P, d->pt[0]), C);
         } else if (lab == 1.0f) {
-          add_row(row, sam_pv(P, d->pt[1]), C);
+          add_row(row, pl_pv(P, d->pt[1]), C);
         }
         row += C;
       }
@@ -65,7 +65,7 @@ int64_t sam_sparse_embed(const sam_decoder *d, const sam_prompts *pr, float *out
       const float *bx = pr->boxes + b * 4;
       for (int corner = 0; corner < 2; corner++) {
         sam_pe_encode(d, (bx[2 * corner] + 0.5f) / in, (bx[2 * corner + 1] + 0.5f) / in, row, 1);
-        add_row(row, sam_pv(P, d->pt[2 + corner]), C);
+        add_row(row, pl_pv(P, d->pt[2 + corner]), C);
         row += C;
       }
     }
@@ -79,11 +79,11 @@ int64_t sam_sparse_embed(const sam_decoder *d, const sam_prompts *pr, float *out
 
 void sam_sparse_backward(sam_decoder *d, const float *dsparse, int64_t ld, float *dtext) {
   const sam_prompts *pr = &d->pr;
-  const sam_params *P = &d->P;
+  const pl_params *P = &d->P;
   int64_t C = d->C;
-  float *gna = sam_pg(P, d->not_a_point);
+  float *gna = pl_pg(P, d->not_a_point);
   float *gpt[4];
-  for (int i = 0; i < 4; i++) gpt[i] = sam_pg(P, d->pt[i]);
+  for (int i = 0; i < 4; i++) gpt[i] = pl_pg(P, d->pt[i]);
   for (int64_t b = 0; b < pr->B; b++) {
     const float *row = dsparse + b * ld;
     if (pr->points) {

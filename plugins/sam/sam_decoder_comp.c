@@ -61,7 +61,7 @@ typedef struct {
   /* last forward */
   int64_t B, Bi, m, OH, OW, ch, cw;
   const ps_tensor *text_in;
-  sam_buf labels, full, crop, dlow, dfull, dcrop;
+  pl_buf labels, full, crop, dlow, dfull, dcrop;
   ps_tensor *low, *iou, *masks, *dimg, *dtext;
 } dec_comp;
 
@@ -69,8 +69,8 @@ static void dec_destroy(void *self) {
   dec_comp *c = self;
   if (!c) return;
   sam_decoder_free(c->d);
-  sam_buf *b[] = {&c->labels, &c->full, &c->crop, &c->dlow, &c->dfull, &c->dcrop};
-  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) sam_buf_free(b[i]);
+  pl_buf *b[] = {&c->labels, &c->full, &c->crop, &c->dlow, &c->dfull, &c->dcrop};
+  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
   ps_tensor_free(c->low);
   ps_tensor_free(c->iou);
   ps_tensor_free(c->masks);
@@ -144,7 +144,7 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
 
 static ps_param_list dec_params(void *self) {
   dec_comp *c = self;
-  return sam_params_list(sam_decoder_params(c->d));
+  return pl_params_list(sam_decoder_params(c->d));
 }
 
 /* The batch of an optional prompt tensor (FALSE with an error on a mismatch). */
@@ -218,7 +218,7 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                     "decoder.sam: point_labels must be [B, N] like points");
         return FALSE;
       }
-      if (!sam_buf_ensure(&c->labels, B * pr.Np, error)) return FALSE;
+      if (!pl_buf_ensure(&c->labels, B * pr.Np, error)) return FALSE;
       for (int64_t i = 0; i < B * pr.Np; i++) {
         switch (labels->dtype) {
         case PS_DTYPE_F32:
@@ -249,7 +249,8 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   c->m = m;
   c->text_in = text;
   int64_t ls[4] = {B, m, L, L}, ios[2] = {B, m};
-  if (!sam_tensor_ensure(&c->low, 4, ls, error) || !sam_tensor_ensure(&c->iou, 2, ios, error))
+  if (!ps_tensor_ensure(&c->low, PS_DTYPE_F32, 4, ls, error) ||
+      !ps_tensor_ensure(&c->iou, PS_DTYPE_F32, 2, ios, error))
     return FALSE;
   memcpy(c->low->data, low, c->low->nbytes);
   memcpy(c->iou->data, iou, c->iou->nbytes);
@@ -269,12 +270,12 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     c->OW = c->cw;
   }
   int64_t ms[4] = {B, m, c->OH, c->OW}, NC = B * m;
-  if (!sam_tensor_ensure(&c->masks, 4, ms, error)) return FALSE;
+  if (!ps_tensor_ensure(&c->masks, PS_DTYPE_F32, 4, ms, error)) return FALSE;
   if (c->direct) {
     k->resize_forward(ps_f32(c->masks), low, NC, L, L, c->OH, c->OW, 0, 0, PS_RESIZE_BILINEAR);
   } else {
-    if (!sam_buf_ensure(&c->full, NC * Sin * Sin, error) ||
-        !sam_buf_ensure(&c->crop, NC * c->ch * c->cw, error))
+    if (!pl_buf_ensure(&c->full, NC * Sin * Sin, error) ||
+        !pl_buf_ensure(&c->crop, NC * c->ch * c->cw, error))
       return FALSE;
     k->resize_forward(c->full.p, low, NC, L, L, Sin, Sin, 0, 0, PS_RESIZE_BILINEAR);
     for (int64_t p = 0; p < NC; p++)
@@ -309,22 +310,22 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     return FALSE;
   }
   int64_t L = 4 * cfg->image_embedding_size, NC = c->B * c->m, Sin = cfg->input_image_size;
-  if (!sam_buf_ensure(&c->dlow, NC * L * L, error)) return FALSE;
+  if (!pl_buf_ensure(&c->dlow, NC * L * L, error)) return FALSE;
   if (dl)
     memcpy(c->dlow.p, dl->data, dl->nbytes);
   else
-    sam_buf_zero(&c->dlow);
+    pl_buf_zero(&c->dlow);
   if (dm) {
     if (c->direct) {
       k->resize_backward(c->dlow.p, ps_f32(dm), NC, L, L, c->OH, c->OW, 0, 0, PS_RESIZE_BILINEAR);
     } else {
-      if (!sam_buf_ensure(&c->dcrop, NC * c->ch * c->cw, error) ||
-          !sam_buf_ensure(&c->dfull, NC * Sin * Sin, error))
+      if (!pl_buf_ensure(&c->dcrop, NC * c->ch * c->cw, error) ||
+          !pl_buf_ensure(&c->dfull, NC * Sin * Sin, error))
         return FALSE;
-      sam_buf_zero(&c->dcrop);
+      pl_buf_zero(&c->dcrop);
       k->resize_backward(c->dcrop.p, ps_f32(dm), NC, c->ch, c->cw, c->OH, c->OW, 0, 0,
                          PS_RESIZE_BILINEAR);
-      sam_buf_zero(&c->dfull);
+      pl_buf_zero(&c->dfull);
       for (int64_t p = 0; p < NC; p++)
         for (int64_t y = 0; y < c->ch; y++)
           memcpy(c->dfull.p + (p * Sin + y) * Sin, c->dcrop.p + (p * c->ch + y) * c->cw,
@@ -339,12 +340,13 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     return FALSE;
   if (pi && pi->needs_grad) {
     int64_t S = cfg->image_embedding_size, s[4] = {c->Bi, cfg->embed_dim, S, S};
-    if (!sam_tensor_ensure(&c->dimg, 4, s, error)) return FALSE;
+    if (!ps_tensor_ensure(&c->dimg, PS_DTYPE_F32, 4, s, error)) return FALSE;
     memcpy(c->dimg->data, dimg, c->dimg->nbytes);
     pi->tensor = c->dimg;
   }
   if (pt && pt->needs_grad && c->text_in && dtext) {
-    if (!sam_tensor_ensure(&c->dtext, c->text_in->ndim, c->text_in->shape, error)) return FALSE;
+    if (!ps_tensor_ensure(&c->dtext, PS_DTYPE_F32, c->text_in->ndim, c->text_in->shape, error))
+      return FALSE;
     memcpy(c->dtext->data, dtext, c->dtext->nbytes);
     pt->tensor = c->dtext;
   }

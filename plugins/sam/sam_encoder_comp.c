@@ -102,7 +102,7 @@ static void enc_destroy(void *self) {
 }
 
 static ps_param_list enc_params(void *self) {
-  return sam_params_list(sam_encoder_params(self));
+  return pl_params_list(sam_encoder_params(self));
 }
 
 static gboolean enc_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,

@@ -36,8 +36,8 @@ static ps_tensor *fx_get(void *user, const char *name, GError **error) {
   return ps_fixture_get_f32(user, name, error);
 }
 
-gboolean sam_fx_load(ps_fixture *fx, sam_params *P, GError **error) {
-  return sam_params_load(P, fx_get, fx, ps_fixture_component(fx), error);
+gboolean sam_fx_load(ps_fixture *fx, pl_params *P, GError **error) {
+  return pl_params_load(P, fx_get, fx, ps_fixture_component(fx), error);
 }
 
 /* Every output.* must be one the runner produces. */

@@ -100,7 +100,7 @@ static gboolean is_float(ps_dtype d) {
   return d == PS_DTYPE_F32 || d == PS_DTYPE_F16 || d == PS_DTYPE_BF16 || d == PS_DTYPE_F64;
 }
 
-gboolean sam_params_load_safetensors(sam_params *P, ps_safetensors *st,
+gboolean sam_params_load_safetensors(pl_params *P, ps_safetensors *st,
                                      const char *const *prefixes, const char *what,
                                      sam_naming *naming_out, GError **error) {
   const guint n = P->items->len;
@@ -109,7 +109,7 @@ gboolean sam_params_load_safetensors(sam_params *P, ps_safetensors *st,
    * file has under each (a full SAM checkpoint has all of them one way). */
   int hits_off = 0, hits_hf = 0;
   for (guint i = 0; i < n; i++) {
-    const char *name = sam_param(P, (int)i)->name;
+    const char *name = pl_param(P, (int)i)->name;
     char *h = sam_hf_name(name);
     g_ptr_array_add(hf, h);
     if (strcmp(h, name) == 0) continue;
@@ -130,7 +130,7 @@ gboolean sam_params_load_safetensors(sam_params *P, ps_safetensors *st,
   size_t n_problems = 0;
   char a[96], b[96];
   for (guint i = 0; i < n; i++) {
-    ps_param *p = sam_param(P, (int)i);
+    ps_param *p = pl_param(P, (int)i);
     const char *c[2];
     int nc = candidates(p->name, g_ptr_array_index(hf, i), naming, c);
     const char *found = NULL;
@@ -192,7 +192,7 @@ gboolean sam_params_load_safetensors(sam_params *P, ps_safetensors *st,
   return TRUE;
 }
 
-gboolean sam_params_load_path(sam_params *P, const char *path, const char *const *prefixes,
+gboolean sam_params_load_path(pl_params *P, const char *path, const char *const *prefixes,
                               const char *what, sam_naming *naming, GError **error) {
   g_autoptr(ps_safetensors) st = ps_safetensors_open(path, error);
   if (!st) return FALSE;

@@ -7,7 +7,7 @@
 
 #include <pathseg/safetensors.h>
 
-#include "sam_common.h"
+#include "../common/param_list.h"
 
 typedef enum { SAM_NAMES_OFFICIAL, SAM_NAMES_HF } sam_naming;
 
@@ -24,9 +24,9 @@ char *sam_hf_name(const char *official);
  * error. Adapter parameters (role adapter) may be absent: a pretrained SAM
  * has none, and they keep their initialisation. `*naming` (may be NULL)
  * says which naming the file used. */
-gboolean sam_params_load_safetensors(sam_params *P, ps_safetensors *st,
+gboolean sam_params_load_safetensors(pl_params *P, ps_safetensors *st,
                                      const char *const *prefixes, const char *what,
                                      sam_naming *naming, GError **error);
 /* The same from a path (memory-mapped; the pages read are released as it goes). */
-gboolean sam_params_load_path(sam_params *P, const char *path, const char *const *prefixes,
+gboolean sam_params_load_path(pl_params *P, const char *path, const char *const *prefixes,
                               const char *what, sam_naming *naming, GError **error);

@@ -15,7 +15,7 @@
 
 #include <pathseg/error.h>
 
-static gboolean attn_add(sam_params *P, tw_attn *a, const char *name, int64_t C, int64_t rate,
+static gboolean attn_add(pl_params *P, tw_attn *a, const char *name, int64_t C, int64_t rate,
                          int64_t nH, ps_role role, ps_rng *rng, GError **error) {
   a->C = C;
   a->ci = C / rate;
@@ -31,10 +31,10 @@ static gboolean attn_add(sam_params *P, tw_attn *a, const char *name, int64_t C,
   g_autofree char *k = g_strconcat(name, ".k_proj", NULL);
   g_autofree char *v = g_strconcat(name, ".v_proj", NULL);
   g_autofree char *o = g_strconcat(name, ".out_proj", NULL);
-  return sam_linear_add(P, &a->q, q, C, a->ci, role, TRUE, rng, error) &&
-         sam_linear_add(P, &a->k, k, C, a->ci, role, TRUE, rng, error) &&
-         sam_linear_add(P, &a->v, v, C, a->ci, role, TRUE, rng, error) &&
-         sam_linear_add(P, &a->o, o, a->ci, C, role, TRUE, rng, error);
+  return pl_linear_add(P, &a->q, q, C, a->ci, role, PL_INIT_TORCH, rng, error) &&
+         pl_linear_add(P, &a->k, k, C, a->ci, role, PL_INIT_TORCH, rng, error) &&
+         pl_linear_add(P, &a->v, v, C, a->ci, role, PL_INIT_TORCH, rng, error) &&
+         pl_linear_add(P, &a->o, o, a->ci, C, role, PL_INIT_TORCH, rng, error);
 }
 
 static ps_attention_desc attn_desc(const tw_attn *a, int64_t B, int64_t Tq, int64_t Tk) {
@@ -49,19 +49,19 @@ static ps_attention_desc attn_desc(const tw_attn *a, int64_t B, int64_t Tq, int6
 }
 
 static void attn_act_free(tw_attn_act *s) {
-  sam_buf *b[] = {&s->q, &s->k, &s->v, &s->ao, &s->lse, &s->dq, &s->dk, &s->dv, &s->dao};
-  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) sam_buf_free(b[i]);
+  pl_buf *b[] = {&s->q, &s->k, &s->v, &s->ao, &s->lse, &s->dq, &s->dk, &s->dv, &s->dao};
+  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
 }
 
 /* out: (B*Tq, C) = Attention(qin: (B*Tq, C), kin: (B*Tk, C), vin: (B*Tk, C)) */
-static gboolean attn_fwd(const ps_kernels *k, const sam_params *P, const tw_attn *a, tw_attn_act *s,
+static gboolean attn_fwd(const ps_kernels *k, const pl_params *P, const tw_attn *a, tw_attn_act *s,
                          float *out, const float *qin, const float *kin, const float *vin,
                          int64_t B, int64_t Tq, int64_t Tk, float *scratch, int64_t sn,
                          GError **error) {
   int64_t ci = a->ci;
-  if (!sam_buf_ensure(&s->q, B * Tq * ci, error) || !sam_buf_ensure(&s->k, B * Tk * ci, error) ||
-      !sam_buf_ensure(&s->v, B * Tk * ci, error) || !sam_buf_ensure(&s->ao, B * Tq * ci, error) ||
-      !sam_buf_ensure(&s->lse, B * a->nH * Tq, error))
+  if (!pl_buf_ensure(&s->q, B * Tq * ci, error) || !pl_buf_ensure(&s->k, B * Tk * ci, error) ||
+      !pl_buf_ensure(&s->v, B * Tk * ci, error) || !pl_buf_ensure(&s->ao, B * Tq * ci, error) ||
+      !pl_buf_ensure(&s->lse, B * a->nH * Tq, error))
     return FALSE;
   s->qin = qin;
   s->kin = kin;
@@ -69,45 +69,45 @@ static gboolean attn_fwd(const ps_kernels *k, const sam_params *P, const tw_attn
   s->B = B;
   s->Tq = Tq;
   s->Tk = Tk;
-  sam_linear_fwd(k, P, &a->q, s->q.p, qin, B * Tq);
-  sam_linear_fwd(k, P, &a->k, s->k.p, kin, B * Tk);
-  sam_linear_fwd(k, P, &a->v, s->v.p, vin, B * Tk);
+  pl_linear_fwd(k, P, &a->q, s->q.p, qin, B * Tq);
+  pl_linear_fwd(k, P, &a->k, s->k.p, kin, B * Tk);
+  pl_linear_fwd(k, P, &a->v, s->v.p, vin, B * Tk);
   ps_attention_desc d = attn_desc(a, B, Tq, Tk);
   k->attention_forward(s->ao.p, s->lse.p, s->q.p, s->k.p, s->v.p, &d, scratch, sn);
-  sam_linear_fwd(k, P, &a->o, out, s->ao.p, B * Tq);
+  pl_linear_fwd(k, P, &a->o, out, s->ao.p, B * Tq);
   return TRUE;
 }
 
 /* dqin/dkin/dvin (+=, may alias each other, may be NULL) from dout: (B*Tq, C). */
-static gboolean attn_bwd(const ps_kernels *k, const sam_params *P, const tw_attn *a, tw_attn_act *s,
+static gboolean attn_bwd(const ps_kernels *k, const pl_params *P, const tw_attn *a, tw_attn_act *s,
                          const float *dout, float *dqin, float *dkin, float *dvin, float *scratch,
                          int64_t sn, GError **error) {
   int64_t ci = a->ci, B = s->B, Tq = s->Tq, Tk = s->Tk;
-  if (!sam_buf_ensure(&s->dq, B * Tq * ci, error) || !sam_buf_ensure(&s->dk, B * Tk * ci, error) ||
-      !sam_buf_ensure(&s->dv, B * Tk * ci, error) || !sam_buf_ensure(&s->dao, B * Tq * ci, error))
+  if (!pl_buf_ensure(&s->dq, B * Tq * ci, error) || !pl_buf_ensure(&s->dk, B * Tk * ci, error) ||
+      !pl_buf_ensure(&s->dv, B * Tk * ci, error) || !pl_buf_ensure(&s->dao, B * Tq * ci, error))
     return FALSE;
-  sam_buf_zero(&s->dao);
-  sam_buf_zero(&s->dq);
-  sam_buf_zero(&s->dk);
-  sam_buf_zero(&s->dv);
-  sam_linear_bwd(k, P, &a->o, s->dao.p, dout, s->ao.p, B * Tq);
+  pl_buf_zero(&s->dao);
+  pl_buf_zero(&s->dq);
+  pl_buf_zero(&s->dk);
+  pl_buf_zero(&s->dv);
+  pl_linear_bwd(k, P, &a->o, s->dao.p, dout, s->ao.p, B * Tq);
   ps_attention_desc d = attn_desc(a, B, Tq, Tk);
   k->attention_backward(s->dq.p, s->dk.p, s->dv.p, NULL, NULL, NULL, s->dao.p, s->q.p, s->k.p,
                         s->v.p, s->ao.p, s->lse.p, &d, scratch, sn);
-  sam_linear_bwd(k, P, &a->q, dqin, s->dq.p, s->qin, B * Tq);
-  sam_linear_bwd(k, P, &a->k, dkin, s->dk.p, s->kin, B * Tk);
-  sam_linear_bwd(k, P, &a->v, dvin, s->dv.p, s->vin, B * Tk);
+  pl_linear_bwd(k, P, &a->q, dqin, s->dq.p, s->qin, B * Tq);
+  pl_linear_bwd(k, P, &a->k, dkin, s->dk.p, s->kin, B * Tk);
+  pl_linear_bwd(k, P, &a->v, dvin, s->dv.p, s->vin, B * Tk);
   return TRUE;
 }
 
-static int norm_add(sam_params *P, const char *name, const char *what, int64_t C, float fill,
+static int norm_add(pl_params *P, const char *name, const char *what, int64_t C, float fill,
                     ps_role role, GError **error) {
-  int i = sam_param_add(P, role, &C, 1, error, "%s.%s", name, what);
-  if (i >= 0) sam_init_const(sam_pv(P, i), C, fill);
+  int i = pl_param_add(P, role, &C, 1, error, "%s.%s", name, what);
+  if (i >= 0) pl_init_const(pl_pv(P, i), C, fill);
   return i;
 }
 
-gboolean tw_transformer_init(tw_transformer *t, sam_params *P, const char *prefix, int64_t C,
+gboolean tw_transformer_init(tw_transformer *t, pl_params *P, const char *prefix, int64_t C,
                              int64_t depth, int64_t nH, int64_t mlp_dim, int64_t rate, double eps,
                              ps_role role, ps_rng *rng, GError **error) {
   if (depth < 1 || depth > TW_MAX_DEPTH) {
@@ -137,8 +137,8 @@ gboolean tw_transformer_init(tw_transformer *t, sam_params *P, const char *prefi
         !attn_add(P, &L->t2i, t2i, C, rate, nH, role, rng, error) ||
         (L->n2w = norm_add(P, pre, "norm2.weight", C, 1, role, error)) < 0 ||
         (L->n2b = norm_add(P, pre, "norm2.bias", C, 0, role, error)) < 0 ||
-        !sam_linear_add(P, &L->lin1, l1, C, mlp_dim, role, TRUE, rng, error) ||
-        !sam_linear_add(P, &L->lin2, l2, mlp_dim, C, role, TRUE, rng, error) ||
+        !pl_linear_add(P, &L->lin1, l1, C, mlp_dim, role, PL_INIT_TORCH, rng, error) ||
+        !pl_linear_add(P, &L->lin2, l2, mlp_dim, C, role, PL_INIT_TORCH, rng, error) ||
         (L->n3w = norm_add(P, pre, "norm3.weight", C, 1, role, error)) < 0 ||
         (L->n3b = norm_add(P, pre, "norm3.bias", C, 0, role, error)) < 0 ||
         (L->n4w = norm_add(P, pre, "norm4.weight", C, 1, role, error)) < 0 ||
@@ -157,18 +157,18 @@ gboolean tw_transformer_init(tw_transformer *t, sam_params *P, const char *prefi
 void tw_transformer_clear(tw_transformer *t) {
   for (int l = 0; l < TW_MAX_DEPTH; l++) {
     tw_layer_act *a = &t->act[l];
-    sam_buf *b[] = {&a->qpe1, &a->sa,    &a->Q1pre, &a->Q1, &a->m1, &a->r1, &a->qpe2,
-                    &a->kpe,  &a->ca,    &a->Q2pre, &a->Q2, &a->m2, &a->r2, &a->h,
-                    &a->hr,   &a->mo,    &a->Q3pre, &a->Q3, &a->m3, &a->r3, &a->qpe3,
-                    &a->ia,   &a->K1pre, &a->K1,    &a->m4, &a->r4};
-    for (size_t i = 0; i < G_N_ELEMENTS(b); i++) sam_buf_free(b[i]);
+    pl_buf *b[] = {&a->qpe1, &a->sa,    &a->Q1pre, &a->Q1, &a->m1, &a->r1, &a->qpe2,
+                   &a->kpe,  &a->ca,    &a->Q2pre, &a->Q2, &a->m2, &a->r2, &a->h,
+                   &a->hr,   &a->mo,    &a->Q3pre, &a->Q3, &a->m3, &a->r3, &a->qpe3,
+                   &a->ia,   &a->K1pre, &a->K1,    &a->m4, &a->r4};
+    for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
     attn_act_free(&a->a_sa);
     attn_act_free(&a->a_ca);
     attn_act_free(&a->a_ia);
   }
-  sam_buf *b[] = {&t->fq,  &t->fk,  &t->fa, &t->Qfpre, &t->Qf,  &t->mf,  &t->rf,  &t->dQa,
-                  &t->dKa, &t->dPE, &t->t1, &t->t2,    &t->tk1, &t->tk2, &t->dh1, &t->dh2};
-  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) sam_buf_free(b[i]);
+  pl_buf *b[] = {&t->fq,  &t->fk,  &t->fa, &t->Qfpre, &t->Qf,  &t->mf,  &t->rf,  &t->dQa,
+                 &t->dKa, &t->dPE, &t->t1, &t->t2,    &t->tk1, &t->tk2, &t->dh1, &t->dh2};
+  for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
   attn_act_free(&t->a_f);
 }
 
@@ -196,21 +196,21 @@ static void add_bcast(float *out, const float *x, const float *pe, int64_t B, in
 
 static gboolean ensure_layer(tw_layer_act *a, int64_t nq, int64_t nk, int64_t nh, int64_t rows_q,
                              int64_t rows_k, GError **error) {
-  sam_buf *q[] = {&a->qpe1,  &a->sa, &a->Q1pre, &a->Q1,    &a->qpe2, &a->ca,
-                  &a->Q2pre, &a->Q2, &a->mo,    &a->Q3pre, &a->Q3,   &a->qpe3};
-  sam_buf *kb[] = {&a->kpe, &a->ia, &a->K1pre, &a->K1};
-  sam_buf *sq[] = {&a->m1, &a->r1, &a->m2, &a->r2, &a->m3, &a->r3};
+  pl_buf *q[] = {&a->qpe1,  &a->sa, &a->Q1pre, &a->Q1,    &a->qpe2, &a->ca,
+                 &a->Q2pre, &a->Q2, &a->mo,    &a->Q3pre, &a->Q3,   &a->qpe3};
+  pl_buf *kb[] = {&a->kpe, &a->ia, &a->K1pre, &a->K1};
+  pl_buf *sq[] = {&a->m1, &a->r1, &a->m2, &a->r2, &a->m3, &a->r3};
   for (size_t i = 0; i < G_N_ELEMENTS(q); i++)
-    if (!sam_buf_ensure(q[i], nq, error)) return FALSE;
+    if (!pl_buf_ensure(q[i], nq, error)) return FALSE;
   for (size_t i = 0; i < G_N_ELEMENTS(kb); i++)
-    if (!sam_buf_ensure(kb[i], nk, error)) return FALSE;
+    if (!pl_buf_ensure(kb[i], nk, error)) return FALSE;
   for (size_t i = 0; i < G_N_ELEMENTS(sq); i++)
-    if (!sam_buf_ensure(sq[i], rows_q, error)) return FALSE;
-  return sam_buf_ensure(&a->m4, rows_k, error) && sam_buf_ensure(&a->r4, rows_k, error) &&
-         sam_buf_ensure(&a->h, nh, error) && sam_buf_ensure(&a->hr, nh, error);
+    if (!pl_buf_ensure(sq[i], rows_q, error)) return FALSE;
+  return pl_buf_ensure(&a->m4, rows_k, error) && pl_buf_ensure(&a->r4, rows_k, error) &&
+         pl_buf_ensure(&a->h, nh, error) && pl_buf_ensure(&a->hr, nh, error);
 }
 
-gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const sam_params *P,
+gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const pl_params *P,
                                 const float *tokens, const float *src, const float *kpe, int64_t B,
                                 int64_t Nq, int64_t HW, float *scratch, int64_t sn,
                                 const float **Qout, const float **Kout, GError **error) {
@@ -239,36 +239,36 @@ gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const sa
         return FALSE;
       k->add_forward(a->Q1pre.p, Q, a->sa.p, nq);
     }
-    k->layernorm_forward(a->Q1.p, a->m1.p, a->r1.p, a->Q1pre.p, sam_pv(P, L->n1w),
-                         sam_pv(P, L->n1b), B * Nq, C, eps);
+    k->layernorm_forward(a->Q1.p, a->m1.p, a->r1.p, a->Q1pre.p, pl_pv(P, L->n1w), pl_pv(P, L->n1b),
+                         B * Nq, C, eps);
     k->add_forward(a->qpe2.p, a->Q1.p, tokens, nq);
     add_bcast(a->kpe.p, K, kpe, B, HW * C);
     if (!attn_fwd(k, P, &L->t2i, &a->a_ca, a->ca.p, a->qpe2.p, a->kpe.p, K, B, Nq, HW, scratch, sn,
                   error))
       return FALSE;
     k->add_forward(a->Q2pre.p, a->Q1.p, a->ca.p, nq);
-    k->layernorm_forward(a->Q2.p, a->m2.p, a->r2.p, a->Q2pre.p, sam_pv(P, L->n2w),
-                         sam_pv(P, L->n2b), B * Nq, C, eps);
-    sam_linear_fwd(k, P, &L->lin1, a->h.p, a->Q2.p, B * Nq);
+    k->layernorm_forward(a->Q2.p, a->m2.p, a->r2.p, a->Q2pre.p, pl_pv(P, L->n2w), pl_pv(P, L->n2b),
+                         B * Nq, C, eps);
+    pl_linear_fwd(k, P, &L->lin1, a->h.p, a->Q2.p, B * Nq);
     k->relu_forward(a->hr.p, a->h.p, B * Nq * t->mlp_dim);
-    sam_linear_fwd(k, P, &L->lin2, a->mo.p, a->hr.p, B * Nq);
+    pl_linear_fwd(k, P, &L->lin2, a->mo.p, a->hr.p, B * Nq);
     k->add_forward(a->Q3pre.p, a->Q2.p, a->mo.p, nq);
-    k->layernorm_forward(a->Q3.p, a->m3.p, a->r3.p, a->Q3pre.p, sam_pv(P, L->n3w),
-                         sam_pv(P, L->n3b), B * Nq, C, eps);
+    k->layernorm_forward(a->Q3.p, a->m3.p, a->r3.p, a->Q3pre.p, pl_pv(P, L->n3w), pl_pv(P, L->n3b),
+                         B * Nq, C, eps);
     k->add_forward(a->qpe3.p, a->Q3.p, tokens, nq);
     if (!attn_fwd(k, P, &L->i2t, &a->a_ia, a->ia.p, a->kpe.p, a->qpe3.p, a->Q3.p, B, HW, Nq,
                   scratch, sn, error))
       return FALSE;
     k->add_forward(a->K1pre.p, K, a->ia.p, nk);
-    k->layernorm_forward(a->K1.p, a->m4.p, a->r4.p, a->K1pre.p, sam_pv(P, L->n4w),
-                         sam_pv(P, L->n4b), B * HW, C, eps);
+    k->layernorm_forward(a->K1.p, a->m4.p, a->r4.p, a->K1pre.p, pl_pv(P, L->n4w), pl_pv(P, L->n4b),
+                         B * HW, C, eps);
     Q = a->Q3.p;
     K = a->K1.p;
   }
-  if (!sam_buf_ensure(&t->fq, nq, error) || !sam_buf_ensure(&t->fk, nk, error) ||
-      !sam_buf_ensure(&t->fa, nq, error) || !sam_buf_ensure(&t->Qfpre, nq, error) ||
-      !sam_buf_ensure(&t->Qf, nq, error) || !sam_buf_ensure(&t->mf, B * Nq, error) ||
-      !sam_buf_ensure(&t->rf, B * Nq, error))
+  if (!pl_buf_ensure(&t->fq, nq, error) || !pl_buf_ensure(&t->fk, nk, error) ||
+      !pl_buf_ensure(&t->fa, nq, error) || !pl_buf_ensure(&t->Qfpre, nq, error) ||
+      !pl_buf_ensure(&t->Qf, nq, error) || !pl_buf_ensure(&t->mf, B * Nq, error) ||
+      !pl_buf_ensure(&t->rf, B * Nq, error))
     return FALSE;
   k->add_forward(t->fq.p, Q, tokens, nq);
   add_bcast(t->fk.p, K, kpe, B, HW * C);
@@ -276,7 +276,7 @@ gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const sa
                 error))
     return FALSE;
   k->add_forward(t->Qfpre.p, Q, t->fa.p, nq);
-  k->layernorm_forward(t->Qf.p, t->mf.p, t->rf.p, t->Qfpre.p, sam_pv(P, t->nfw), sam_pv(P, t->nfb),
+  k->layernorm_forward(t->Qf.p, t->mf.p, t->rf.p, t->Qfpre.p, pl_pv(P, t->nfw), pl_pv(P, t->nfb),
                        B * Nq, C, eps);
   t->Kfin = K;
   *Qout = t->Qf.p;
@@ -288,16 +288,16 @@ static void zero(float *x, int64_t n) {
   memset(x, 0, (size_t)n * sizeof(float));
 }
 
-gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const sam_params *P,
+gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const pl_params *P,
                                  const float *dQin, const float *dKin, float *scratch, int64_t sn,
                                  const float **dtokens, const float **dsrc, GError **error) {
   int64_t C = t->C, B = t->B, Nq = t->Nq, HW = t->HW, nq = B * Nq * C, nk = B * HW * C;
   int64_t nh = B * Nq * t->mlp_dim;
-  if (!sam_buf_ensure(&t->dQa, nq, error) || !sam_buf_ensure(&t->dKa, nk, error) ||
-      !sam_buf_ensure(&t->dPE, nq, error) || !sam_buf_ensure(&t->t1, nq, error) ||
-      !sam_buf_ensure(&t->t2, nq, error) || !sam_buf_ensure(&t->tk1, nk, error) ||
-      !sam_buf_ensure(&t->tk2, nk, error) || !sam_buf_ensure(&t->dh1, nh, error) ||
-      !sam_buf_ensure(&t->dh2, nh, error))
+  if (!pl_buf_ensure(&t->dQa, nq, error) || !pl_buf_ensure(&t->dKa, nk, error) ||
+      !pl_buf_ensure(&t->dPE, nq, error) || !pl_buf_ensure(&t->t1, nq, error) ||
+      !pl_buf_ensure(&t->t2, nq, error) || !pl_buf_ensure(&t->tk1, nk, error) ||
+      !pl_buf_ensure(&t->tk2, nk, error) || !pl_buf_ensure(&t->dh1, nh, error) ||
+      !pl_buf_ensure(&t->dh2, nh, error))
     return FALSE;
   float *dQ = t->dQa.p, *dK = t->dKa.p, *dPE = t->dPE.p, *t1 = t->t1.p, *t2 = t->t2.p;
   float *tk1 = t->tk1.p, *tk2 = t->tk2.p;
@@ -310,8 +310,8 @@ gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const s
   /* final attention + norm_final_attn */
   zero(t1, nq);
   if (dQin)
-    k->layernorm_backward(t1, sam_pg(P, t->nfw), sam_pg(P, t->nfb), dQin, t->Qfpre.p,
-                          sam_pv(P, t->nfw), t->mf.p, t->rf.p, B * Nq, C);
+    k->layernorm_backward(t1, pl_pg(P, t->nfw), pl_pg(P, t->nfb), dQin, t->Qfpre.p,
+                          pl_pv(P, t->nfw), t->mf.p, t->rf.p, B * Nq, C);
   memcpy(dQ, t1, (size_t)nq * sizeof(float));
   zero(t2, nq);
   zero(tk1, nk);
@@ -325,8 +325,8 @@ gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const s
     tw_layer_act *a = &t->act[l];
     /* K = norm4(K0 + i2t(K0+KPE, Q3+PE, Q3)) */
     zero(tk2, nk);
-    k->layernorm_backward(tk2, sam_pg(P, L->n4w), sam_pg(P, L->n4b), dK, a->K1pre.p,
-                          sam_pv(P, L->n4w), a->m4.p, a->r4.p, B * HW, C);
+    k->layernorm_backward(tk2, pl_pg(P, L->n4w), pl_pg(P, L->n4b), dK, a->K1pre.p, pl_pv(P, L->n4w),
+                          a->m4.p, a->r4.p, B * HW, C);
     memcpy(dK, tk2, (size_t)nk * sizeof(float));
     zero(tk1, nk);
     zero(t2, nq);
@@ -336,18 +336,18 @@ gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const s
     k->axpy(dPE, 1.0f, t2, nq);
     /* Q3 = norm3(Q2 + mlp(Q2)) */
     zero(t1, nq);
-    k->layernorm_backward(t1, sam_pg(P, L->n3w), sam_pg(P, L->n3b), dQ, a->Q3pre.p,
-                          sam_pv(P, L->n3w), a->m3.p, a->r3.p, B * Nq, C);
+    k->layernorm_backward(t1, pl_pg(P, L->n3w), pl_pg(P, L->n3b), dQ, a->Q3pre.p, pl_pv(P, L->n3w),
+                          a->m3.p, a->r3.p, B * Nq, C);
     memcpy(dQ, t1, (size_t)nq * sizeof(float));
     zero(t->dh1.p, nh);
-    sam_linear_bwd(k, P, &L->lin2, t->dh1.p, t1, a->hr.p, B * Nq);
+    pl_linear_bwd(k, P, &L->lin2, t->dh1.p, t1, a->hr.p, B * Nq);
     zero(t->dh2.p, nh);
     k->relu_backward(t->dh2.p, a->h.p, t->dh1.p, nh);
-    sam_linear_bwd(k, P, &L->lin1, dQ, t->dh2.p, a->Q2.p, B * Nq);
+    pl_linear_bwd(k, P, &L->lin1, dQ, t->dh2.p, a->Q2.p, B * Nq);
     /* Q2 = norm2(Q1 + t2i(Q1+PE, K0+KPE, K0)) */
     zero(t1, nq);
-    k->layernorm_backward(t1, sam_pg(P, L->n2w), sam_pg(P, L->n2b), dQ, a->Q2pre.p,
-                          sam_pv(P, L->n2w), a->m2.p, a->r2.p, B * Nq, C);
+    k->layernorm_backward(t1, pl_pg(P, L->n2w), pl_pg(P, L->n2b), dQ, a->Q2pre.p, pl_pv(P, L->n2w),
+                          a->m2.p, a->r2.p, B * Nq, C);
     memcpy(dQ, t1, (size_t)nq * sizeof(float));
     zero(t2, nq);
     zero(tk1, nk);
@@ -357,8 +357,8 @@ gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const s
     k->axpy(dK, 1.0f, tk1, nk);
     /* Q1 = norm1(self-attention part) */
     zero(t1, nq);
-    k->layernorm_backward(t1, sam_pg(P, L->n1w), sam_pg(P, L->n1b), dQ, a->Q1pre.p,
-                          sam_pv(P, L->n1w), a->m1.p, a->r1.p, B * Nq, C);
+    k->layernorm_backward(t1, pl_pg(P, L->n1w), pl_pg(P, L->n1b), dQ, a->Q1pre.p, pl_pv(P, L->n1w),
+                          a->m1.p, a->r1.p, B * Nq, C);
     if (L->skip_first_layer_pe) {
       zero(dQ, nq);
       if (!attn_bwd(k, P, &L->self_attn, &a->a_sa, t1, dQ, dQ, dQ, scratch, sn, error))

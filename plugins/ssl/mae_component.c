@@ -54,7 +54,7 @@ static const ps_port_desc mae_outputs[] = {
 typedef struct {
   mae_model m;
   const ps_kernels *k;
-  ssl_buf noise;
+  pl_buf noise;
   ps_tensor *out[5]; /* loss, pred, mask, ids_restore, latent */
   ps_tensor *dimage; /* [B, C, img, img] gradient of the input, when asked */
 } mae_comp;
@@ -63,7 +63,7 @@ static void mae_comp_destroy(void *self) {
   mae_comp *c = self;
   if (!c) return;
   mae_model_clear(&c->m);
-  ssl_buf_free(&c->noise);
+  pl_buf_free(&c->noise);
   for (int i = 0; i < 5; i++) ps_tensor_free(c->out[i]);
   ps_tensor_free(c->dimage);
   g_free(c);
@@ -114,7 +114,7 @@ static void *mae_comp_create(const ps_config *cfg, ps_context *ctx, GError **err
 }
 
 static ps_param_list mae_comp_params(void *self) {
-  return ssl_params_list(&((mae_comp *)self)->m.P);
+  return pl_params_list(&((mae_comp *)self)->m.P);
 }
 
 static gboolean mae_comp_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
@@ -134,7 +134,7 @@ static gboolean mae_comp_forward(void *self, ps_context *ctx, const ps_ports *in
       return FALSE;
     np = ps_f32(noise);
   } else {
-    if (!ssl_buf_ensure(&s->noise, B * L, error)) return FALSE;
+    if (!pl_buf_ensure(&s->noise, B * L, error)) return FALSE;
     for (int64_t i = 0; i < B * L; i++) s->noise.p[i] = ps_rng_uniform(ps_context_rng(ctx));
     np = s->noise.p;
   }
@@ -142,11 +142,11 @@ static gboolean mae_comp_forward(void *self, ps_context *ctx, const ps_ports *in
   const mae_model *m = &s->m;
   const int64_t one = 1, pshape[3] = {B, L, m->P_dim}, mshape[2] = {B, L},
                 lshape[3] = {B, 1 + m->Lk, c->embed_dim};
-  if (!ssl_tensor_ensure(&s->out[0], PS_DTYPE_F32, 1, &one, error) ||
-      !ssl_tensor_ensure(&s->out[1], PS_DTYPE_F32, 3, pshape, error) ||
-      !ssl_tensor_ensure(&s->out[2], PS_DTYPE_F32, 2, mshape, error) ||
-      !ssl_tensor_ensure(&s->out[3], PS_DTYPE_I64, 2, mshape, error) ||
-      !ssl_tensor_ensure(&s->out[4], PS_DTYPE_F32, 3, lshape, error))
+  if (!ps_tensor_ensure(&s->out[0], PS_DTYPE_F32, 1, &one, error) ||
+      !ps_tensor_ensure(&s->out[1], PS_DTYPE_F32, 3, pshape, error) ||
+      !ps_tensor_ensure(&s->out[2], PS_DTYPE_F32, 2, mshape, error) ||
+      !ps_tensor_ensure(&s->out[3], PS_DTYPE_I64, 2, mshape, error) ||
+      !ps_tensor_ensure(&s->out[4], PS_DTYPE_F32, 3, lshape, error))
     return FALSE;
   ps_f32(s->out[0])[0] = (float)m->loss;
   memcpy(s->out[1]->data, m->pred.p, s->out[1]->nbytes);
@@ -177,7 +177,7 @@ static gboolean mae_comp_backward(void *self, ps_context *ctx, const ps_ports *g
   float *dimg = NULL;
   if (ip && ip->needs_grad) {
     const int64_t shape[4] = {s->m.B, s->m.c.in_chans, s->m.c.img_size, s->m.c.img_size};
-    if (!ssl_tensor_ensure(&s->dimage, PS_DTYPE_F32, 4, shape, error)) return FALSE;
+    if (!ps_tensor_ensure(&s->dimage, PS_DTYPE_F32, 4, shape, error)) return FALSE;
     memset(s->dimage->data, 0, s->dimage->nbytes);
     dimg = ps_f32(s->dimage);
   }

@@ -49,7 +49,7 @@ static const ps_port_desc dec_outputs[] = {
 };
 
 typedef struct {
-  ssl_params P;
+  pl_params P;
   mae_decoder d;
   const ps_kernels *k;
   int64_t patch, chans;
@@ -57,7 +57,7 @@ typedef struct {
   int64_t B, C, gh, gw, L, Lk;
   int64_t *ids_shuffle, *ids_restore; /* (B, L) */
   int64_t ids_cap;
-  ssl_buf tokens, latent; /* (B, L, C), (B, 1+Lk, C) */
+  pl_buf tokens, latent; /* (B, L, C), (B, 1+Lk, C) */
   ps_tensor *pred, *dfeat;
 } dec_comp;
 
@@ -65,11 +65,11 @@ static void dec_destroy(void *self) {
   dec_comp *c = self;
   if (!c) return;
   mae_decoder_clear(&c->d);
-  ssl_params_clear(&c->P);
+  pl_params_clear(&c->P);
   g_free(c->ids_shuffle);
   g_free(c->ids_restore);
-  ssl_buf_free(&c->tokens);
-  ssl_buf_free(&c->latent);
+  pl_buf_free(&c->tokens);
+  pl_buf_free(&c->latent);
   ps_tensor_free(c->pred);
   ps_tensor_free(c->dfeat);
   g_free(c);
@@ -97,7 +97,7 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     return NULL;
   }
   dec_comp *c = g_new0(dec_comp, 1);
-  ssl_params_init(&c->P);
+  pl_params_init(&c->P);
   c->patch = ps_config_int(cfg, "patch_size");
   c->chans = ps_config_int(cfg, "in_chans");
   c->k = ps_kernels_get(PS_DEVICE_CPU, error);
@@ -113,7 +113,7 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
 }
 
 static ps_param_list dec_params(void *self) {
-  return ssl_params_list(&((dec_comp *)self)->P);
+  return pl_params_list(&((dec_comp *)self)->P);
 }
 
 static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
@@ -153,8 +153,8 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                 "ssl.mae_decoder: the mask removes every patch; at least one must be kept");
     return FALSE;
   }
-  if (!ssl_buf_ensure(&c->tokens, B * L * C, error) ||
-      !ssl_buf_ensure(&c->latent, B * (1 + Lk) * C, error))
+  if (!pl_buf_ensure(&c->tokens, B * L * C, error) ||
+      !pl_buf_ensure(&c->latent, B * (1 + Lk) * C, error))
     return FALSE;
   c->B = B;
   c->C = C;
@@ -174,7 +174,7 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     }
   }
   const int64_t pshape[3] = {B, L, c->d.out_dim};
-  if (!ssl_tensor_ensure(&c->pred, PS_DTYPE_F32, 3, pshape, error)) return FALSE;
+  if (!ps_tensor_ensure(&c->pred, PS_DTYPE_F32, 3, pshape, error)) return FALSE;
   if (!mae_decoder_forward(&c->d, c->k, &c->P, ctx, c->latent.p, c->ids_restore, B, gh, gw, Lk,
                            ps_f32(c->pred), error)) {
     g_prefix_error(error, "ssl.mae_decoder: ");
@@ -197,10 +197,10 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   }
   ps_port *fp = ps_ports_find(grad_in, "features");
   const gboolean want = fp && fp->needs_grad;
-  float *dlatent = want ? ssl_scratch(ctx, B * (1 + Lk) * C) : NULL;
+  float *dlatent = want ? pl_scratch_zero(ctx, B * (1 + Lk) * C) : NULL;
   if (!mae_decoder_backward(&c->d, c->k, &c->P, ctx, ps_f32(dpred), dlatent, error)) return FALSE;
   if (!want) return TRUE;
-  float *dtok = ssl_scratch(ctx, B * L * C);
+  float *dtok = pl_scratch_zero(ctx, B * L * C);
   for (int64_t b = 0; b < B; b++) {
     const float *dl = dlatent + b * (1 + Lk) * C;
     for (int64_t r = 0; r < Lk; r++) {
@@ -210,7 +210,7 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     }
   }
   const int64_t fshape[4] = {B, C, c->gh, c->gw};
-  if (!ssl_tensor_ensure(&c->dfeat, PS_DTYPE_F32, 4, fshape, error)) return FALSE;
+  if (!ps_tensor_ensure(&c->dfeat, PS_DTYPE_F32, 4, fshape, error)) return FALSE;
   c->k->transpose_forward(ps_f32(c->dfeat), dtok, B, L, C);
   fp->tensor = c->dfeat;
   return TRUE;

@@ -84,7 +84,7 @@ gboolean ssl_mae_fixture_run(ps_fixture *fx, ps_context *ctx, mae_model **model_
   if (!k) return FALSE;
   mae_model *m = g_new0(mae_model, 1);
   gboolean ok = mae_model_init(m, &c, NULL, error) &&
-                ssl_params_load(&m->P, fx_get, fx, "mae.loss fixture", error);
+                pl_params_load(&m->P, fx_get, fx, "mae.loss fixture", error);
   /* Every parameter in the file must be one of the model's, so a renamed or
    * extra tensor fails loudly rather than being ignored. */
   for (size_t i = 0; ok && names[i]; i++) {
@@ -93,7 +93,7 @@ gboolean ssl_mae_fixture_run(ps_fixture *fx, ps_context *ctx, mae_model **model_
       continue;
     gboolean found = FALSE;
     for (guint j = 0; j < m->P.items->len && !found; j++)
-      found = strcmp(ssl_param(&m->P, (int)j)->name, names[i]) == 0;
+      found = strcmp(pl_param(&m->P, (int)j)->name, names[i]) == 0;
     if (!found) {
       g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
                   "mae.loss fixture: parameter '%s' is not part of the model", names[i]);

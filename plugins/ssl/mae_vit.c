@@ -12,7 +12,7 @@
 
 /* ---- the timm Block -------------------------------------------------------- */
 
-gboolean mae_block_add(mae_block *b, ssl_params *P, const char *prefix, int64_t dim, int64_t heads,
+gboolean mae_block_add(mae_block *b, pl_params *P, const char *prefix, int64_t dim, int64_t heads,
                        double mlp_ratio, double eps, ps_role role, ps_rng *rng, GError **error) {
   memset(b, 0, sizeof *b);
   b->dim = dim;
@@ -23,26 +23,26 @@ gboolean mae_block_add(mae_block *b, ssl_params *P, const char *prefix, int64_t 
   g_autofree char *proj = g_strdup_printf("%s.attn.proj", prefix);
   g_autofree char *fc1 = g_strdup_printf("%s.mlp.fc1", prefix);
   g_autofree char *fc2 = g_strdup_printf("%s.mlp.fc2", prefix);
-  if ((b->n1w = ssl_param_add(P, role, &dim, 1, error, "%s.norm1.weight", prefix)) < 0 ||
-      (b->n1b = ssl_param_add(P, role, &dim, 1, error, "%s.norm1.bias", prefix)) < 0 ||
-      !ssl_linear_add(P, &b->qkv, qkv, dim, 3 * dim, role, rng, error) ||
-      !ssl_linear_add(P, &b->proj, proj, dim, dim, role, rng, error) ||
-      (b->n2w = ssl_param_add(P, role, &dim, 1, error, "%s.norm2.weight", prefix)) < 0 ||
-      (b->n2b = ssl_param_add(P, role, &dim, 1, error, "%s.norm2.bias", prefix)) < 0 ||
-      !ssl_linear_add(P, &b->fc1, fc1, dim, b->hidden, role, rng, error) ||
-      !ssl_linear_add(P, &b->fc2, fc2, b->hidden, dim, role, rng, error))
+  if ((b->n1w = pl_param_add(P, role, &dim, 1, error, "%s.norm1.weight", prefix)) < 0 ||
+      (b->n1b = pl_param_add(P, role, &dim, 1, error, "%s.norm1.bias", prefix)) < 0 ||
+      !pl_linear_add(P, &b->qkv, qkv, dim, 3 * dim, role, PL_INIT_XAVIER, rng, error) ||
+      !pl_linear_add(P, &b->proj, proj, dim, dim, role, PL_INIT_XAVIER, rng, error) ||
+      (b->n2w = pl_param_add(P, role, &dim, 1, error, "%s.norm2.weight", prefix)) < 0 ||
+      (b->n2b = pl_param_add(P, role, &dim, 1, error, "%s.norm2.bias", prefix)) < 0 ||
+      !pl_linear_add(P, &b->fc1, fc1, dim, b->hidden, role, PL_INIT_XAVIER, rng, error) ||
+      !pl_linear_add(P, &b->fc2, fc2, b->hidden, dim, role, PL_INIT_XAVIER, rng, error))
     return FALSE;
   if (rng) {
-    ssl_init_const(ssl_pv(P, b->n1w), dim, 1.0f);
-    ssl_init_const(ssl_pv(P, b->n2w), dim, 1.0f);
+    pl_init_const(pl_pv(P, b->n1w), dim, 1.0f);
+    pl_init_const(pl_pv(P, b->n2w), dim, 1.0f);
   }
   return TRUE;
 }
 
 void mae_block_act_clear(mae_block_act *a) {
-  ssl_buf *bufs[] = {&a->ln1, &a->mean1, &a->rstd1, &a->qkv,   &a->ao, &a->lse,
-                     &a->x1,  &a->ln2,   &a->mean2, &a->rstd2, &a->h,  &a->g};
-  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) ssl_buf_free(bufs[i]);
+  pl_buf *bufs[] = {&a->ln1, &a->mean1, &a->rstd1, &a->qkv,   &a->ao, &a->lse,
+                    &a->x1,  &a->ln2,   &a->mean2, &a->rstd2, &a->h,  &a->g};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
 }
 
 /* timm Attention over the packed qkv rows: q | k | v, head h at h*D. */
@@ -59,71 +59,71 @@ static ps_attention_desc attn_desc(const mae_block *b, int64_t B, int64_t T) {
   return d;
 }
 
-gboolean mae_block_forward(const mae_block *b, const ps_kernels *k, const ssl_params *P,
+gboolean mae_block_forward(const mae_block *b, const ps_kernels *k, const pl_params *P,
                            mae_block_act *a, ps_context *ctx, float *y, const float *x, int64_t B,
                            int64_t T, GError **error) {
   const int64_t N = B * T, C = b->dim, Hd = b->hidden;
-  if (!ssl_buf_ensure(&a->ln1, N * C, error) || !ssl_buf_ensure(&a->mean1, N, error) ||
-      !ssl_buf_ensure(&a->rstd1, N, error) || !ssl_buf_ensure(&a->qkv, N * 3 * C, error) ||
-      !ssl_buf_ensure(&a->ao, N * C, error) || !ssl_buf_ensure(&a->lse, B * b->heads * T, error) ||
-      !ssl_buf_ensure(&a->x1, N * C, error) || !ssl_buf_ensure(&a->ln2, N * C, error) ||
-      !ssl_buf_ensure(&a->mean2, N, error) || !ssl_buf_ensure(&a->rstd2, N, error) ||
-      !ssl_buf_ensure(&a->h, N * Hd, error) || !ssl_buf_ensure(&a->g, N * Hd, error))
+  if (!pl_buf_ensure(&a->ln1, N * C, error) || !pl_buf_ensure(&a->mean1, N, error) ||
+      !pl_buf_ensure(&a->rstd1, N, error) || !pl_buf_ensure(&a->qkv, N * 3 * C, error) ||
+      !pl_buf_ensure(&a->ao, N * C, error) || !pl_buf_ensure(&a->lse, B * b->heads * T, error) ||
+      !pl_buf_ensure(&a->x1, N * C, error) || !pl_buf_ensure(&a->ln2, N * C, error) ||
+      !pl_buf_ensure(&a->mean2, N, error) || !pl_buf_ensure(&a->rstd2, N, error) ||
+      !pl_buf_ensure(&a->h, N * Hd, error) || !pl_buf_ensure(&a->g, N * Hd, error))
     return FALSE;
   const float eps = (float)b->eps;
   /* x1 = x + proj(attn(norm1(x))) */
-  k->layernorm_forward(a->ln1.p, a->mean1.p, a->rstd1.p, x, ssl_pv(P, b->n1w), ssl_pv(P, b->n1b), N,
+  k->layernorm_forward(a->ln1.p, a->mean1.p, a->rstd1.p, x, pl_pv(P, b->n1w), pl_pv(P, b->n1b), N,
                        C, eps);
-  ssl_linear_fwd(k, P, &b->qkv, a->qkv.p, a->ln1.p, N);
+  pl_linear_fwd(k, P, &b->qkv, a->qkv.p, a->ln1.p, N);
   ps_attention_desc d = attn_desc(b, B, T);
   int64_t ns = k->attention_scratch(&d, 0);
   float *s = ps_context_scratch(ctx, (size_t)MAX(ns, 1) * sizeof(float));
   k->attention_forward(a->ao.p, a->lse.p, a->qkv.p, a->qkv.p + C, a->qkv.p + 2 * C, &d, s, ns);
-  ssl_linear_fwd(k, P, &b->proj, a->x1.p, a->ao.p, N);
+  pl_linear_fwd(k, P, &b->proj, a->x1.p, a->ao.p, N);
   k->add_forward(a->x1.p, a->x1.p, x, N * C);
   /* y = x1 + fc2(gelu(fc1(norm2(x1)))) */
-  k->layernorm_forward(a->ln2.p, a->mean2.p, a->rstd2.p, a->x1.p, ssl_pv(P, b->n2w),
-                       ssl_pv(P, b->n2b), N, C, eps);
-  ssl_linear_fwd(k, P, &b->fc1, a->h.p, a->ln2.p, N);
+  k->layernorm_forward(a->ln2.p, a->mean2.p, a->rstd2.p, a->x1.p, pl_pv(P, b->n2w),
+                       pl_pv(P, b->n2b), N, C, eps);
+  pl_linear_fwd(k, P, &b->fc1, a->h.p, a->ln2.p, N);
   k->gelu_forward(a->g.p, a->h.p, N * Hd);
-  ssl_linear_fwd(k, P, &b->fc2, y, a->g.p, N);
+  pl_linear_fwd(k, P, &b->fc2, y, a->g.p, N);
   k->add_forward(y, y, a->x1.p, N * C);
   return TRUE;
 }
 
-void mae_block_backward(const mae_block *b, const ps_kernels *k, const ssl_params *P,
+void mae_block_backward(const mae_block *b, const ps_kernels *k, const pl_params *P,
                         mae_block_act *a, ps_context *ctx, float *dx, const float *dy,
                         const float *x, int64_t B, int64_t T) {
   const int64_t N = B * T, C = b->dim, Hd = b->hidden;
   /* MLP branch */
-  float *dg = ssl_scratch(ctx, N * Hd), *dh = ssl_scratch(ctx, N * Hd);
-  ssl_linear_bwd(k, P, &b->fc2, dg, dy, a->g.p, N);
+  float *dg = pl_scratch_zero(ctx, N * Hd), *dh = pl_scratch_zero(ctx, N * Hd);
+  pl_linear_bwd(k, P, &b->fc2, dg, dy, a->g.p, N);
   k->gelu_backward(dh, a->h.p, dg, N * Hd);
-  float *dln2 = ssl_scratch(ctx, N * C);
-  ssl_linear_bwd(k, P, &b->fc1, dln2, dh, a->ln2.p, N);
-  float *dx1 = ssl_scratch(ctx, N * C);
+  float *dln2 = pl_scratch_zero(ctx, N * C);
+  pl_linear_bwd(k, P, &b->fc1, dln2, dh, a->ln2.p, N);
+  float *dx1 = pl_scratch_zero(ctx, N * C);
   memcpy(dx1, dy, (size_t)(N * C) * sizeof(float)); /* the residual */
-  k->layernorm_backward(dx1, ssl_pg(P, b->n2w), ssl_pg(P, b->n2b), dln2, a->x1.p, ssl_pv(P, b->n2w),
+  k->layernorm_backward(dx1, pl_pg(P, b->n2w), pl_pg(P, b->n2b), dln2, a->x1.p, pl_pv(P, b->n2w),
                         a->mean2.p, a->rstd2.p, N, C);
   /* attention branch */
-  float *dao = ssl_scratch(ctx, N * C);
-  ssl_linear_bwd(k, P, &b->proj, dao, dx1, a->ao.p, N);
-  float *dqkv = ssl_scratch(ctx, N * 3 * C);
+  float *dao = pl_scratch_zero(ctx, N * C);
+  pl_linear_bwd(k, P, &b->proj, dao, dx1, a->ao.p, N);
+  float *dqkv = pl_scratch_zero(ctx, N * 3 * C);
   ps_attention_desc d = attn_desc(b, B, T);
   int64_t ns = k->attention_scratch(&d, 1);
   float *s = ps_context_scratch(ctx, (size_t)MAX(ns, 1) * sizeof(float));
   k->attention_backward(dqkv, dqkv + C, dqkv + 2 * C, NULL, NULL, NULL, dao, a->qkv.p, a->qkv.p + C,
                         a->qkv.p + 2 * C, a->ao.p, a->lse.p, &d, s, ns);
-  float *dln1 = ssl_scratch(ctx, N * C);
-  ssl_linear_bwd(k, P, &b->qkv, dln1, dqkv, a->ln1.p, N);
+  float *dln1 = pl_scratch_zero(ctx, N * C);
+  pl_linear_bwd(k, P, &b->qkv, dln1, dqkv, a->ln1.p, N);
   k->axpy(dx, 1.0f, dx1, N * C);
-  k->layernorm_backward(dx, ssl_pg(P, b->n1w), ssl_pg(P, b->n1b), dln1, x, ssl_pv(P, b->n1w),
+  k->layernorm_backward(dx, pl_pg(P, b->n1w), pl_pg(P, b->n1b), dln1, x, pl_pv(P, b->n1w),
                         a->mean1.p, a->rstd1.p, N, C);
 }
 
 /* ---- the decoder ----------------------------------------------------------- */
 
-gboolean mae_decoder_init(mae_decoder *d, ssl_params *P, int64_t in_dim, int64_t dim, int64_t depth,
+gboolean mae_decoder_init(mae_decoder *d, pl_params *P, int64_t in_dim, int64_t dim, int64_t depth,
                           int64_t heads, double mlp_ratio, double eps, int64_t out_dim,
                           gboolean pos_param, int64_t gh, int64_t gw, ps_role role, ps_rng *rng,
                           GError **error) {
@@ -135,15 +135,16 @@ gboolean mae_decoder_init(mae_decoder *d, ssl_params *P, int64_t in_dim, int64_t
   d->out_dim = out_dim;
   d->eps = eps;
   d->pos = -1;
-  if (!ssl_linear_add(P, &d->embed, "decoder_embed", in_dim, dim, role, rng, error)) return FALSE;
+  if (!pl_linear_add(P, &d->embed, "decoder_embed", in_dim, dim, role, PL_INIT_XAVIER, rng, error))
+    return FALSE;
   const int64_t tok[3] = {1, 1, dim};
-  if ((d->mask_token = ssl_param_add(P, role, tok, 3, error, "mask_token")) < 0) return FALSE;
-  if (rng) ssl_init_normal(ssl_pv(P, d->mask_token), dim, 0.02, rng);
+  if ((d->mask_token = pl_param_add(P, role, tok, 3, error, "mask_token")) < 0) return FALSE;
+  if (rng) pl_init_normal(pl_pv(P, d->mask_token), dim, 0.02, rng);
   if (pos_param) {
     const int64_t ps[3] = {1, 1 + gh * gw, dim};
-    if ((d->pos = ssl_param_add(P, PS_ROLE_FROZEN, ps, 3, error, "decoder_pos_embed")) < 0)
+    if ((d->pos = pl_param_add(P, PS_ROLE_FROZEN, ps, 3, error, "decoder_pos_embed")) < 0)
       return FALSE;
-    mae_sincos_2d(ssl_pv(P, d->pos), dim, gh, gw, TRUE);
+    mae_sincos_2d(pl_pv(P, d->pos), dim, gh, gw, TRUE);
   }
   d->blocks = g_new0(mae_block, depth);
   d->acts = g_new0(mae_block_act, depth);
@@ -152,11 +153,11 @@ gboolean mae_decoder_init(mae_decoder *d, ssl_params *P, int64_t in_dim, int64_t
     if (!mae_block_add(&d->blocks[i], P, prefix, dim, heads, mlp_ratio, eps, role, rng, error))
       return FALSE;
   }
-  if ((d->norm_w = ssl_param_add(P, role, &dim, 1, error, "decoder_norm.weight")) < 0 ||
-      (d->norm_b = ssl_param_add(P, role, &dim, 1, error, "decoder_norm.bias")) < 0 ||
-      !ssl_linear_add(P, &d->pred, "decoder_pred", dim, out_dim, role, rng, error))
+  if ((d->norm_w = pl_param_add(P, role, &dim, 1, error, "decoder_norm.weight")) < 0 ||
+      (d->norm_b = pl_param_add(P, role, &dim, 1, error, "decoder_norm.bias")) < 0 ||
+      !pl_linear_add(P, &d->pred, "decoder_pred", dim, out_dim, role, PL_INIT_XAVIER, rng, error))
     return FALSE;
-  if (rng) ssl_init_const(ssl_pv(P, d->norm_w), dim, 1.0f);
+  if (rng) pl_init_const(pl_pv(P, d->norm_w), dim, 1.0f);
   return TRUE;
 }
 
@@ -165,18 +166,18 @@ void mae_decoder_clear(mae_decoder *d) {
   g_free(d->acts);
   g_free(d->blocks);
   g_free(d->ids_restore);
-  ssl_buf *bufs[] = {&d->table, &d->latent, &d->emb,   &d->xs,
-                     &d->lnf,   &d->meanf,  &d->rstdf, &d->predfull};
-  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) ssl_buf_free(bufs[i]);
+  pl_buf *bufs[] = {&d->table, &d->latent, &d->emb,   &d->xs,
+                    &d->lnf,   &d->meanf,  &d->rstdf, &d->predfull};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
   memset(d, 0, sizeof *d);
 }
 
 /* The (1 + L, dim) position table: the parameter, or the decoder's own. */
-static const float *decoder_pos(mae_decoder *d, const ssl_params *P, int64_t gh, int64_t gw,
+static const float *decoder_pos(mae_decoder *d, const pl_params *P, int64_t gh, int64_t gw,
                                 GError **error) {
   const int64_t L = gh * gw;
   if (d->pos >= 0) {
-    const ps_tensor *t = ssl_param(P, d->pos)->value;
+    const ps_tensor *t = pl_param(P, d->pos)->value;
     if (t->shape[1] != 1 + L) {
       g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
                   "MAE decoder: decoder_pos_embed has %" G_GINT64_FORMAT
@@ -188,7 +189,7 @@ static const float *decoder_pos(mae_decoder *d, const ssl_params *P, int64_t gh,
     return ps_f32(t);
   }
   if (d->table_gh != gh || d->table_gw != gw || !d->table.p) {
-    if (!ssl_buf_ensure(&d->table, (1 + L) * d->dim, error)) return NULL;
+    if (!pl_buf_ensure(&d->table, (1 + L) * d->dim, error)) return NULL;
     mae_sincos_2d(d->table.p, d->dim, gh, gw, TRUE);
     d->table_gh = gh;
     d->table_gw = gw;
@@ -196,19 +197,18 @@ static const float *decoder_pos(mae_decoder *d, const ssl_params *P, int64_t gh,
   return d->table.p;
 }
 
-gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const ssl_params *P,
+gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const pl_params *P,
                              ps_context *ctx, const float *latent, const int64_t *ids_restore,
                              int64_t B, int64_t gh, int64_t gw, int64_t Lk, float *pred,
                              GError **error) {
   const int64_t L = gh * gw, T = 1 + L, E = d->dim, N0 = B * (1 + Lk);
   const float *pos = decoder_pos(d, P, gh, gw, error);
   if (!pos) return FALSE;
-  if (!ssl_buf_ensure(&d->latent, N0 * d->in_dim, error) ||
-      !ssl_buf_ensure(&d->emb, N0 * E, error) ||
-      !ssl_buf_ensure(&d->xs, (d->depth + 1) * B * T * E, error) ||
-      !ssl_buf_ensure(&d->lnf, B * T * E, error) || !ssl_buf_ensure(&d->meanf, B * T, error) ||
-      !ssl_buf_ensure(&d->rstdf, B * T, error) ||
-      !ssl_buf_ensure(&d->predfull, B * T * d->out_dim, error))
+  if (!pl_buf_ensure(&d->latent, N0 * d->in_dim, error) || !pl_buf_ensure(&d->emb, N0 * E, error) ||
+      !pl_buf_ensure(&d->xs, (d->depth + 1) * B * T * E, error) ||
+      !pl_buf_ensure(&d->lnf, B * T * E, error) || !pl_buf_ensure(&d->meanf, B * T, error) ||
+      !pl_buf_ensure(&d->rstdf, B * T, error) ||
+      !pl_buf_ensure(&d->predfull, B * T * d->out_dim, error))
     return FALSE;
   if (d->ids_cap < B * L) {
     d->ids_restore = g_renew(int64_t, d->ids_restore, B * L);
@@ -220,9 +220,9 @@ gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const ssl_para
   d->L = L;
   d->Lk = Lk;
 
-  ssl_linear_fwd(k, P, &d->embed, d->emb.p, d->latent.p, N0);
+  pl_linear_fwd(k, P, &d->embed, d->emb.p, d->latent.p, N0);
   /* x_ = gather(cat(x[:, 1:], mask_tokens), ids_restore); x = cat(x[:, :1], x_) + pos */
-  const float *mt = ssl_pv(P, d->mask_token);
+  const float *mt = pl_pv(P, d->mask_token);
   float *x0 = d->xs.p;
   for (int64_t b = 0; b < B; b++) {
     const float *e = d->emb.p + b * (1 + Lk) * E;
@@ -241,36 +241,36 @@ gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const ssl_para
                            d->xs.p + i * B * T * E, B, T, error))
       return FALSE;
   k->layernorm_forward(d->lnf.p, d->meanf.p, d->rstdf.p, d->xs.p + d->depth * B * T * E,
-                       ssl_pv(P, d->norm_w), ssl_pv(P, d->norm_b), B * T, E, (float)d->eps);
-  ssl_linear_fwd(k, P, &d->pred, d->predfull.p, d->lnf.p, B * T);
+                       pl_pv(P, d->norm_w), pl_pv(P, d->norm_b), B * T, E, (float)d->eps);
+  pl_linear_fwd(k, P, &d->pred, d->predfull.p, d->lnf.p, B * T);
   const int64_t O = d->out_dim;
   for (int64_t b = 0; b < B; b++) /* drop the cls row */
     memcpy(pred + b * L * O, d->predfull.p + (b * T + 1) * O, (size_t)(L * O) * sizeof(float));
   return TRUE;
 }
 
-gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const ssl_params *P,
+gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const pl_params *P,
                               ps_context *ctx, const float *dpred, float *dlatent, GError **error) {
   const int64_t B = d->B, L = d->L, Lk = d->Lk, T = 1 + L, E = d->dim, O = d->out_dim;
   const int64_t N = B * T, N0 = B * (1 + Lk);
-  float *dpf = ssl_scratch(ctx, N * O);
+  float *dpf = pl_scratch_zero(ctx, N * O);
   for (int64_t b = 0; b < B; b++)
     memcpy(dpf + (b * T + 1) * O, dpred + b * L * O, (size_t)(L * O) * sizeof(float));
-  float *dlnf = ssl_scratch(ctx, N * E);
-  ssl_linear_bwd(k, P, &d->pred, dlnf, dpf, d->lnf.p, N);
-  float *dx = ssl_scratch(ctx, N * E);
-  k->layernorm_backward(dx, ssl_pg(P, d->norm_w), ssl_pg(P, d->norm_b), dlnf,
-                        d->xs.p + d->depth * N * E, ssl_pv(P, d->norm_w), d->meanf.p, d->rstdf.p, N,
+  float *dlnf = pl_scratch_zero(ctx, N * E);
+  pl_linear_bwd(k, P, &d->pred, dlnf, dpf, d->lnf.p, N);
+  float *dx = pl_scratch_zero(ctx, N * E);
+  k->layernorm_backward(dx, pl_pg(P, d->norm_w), pl_pg(P, d->norm_b), dlnf,
+                        d->xs.p + d->depth * N * E, pl_pv(P, d->norm_w), d->meanf.p, d->rstdf.p, N,
                         E);
   for (int64_t i = d->depth - 1; i >= 0; i--) {
-    float *dprev = ssl_scratch(ctx, N * E);
+    float *dprev = pl_scratch_zero(ctx, N * E);
     mae_block_backward(&d->blocks[i], k, P, &d->acts[i], ctx, dprev, dx, d->xs.p + i * N * E, B, T);
     dx = dprev;
   }
   /* Undo the unshuffle: kept rows go back to their embedding, the others to the mask token. */
-  float *demb = ssl_scratch(ctx, N0 * E);
-  float *dmt = ssl_pg(P, d->mask_token);
-  float *dpos = d->pos >= 0 ? ssl_pg(P, d->pos) : NULL;
+  float *demb = pl_scratch_zero(ctx, N0 * E);
+  float *dmt = pl_pg(P, d->mask_token);
+  float *dpos = d->pos >= 0 ? pl_pg(P, d->pos) : NULL;
   for (int64_t b = 0; b < B; b++) {
     const float *row = dx + b * T * E;
     float *de = demb + b * (1 + Lk) * E;
@@ -284,7 +284,7 @@ gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const ssl_par
     if (dpos)
       for (int64_t i = 0; i < T * E; i++) dpos[i] += row[i];
   }
-  ssl_linear_bwd(k, P, &d->embed, dlatent, demb, d->latent.p, N0);
+  pl_linear_bwd(k, P, &d->embed, dlatent, demb, d->latent.p, N0);
   (void)error;
   return TRUE;
 }
@@ -337,23 +337,23 @@ gboolean mae_cfg_check(const mae_cfg *c, GError **error) {
 gboolean mae_model_init(mae_model *m, const mae_cfg *c, ps_rng *rng, GError **error) {
   memset(m, 0, sizeof *m);
   m->c = *c;
-  ssl_params_init(&m->P);
+  pl_params_init(&m->P);
   if (!mae_cfg_check(c, error)) return FALSE;
-  ssl_params *P = &m->P;
+  pl_params *P = &m->P;
   const int64_t D = c->embed_dim, p = c->patch_size, C = c->in_chans, g = c->img_size / p;
   const int64_t tok[3] = {1, 1, D}, pos[3] = {1, 1 + g * g, D}, pw[4] = {D, C, p, p};
-  if ((m->cls = ssl_param_add(P, PS_ROLE_FULL, tok, 3, error, "cls_token")) < 0 ||
-      (m->pos = ssl_param_add(P, PS_ROLE_FROZEN, pos, 3, error, "pos_embed")) < 0 ||
-      (m->patch_w = ssl_param_add(P, PS_ROLE_FULL, pw, 4, error, "patch_embed.proj.weight")) < 0 ||
-      (m->patch_b = ssl_param_add(P, PS_ROLE_FULL, &D, 1, error, "patch_embed.proj.bias")) < 0)
+  if ((m->cls = pl_param_add(P, PS_ROLE_FULL, tok, 3, error, "cls_token")) < 0 ||
+      (m->pos = pl_param_add(P, PS_ROLE_FROZEN, pos, 3, error, "pos_embed")) < 0 ||
+      (m->patch_w = pl_param_add(P, PS_ROLE_FULL, pw, 4, error, "patch_embed.proj.weight")) < 0 ||
+      (m->patch_b = pl_param_add(P, PS_ROLE_FULL, &D, 1, error, "patch_embed.proj.bias")) < 0)
     return FALSE;
-  mae_sincos_2d(ssl_pv(P, m->pos), D, g, g, TRUE);
+  mae_sincos_2d(pl_pv(P, m->pos), D, g, g, TRUE);
   if (rng) {
     /* xavier_uniform on the (D, C*p*p) view; the bias keeps nn.Conv2d's default. */
-    ssl_init_uniform(ssl_pv(P, m->patch_w), D * C * p * p, sqrt(6.0 / (double)(D + C * p * p)),
-                     rng);
-    ssl_init_uniform(ssl_pv(P, m->patch_b), D, 1.0 / sqrt((double)(C * p * p)), rng);
-    ssl_init_normal(ssl_pv(P, m->cls), D, 0.02, rng);
+    pl_init_uniform_f64(pl_pv(P, m->patch_w), D * C * p * p, sqrt(6.0 / (double)(D + C * p * p)),
+                        rng);
+    pl_init_uniform_f64(pl_pv(P, m->patch_b), D, 1.0 / sqrt((double)(C * p * p)), rng);
+    pl_init_normal(pl_pv(P, m->cls), D, 0.02, rng);
   }
   m->blocks = g_new0(mae_block, MAX(c->depth, 1));
   m->acts = g_new0(mae_block_act, MAX(c->depth, 1));
@@ -363,10 +363,10 @@ gboolean mae_model_init(mae_model *m, const mae_cfg *c, ps_rng *rng, GError **er
                        PS_ROLE_FULL, rng, error))
       return FALSE;
   }
-  if ((m->norm_w = ssl_param_add(P, PS_ROLE_FULL, &D, 1, error, "norm.weight")) < 0 ||
-      (m->norm_b = ssl_param_add(P, PS_ROLE_FULL, &D, 1, error, "norm.bias")) < 0)
+  if ((m->norm_w = pl_param_add(P, PS_ROLE_FULL, &D, 1, error, "norm.weight")) < 0 ||
+      (m->norm_b = pl_param_add(P, PS_ROLE_FULL, &D, 1, error, "norm.bias")) < 0)
     return FALSE;
-  if (rng) ssl_init_const(ssl_pv(P, m->norm_w), D, 1.0f);
+  if (rng) pl_init_const(pl_pv(P, m->norm_w), D, 1.0f);
   return mae_decoder_init(&m->dec, P, D, c->dec_dim, c->dec_depth, c->dec_heads, c->mlp_ratio,
                           c->eps, p * p * C, TRUE, g, g, PS_ROLE_FULL, rng, error);
 }
@@ -378,10 +378,10 @@ void mae_model_clear(mae_model *m) {
   mae_decoder_clear(&m->dec);
   g_free(m->ids_shuffle);
   g_free(m->ids_restore);
-  ssl_buf *bufs[] = {&m->imgs,  &m->conv, &m->xs,     &m->latent, &m->meanf,
-                     &m->rstdf, &m->mask, &m->target, &m->pred,   &m->dpred1};
-  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) ssl_buf_free(bufs[i]);
-  ssl_params_clear(&m->P);
+  pl_buf *bufs[] = {&m->imgs,  &m->conv, &m->xs,     &m->latent, &m->meanf,
+                    &m->rstdf, &m->mask, &m->target, &m->pred,   &m->dpred1};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
+  pl_params_clear(&m->P);
   memset(m, 0, sizeof *m);
 }
 
@@ -401,7 +401,7 @@ static ps_conv2d_desc patch_desc(const mae_model *m, int64_t B) {
 gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, const float *imgs,
                            const float *noise, int64_t B, GError **error) {
   const mae_cfg *c = &m->c;
-  ssl_params *P = &m->P;
+  pl_params *P = &m->P;
   const int64_t p = c->patch_size, C = c->in_chans, g = c->img_size / p, L = g * g;
   const int64_t D = c->embed_dim, PD = p * p * C, Lk = mae_len_keep(L, c->mask_ratio);
   const int64_t T = 1 + Lk, HW = c->img_size * c->img_size;
@@ -409,13 +409,12 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "MAE: empty batch");
     return FALSE;
   }
-  if (!ssl_buf_ensure(&m->imgs, B * C * HW, error) || !ssl_buf_ensure(&m->conv, B * D * L, error) ||
-      !ssl_buf_ensure(&m->xs, (c->depth + 1) * B * T * D, error) ||
-      !ssl_buf_ensure(&m->latent, B * T * D, error) || !ssl_buf_ensure(&m->meanf, B * T, error) ||
-      !ssl_buf_ensure(&m->rstdf, B * T, error) || !ssl_buf_ensure(&m->mask, B * L, error) ||
-      !ssl_buf_ensure(&m->target, B * L * PD, error) ||
-      !ssl_buf_ensure(&m->pred, B * L * PD, error) ||
-      !ssl_buf_ensure(&m->dpred1, B * L * PD, error))
+  if (!pl_buf_ensure(&m->imgs, B * C * HW, error) || !pl_buf_ensure(&m->conv, B * D * L, error) ||
+      !pl_buf_ensure(&m->xs, (c->depth + 1) * B * T * D, error) ||
+      !pl_buf_ensure(&m->latent, B * T * D, error) || !pl_buf_ensure(&m->meanf, B * T, error) ||
+      !pl_buf_ensure(&m->rstdf, B * T, error) || !pl_buf_ensure(&m->mask, B * L, error) ||
+      !pl_buf_ensure(&m->target, B * L * PD, error) ||
+      !pl_buf_ensure(&m->pred, B * L * PD, error) || !pl_buf_ensure(&m->dpred1, B * L * PD, error))
     return FALSE;
   if (m->ids_cap < B * L) {
     m->ids_shuffle = g_renew(int64_t, m->ids_shuffle, B * L);
@@ -433,15 +432,15 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
   ps_conv2d_desc cd = patch_desc(m, B);
   int64_t ns = k->conv2d_scratch(&cd);
   float *s = ps_context_scratch(ctx, (size_t)MAX(ns, 1) * sizeof(float));
-  k->conv2d_forward(m->conv.p, m->imgs.p, ssl_pv(P, m->patch_w), ssl_pv(P, m->patch_b), &cd, s, ns);
-  float *tok = ssl_scratch(ctx, B * L * D);
+  k->conv2d_forward(m->conv.p, m->imgs.p, pl_pv(P, m->patch_w), pl_pv(P, m->patch_b), &cd, s, ns);
+  float *tok = pl_scratch_zero(ctx, B * L * D);
   k->transpose_forward(tok, m->conv.p, B, D, L);
-  const float *pos = ssl_pv(P, m->pos);
+  const float *pos = pl_pv(P, m->pos);
   for (int64_t b = 0; b < B; b++) k->add_forward(tok + b * L * D, tok + b * L * D, pos + D, L * D);
 
   /* random_masking, then cls_token + pos_embed[:, :1] in front */
   mae_masking_from_noise(m->ids_shuffle, m->ids_restore, m->mask.p, noise, B, L, Lk);
-  const float *cls = ssl_pv(P, m->cls);
+  const float *cls = pl_pv(P, m->cls);
   float *x0 = m->xs.p;
   for (int64_t b = 0; b < B; b++) {
     float *row = x0 + b * T * D;
@@ -455,13 +454,13 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
                            m->xs.p + i * B * T * D, B, T, error))
       return FALSE;
   k->layernorm_forward(m->latent.p, m->meanf.p, m->rstdf.p, m->xs.p + c->depth * B * T * D,
-                       ssl_pv(P, m->norm_w), ssl_pv(P, m->norm_b), B * T, D, (float)c->eps);
+                       pl_pv(P, m->norm_w), pl_pv(P, m->norm_b), B * T, D, (float)c->eps);
 
   if (!mae_decoder_forward(&m->dec, k, P, ctx, m->latent.p, m->ids_restore, B, g, g, Lk, m->pred.p,
                            error))
     return FALSE;
   mae_patchify(m->target.p, m->imgs.p, B, C, g, g, p);
-  ssl_buf_zero(&m->dpred1);
+  pl_buf_zero(&m->dpred1);
   m->loss =
       mae_loss(m->dpred1.p, m->pred.p, m->target.p, m->mask.p, B, L, PD, c->norm_pix, 1e-6, 1.0);
   return TRUE;
@@ -470,30 +469,30 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
 gboolean mae_model_backward(mae_model *m, const ps_kernels *k, ps_context *ctx, double dloss,
                             const float *dpred_extra, float *dimgs, GError **error) {
   const mae_cfg *c = &m->c;
-  ssl_params *P = &m->P;
+  pl_params *P = &m->P;
   const int64_t B = m->B, L = m->L, Lk = m->Lk, T = 1 + Lk, D = c->embed_dim, PD = m->P_dim;
   const int64_t N = B * T;
   if (B < 1) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "MAE: backward before forward");
     return FALSE;
   }
-  float *dpred = ssl_scratch(ctx, B * L * PD);
+  float *dpred = pl_scratch_zero(ctx, B * L * PD);
   k->axpy(dpred, (float)dloss, m->dpred1.p, B * L * PD);
   if (dpred_extra) k->axpy(dpred, 1.0f, dpred_extra, B * L * PD);
-  float *dlatent = ssl_scratch(ctx, N * D);
+  float *dlatent = pl_scratch_zero(ctx, N * D);
   if (!mae_decoder_backward(&m->dec, k, P, ctx, dpred, dlatent, error)) return FALSE;
-  float *dx = ssl_scratch(ctx, N * D);
-  k->layernorm_backward(dx, ssl_pg(P, m->norm_w), ssl_pg(P, m->norm_b), dlatent,
-                        m->xs.p + c->depth * N * D, ssl_pv(P, m->norm_w), m->meanf.p, m->rstdf.p, N,
+  float *dx = pl_scratch_zero(ctx, N * D);
+  k->layernorm_backward(dx, pl_pg(P, m->norm_w), pl_pg(P, m->norm_b), dlatent,
+                        m->xs.p + c->depth * N * D, pl_pv(P, m->norm_w), m->meanf.p, m->rstdf.p, N,
                         D);
   for (int64_t i = c->depth - 1; i >= 0; i--) {
-    float *dprev = ssl_scratch(ctx, N * D);
+    float *dprev = pl_scratch_zero(ctx, N * D);
     mae_block_backward(&m->blocks[i], k, P, &m->acts[i], ctx, dprev, dx, m->xs.p + i * N * D, B, T);
     dx = dprev;
   }
   /* cls (and pos_embed when someone trains it), then scatter the kept rows back. */
-  float *dcls = ssl_pg(P, m->cls), *dpos = ssl_pg(P, m->pos);
-  float *dtok = ssl_scratch(ctx, B * L * D);
+  float *dcls = pl_pg(P, m->cls), *dpos = pl_pg(P, m->pos);
+  float *dtok = pl_scratch_zero(ctx, B * L * D);
   for (int64_t b = 0; b < B; b++) {
     const float *row = dx + b * T * D;
     for (int64_t i = 0; i < D; i++) {
@@ -505,13 +504,13 @@ gboolean mae_model_backward(mae_model *m, const ps_kernels *k, ps_context *ctx, 
              (size_t)D * sizeof(float));
     if (dpos) k->axpy(dpos + D, 1.0f, dtok + b * L * D, L * D);
   }
-  float *dw = ssl_pg(P, m->patch_w), *db = ssl_pg(P, m->patch_b);
+  float *dw = pl_pg(P, m->patch_w), *db = pl_pg(P, m->patch_b);
   if (!dw && !db && !dimgs) return TRUE;
-  float *dconv = ssl_scratch(ctx, B * D * L);
+  float *dconv = pl_scratch_zero(ctx, B * D * L);
   k->transpose_backward(dconv, dtok, B, D, L);
   ps_conv2d_desc cd = patch_desc(m, B);
   int64_t ns = k->conv2d_scratch(&cd);
   float *s = ps_context_scratch(ctx, (size_t)MAX(ns, 1) * sizeof(float));
-  k->conv2d_backward(dimgs, dw, db, dconv, m->imgs.p, ssl_pv(P, m->patch_w), &cd, s, ns);
+  k->conv2d_backward(dimgs, dw, db, dconv, m->imgs.p, pl_pv(P, m->patch_w), &cd, s, ns);
   return TRUE;
 }

@@ -12,7 +12,7 @@
 #pragma once
 
 #include "mae.h"
-#include "ssl_common.h"
+#include "../common/param_list.h"
 
 /* ---- the timm Block -------------------------------------------------------- */
 
@@ -20,24 +20,24 @@ typedef struct {
   int64_t dim, heads, hidden; /* hidden = int(dim * mlp_ratio) */
   double eps;
   int n1w, n1b, n2w, n2b;
-  ssl_linear qkv, proj, fc1, fc2;
+  pl_linear qkv, proj, fc1, fc2;
 } mae_block;
 
 /* What one block's forward keeps for its backward (N = B * T tokens). */
 typedef struct {
-  ssl_buf ln1, mean1, rstd1, qkv, ao, lse, x1, ln2, mean2, rstd2, h, g;
+  pl_buf ln1, mean1, rstd1, qkv, ao, lse, x1, ln2, mean2, rstd2, h, g;
 } mae_block_act;
 
 /* Registers "<prefix>.norm1.weight", "<prefix>.attn.qkv.weight", ... */
-gboolean mae_block_add(mae_block *b, ssl_params *P, const char *prefix, int64_t dim, int64_t heads,
+gboolean mae_block_add(mae_block *b, pl_params *P, const char *prefix, int64_t dim, int64_t heads,
                        double mlp_ratio, double eps, ps_role role, ps_rng *rng, GError **error);
 void mae_block_act_clear(mae_block_act *a);
 /* y: (B, T, dim) = block(x: (B, T, dim)); x must stay valid for backward. */
-gboolean mae_block_forward(const mae_block *b, const ps_kernels *k, const ssl_params *P,
+gboolean mae_block_forward(const mae_block *b, const ps_kernels *k, const pl_params *P,
                            mae_block_act *a, ps_context *ctx, float *y, const float *x, int64_t B,
                            int64_t T, GError **error);
 /* dx: (B, T, dim) += d/dx given dy: (B, T, dim); parameter grads where they train. */
-void mae_block_backward(const mae_block *b, const ps_kernels *k, const ssl_params *P,
+void mae_block_backward(const mae_block *b, const ps_kernels *k, const pl_params *P,
                         mae_block_act *a, ps_context *ctx, float *dx, const float *dy,
                         const float *x, int64_t B, int64_t T);
 
@@ -46,10 +46,10 @@ void mae_block_backward(const mae_block *b, const ps_kernels *k, const ssl_param
 typedef struct {
   int64_t in_dim, dim, depth, heads, out_dim;
   double eps;
-  ssl_linear embed, pred;
+  pl_linear embed, pred;
   int mask_token, norm_w, norm_b;
-  int pos;       /* index of the decoder_pos_embed parameter, or -1: own table */
-  ssl_buf table; /* own sin-cos table (1 + gh*gw, dim) when pos < 0 */
+  int pos;      /* index of the decoder_pos_embed parameter, or -1: own table */
+  pl_buf table; /* own sin-cos table (1 + gh*gw, dim) when pos < 0 */
   int64_t table_gh, table_gw;
   mae_block *blocks;
   mae_block_act *acts;
@@ -57,11 +57,11 @@ typedef struct {
   int64_t B, L, Lk;
   int64_t *ids_restore; /* (B, L) copy */
   int64_t ids_cap;
-  ssl_buf latent;            /* (B, 1+Lk, in_dim) copy of the input */
-  ssl_buf emb;               /* (B, 1+Lk, dim) */
-  ssl_buf xs;                /* (depth+1, B, 1+L, dim): block inputs, then the last output */
-  ssl_buf lnf, meanf, rstdf; /* decoder_norm */
-  ssl_buf predfull;          /* (B, 1+L, out_dim) */
+  pl_buf latent;            /* (B, 1+Lk, in_dim) copy of the input */
+  pl_buf emb;               /* (B, 1+Lk, dim) */
+  pl_buf xs;                /* (depth+1, B, 1+L, dim): block inputs, then the last output */
+  pl_buf lnf, meanf, rstdf; /* decoder_norm */
+  pl_buf predfull;          /* (B, 1+L, out_dim) */
 } mae_decoder;
 
 /* Registers decoder_embed.*, mask_token, [decoder_pos_embed,] decoder_blocks.i.*,
@@ -69,7 +69,7 @@ typedef struct {
  * gh x gw grid is a frozen parameter (as in the official state_dict);
  * otherwise the decoder computes it for the grid of each forward. rng NULL
  * leaves weights zero (to be loaded); else MAE's initialisation. */
-gboolean mae_decoder_init(mae_decoder *d, ssl_params *P, int64_t in_dim, int64_t dim, int64_t depth,
+gboolean mae_decoder_init(mae_decoder *d, pl_params *P, int64_t in_dim, int64_t dim, int64_t depth,
                           int64_t heads, double mlp_ratio, double eps, int64_t out_dim,
                           gboolean pos_param, int64_t gh, int64_t gw, ps_role role, ps_rng *rng,
                           GError **error);
@@ -77,12 +77,12 @@ void mae_decoder_clear(mae_decoder *d);
 /* latent: (B, 1+Lk, in_dim) (cls first, then the kept tokens in ids_shuffle
  * order); ids_restore: (B, L) for a gh x gw grid (L = gh*gw);
  * pred: (B, L, out_dim). */
-gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const ssl_params *P,
+gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const pl_params *P,
                              ps_context *ctx, const float *latent, const int64_t *ids_restore,
                              int64_t B, int64_t gh, int64_t gw, int64_t Lk, float *pred,
                              GError **error);
 /* dpred: (B, L, out_dim); dlatent: (B, 1+Lk, in_dim) += d/dlatent (may be NULL). */
-gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const ssl_params *P,
+gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const pl_params *P,
                               ps_context *ctx, const float *dpred, float *dlatent, GError **error);
 
 /* ---- the whole MaskedAutoencoderViT ---------------------------------------- */
@@ -101,7 +101,7 @@ gboolean mae_cfg_check(const mae_cfg *c, GError **error);
 
 typedef struct {
   mae_cfg c;
-  ssl_params P;
+  pl_params P;
   int cls, pos, patch_w, patch_b, norm_w, norm_b;
   mae_block *blocks;
   mae_block_act *acts;
@@ -110,14 +110,14 @@ typedef struct {
   int64_t B, gh, L, Lk, P_dim;
   int64_t *ids_shuffle, *ids_restore; /* (B, L) */
   int64_t ids_cap;
-  ssl_buf imgs;                 /* (B, C, H, W) copy of the input */
-  ssl_buf conv;                 /* (B, D, L) patch embedding */
-  ssl_buf xs;                   /* (depth+1, B, 1+Lk, D) */
-  ssl_buf latent, meanf, rstdf; /* (B, 1+Lk, D) after norm */
-  ssl_buf mask;                 /* (B, L) */
-  ssl_buf target;               /* (B, L, P) normalised pixels */
-  ssl_buf pred;                 /* (B, L, P) */
-  ssl_buf dpred1;               /* (B, L, P) d loss / d pred */
+  pl_buf imgs;                 /* (B, C, H, W) copy of the input */
+  pl_buf conv;                 /* (B, D, L) patch embedding */
+  pl_buf xs;                   /* (depth+1, B, 1+Lk, D) */
+  pl_buf latent, meanf, rstdf; /* (B, 1+Lk, D) after norm */
+  pl_buf mask;                 /* (B, L) */
+  pl_buf target;               /* (B, L, P) normalised pixels */
+  pl_buf pred;                 /* (B, L, P) */
+  pl_buf dpred1;               /* (B, L, P) d loss / d pred */
   double loss;
 } mae_model;
 

@@ -56,9 +56,9 @@ static void test_full(ps_registry *reg, ps_context *ctx, int64_t H, int64_t W) {
   double w = gh_check_params(&c, 3, EPS, ATOL, RTOL, &rng);
   ps_param *pos = gh_param(&c, "pos_embed");
   g_autoptr(ps_tensor) gpos = ps_tensor_copy(pos->grad, NULL);
-  w = MAX(w, gh_check_entries(&c, pos->value, ps_f32(gpos), 16, EPS, ATOL, RTOL, &rng,
-                              "pos_embed (through the interpolation)"));
-  w = MAX(w, gh_check_input(&c, "image", 8, EPS, ATOL, RTOL, &rng));
+  w = fmax(w, gh_check_entries(&c, pos->value, ps_f32(gpos), 16, EPS, ATOL, RTOL, &rng,
+                               "pos_embed (through the interpolation)"));
+  w = fmax(w, gh_check_input(&c, "image", 8, EPS, ATOL, RTOL, &rng));
   printf("full training, %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " input: worst error/tolerance %.3f\n",
          H, W, w);
   /* The unused mask token never gets a gradient. */
@@ -173,7 +173,7 @@ static void test_lora_dropout(ps_registry *reg, ps_context *ctx) {
   gh_train(&c, lora_only);
   PS_CHECK(gh_backward(&c));
   double w = gh_check_params(&c, 4, EPS, ATOL, RTOL, &rng);
-  w = MAX(w, gh_check_input(&c, "image", 8, EPS, ATOL, RTOL, &rng));
+  w = fmax(w, gh_check_input(&c, "image", 8, EPS, ATOL, RTOL, &rng));
   const double Lt = gh_loss(&c);
   c.pinned = FALSE;
   ps_context_set_training(ctx, FALSE);
@@ -205,7 +205,7 @@ static void test_no_layerscale(ps_registry *reg, ps_context *ctx) {
   gh_loss_on(&c, "patches", &rng);
   PS_CHECK(gh_backward(&c));
   double w = gh_check_params(&c, 3, EPS, ATOL, RTOL, &rng);
-  w = MAX(w, gh_check_input(&c, "image", 6, EPS, ATOL, RTOL, &rng));
+  w = fmax(w, gh_check_input(&c, "image", 6, EPS, ATOL, RTOL, &rng));
   printf("no LayerScale, no registers: worst error/tolerance %.3f\n", w);
   gh_clear(&c);
 }

@@ -17,13 +17,12 @@
  * noise around 1e-5; with a step of 1e-2 the central difference has noise
  * ~1e-3 and a truncation error eps^2 f''' / 6 ~ 1e-4 relative. An entry
  * passes when |fd - an| <= 2e-3 + 2e-2 max(|fd|, |an|). ReLU kinks are
- * handled in sam_harness.c (a retry at eps / 4, one-sided differences at a
- * kink). A wrong gradient (a missing term, a wrong scale, a transposed
- * weight) is off by O(|an|): the suite was checked to fail when the adapter
+ * handled by the harness (gh_comp.kinks: a retry at eps / 4, one-sided
+ * differences at a kink). A wrong gradient (a missing term, a wrong scale,
+ * a transposed weight) is off by O(|an|): the suite was checked to fail when the adapter
  * scale, a PE gradient term, no_mask_embed's gradient or the min-max
  * gradient is removed from the backward. */
-#include "sam_harness.h"
-#include "ps_test.h"
+#include "grad_harness.h"
 
 #include <pathseg/pipeline.h>
 
@@ -45,33 +44,11 @@ static gboolean decoder_trainable(const ps_param *p) {
          !strstr(p->name, "mask_downscaling");
 }
 
-static ps_tensor *randn(ps_rng *rng, double std, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-  ps_tensor *t = ps_tensor_new4(PS_DTYPE_F32, d0, d1, d2, d3, NULL);
-  for (int64_t i = 0; i < ps_tensor_numel(t); i++) ps_f32(t)[i] = (float)(std * ps_rng_normal(rng));
-  return t;
-}
-
-/* FD-checks `count` entries of every parameter with a gradient buffer. */
-static double check_params(h_chain *ch, h_comp *c, int count, ps_rng *rng) {
-  double worst = 0;
-  ps_param_list pl = c->desc->vtable->params(c->self);
-  for (size_t i = 0; i < pl.count; i++) {
-    if (!pl.items[i].grad) continue;
-    /* copy: the FD forwards must not see the analytic gradient change */
-    g_autoptr(ps_tensor) g = ps_tensor_copy(pl.items[i].grad, NULL);
-    worst = MAX(worst, h_check_entries(ch, pl.items[i].value, ps_f32(g), count, EPS, ATOL, RTOL,
-                                       rng, pl.items[i].name));
-  }
-  return worst;
-}
-
-static double check_input(h_chain *ch, h_comp *c, const char *port, int count, ps_rng *rng) {
-  ps_tensor *x = ps_ports_get(&c->in, port);
-  ps_tensor *g = ps_ports_get(&c->gin, port);
-  PS_CHECK_MSG(g != NULL, "no gradient for input %s", port);
-  if (!g) return INFINITY;
-  g_autoptr(ps_tensor) gc = ps_tensor_copy(g, NULL);
-  return h_check_entries(ch, x, ps_f32(gc), count, EPS, ATOL, RTOL, rng, port);
+/* A component with ReLUs (kinks) from the build tree's SAM plugin. */
+static gboolean init(gh_comp *c, ps_context *ctx, const char *name, const char *yaml) {
+  if (!gh_init(c, reg, ctx, name, yaml)) return FALSE;
+  c->kinks = TRUE;
+  return TRUE;
 }
 
 #define ENC_CFG(extra)                                                                             \
@@ -81,25 +58,23 @@ static double check_input(h_chain *ch, h_comp *c, const char *port, int count, p
 static void test_encoder(ps_context *ctx, gboolean adapter, gboolean medsam) {
   ps_rng rng;
   ps_rng_seed(&rng, 11 + adapter * 2 + medsam);
-  h_comp enc;
+  gh_comp enc;
   g_autofree char *cfg = g_strdup_printf(ENC_CFG("adapter: %s, adapter.dim: 4, medsam_input: %s"),
                                          adapter ? "true" : "false", medsam ? "true" : "false");
-  gboolean ok = h_comp_init(&enc, reg, ctx, "encoder.medsam", cfg);
+  gboolean ok = init(&enc, ctx, "encoder.medsam", cfg);
   PS_CHECK(ok);
   if (!ok) return;
-  h_randomize(&enc, &rng, 0.3);
-  g_autoptr(ps_tensor) img = randn(&rng, 1.0, 2, 3, 32, 32);
+  gh_randomize_norm(&enc, &rng, 0.3, 1.0, 0.3);
+  g_autoptr(ps_tensor) img = gh_randn(&rng, 1.0, 2, 3, 32, 32);
   if (medsam) /* 0..255-like values: min-max brings them back to [0, 1] */
     for (int64_t i = 0; i < ps_tensor_numel(img); i++) ps_f32(img)[i] = 128 + 40 * ps_f32(img)[i];
-  h_set_input(&enc, "image", img, TRUE);
-  h_train(&enc, all_params);
-  h_chain ch = {{&enc}, 1, NULL, NULL, ctx};
-  PS_CHECK(!isnan(h_loss(&ch)));
-  h_loss_on(&enc, "embeddings", &rng);
-  h_zero_grads(&enc);
-  PS_CHECK(h_backward(&ch));
-  double wp = check_params(&ch, &enc, 3, &rng);
-  double wi = check_input(&ch, &enc, "image", 6, &rng);
+  gh_set_input(&enc, "image", img, TRUE);
+  gh_train(&enc, all_params);
+  PS_CHECK(!isnan(gh_loss(&enc)));
+  gh_loss_on(&enc, "embeddings", &rng);
+  PS_CHECK(gh_backward(&enc));
+  double wp = gh_check_params(&enc, 3, EPS, ATOL, RTOL, &rng);
+  double wi = gh_check_input(&enc, "image", 6, EPS, ATOL, RTOL, &rng);
   if (medsam) {
     /* min-max normalisation: the extremes of each image get the extra terms */
     g_autoptr(ps_tensor) g = ps_tensor_copy(ps_ports_get(&enc.gin, "image"), NULL);
@@ -110,8 +85,8 @@ static void test_encoder(ps_context *ctx, gboolean adapter, gboolean medsam) {
         if (ps_f32(img)[i] < ps_f32(img)[lo]) lo = i;
         if (ps_f32(img)[i] > ps_f32(img)[hi]) hi = i;
       }
-      wi = MAX(wi, h_check_one(&ch, img, ps_f32(g), lo, EPS, ATOL, RTOL, "image (min)"));
-      wi = MAX(wi, h_check_one(&ch, img, ps_f32(g), hi, EPS, ATOL, RTOL, "image (max)"));
+      wi = fmax(wi, gh_check_one(&enc, img, ps_f32(g), lo, EPS, ATOL, RTOL, "image (min)"));
+      wi = fmax(wi, gh_check_one(&enc, img, ps_f32(g), hi, EPS, ATOL, RTOL, "image (max)"));
     }
   }
   printf("encoder adapter=%d medsam=%d: worst error/tolerance params %.3f, image %.3f\n", adapter,
@@ -128,7 +103,7 @@ static void test_encoder(ps_context *ctx, gboolean adapter, gboolean medsam) {
       PS_CHECK(pl.items[i].role == PS_ROLE_BACKBONE);
     }
   PS_CHECK(n_adapt == (adapter ? 2 * 4 : 0));
-  h_comp_clear(&enc);
+  gh_clear(&enc);
 }
 
 /* Only the adapters train: the backbone has no gradient buffers, the adapter
@@ -136,25 +111,23 @@ static void test_encoder(ps_context *ctx, gboolean adapter, gboolean medsam) {
 static void test_encoder_adapter_only(ps_context *ctx) {
   ps_rng rng;
   ps_rng_seed(&rng, 5);
-  h_comp enc;
-  gboolean ok =
-      h_comp_init(&enc, reg, ctx, "encoder.medsam", ENC_CFG("adapter: true, adapter.dim: 4"));
+  gh_comp enc;
+  gboolean ok = init(&enc, ctx, "encoder.medsam", ENC_CFG("adapter: true, adapter.dim: 4"));
   PS_CHECK(ok);
   if (!ok) return;
-  h_randomize(&enc, &rng, 0.3);
-  g_autoptr(ps_tensor) img = randn(&rng, 1.0, 1, 3, 32, 32);
-  h_set_input(&enc, "image", img, FALSE);
-  h_chain ch = {{&enc}, 1, NULL, NULL, ctx};
-  h_loss(&ch);
-  h_loss_on(&enc, "embeddings", &rng);
+  gh_randomize_norm(&enc, &rng, 0.3, 1.0, 0.3);
+  g_autoptr(ps_tensor) img = gh_randn(&rng, 1.0, 1, 3, 32, 32);
+  gh_set_input(&enc, "image", img, FALSE);
+  gh_loss(&enc);
+  gh_loss_on(&enc, "embeddings", &rng);
   ps_param_list pl = enc.desc->vtable->params(enc.self);
-  h_train(&enc, all_params);
-  PS_CHECK(h_backward(&ch));
+  gh_train(&enc, all_params);
+  PS_CHECK(gh_backward(&enc));
   GPtrArray *full = g_ptr_array_new_with_free_func((GDestroyNotify)ps_tensor_free);
   for (size_t i = 0; i < pl.count; i++)
     g_ptr_array_add(full, ps_tensor_copy(pl.items[i].grad, NULL));
-  h_train(&enc, adapters_only);
-  PS_CHECK(h_backward(&ch));
+  gh_train(&enc, adapters_only);
+  PS_CHECK(gh_backward(&enc));
   ps_port *gi = ps_ports_find(&enc.gin, "image");
   PS_CHECK(gi->tensor == NULL); /* not asked for */
   int n_train = 0;
@@ -172,19 +145,18 @@ static void test_encoder_adapter_only(ps_context *ctx) {
                  pl.items[i].name, md);
   }
   PS_CHECK(n_train == 8);
-  double w = check_params(&ch, &enc, 4, &rng);
+  double w = gh_check_params(&enc, 4, EPS, ATOL, RTOL, &rng);
   printf("encoder adapter-only: worst error/tolerance %.3f\n", w);
   PS_CHECK(w <= 1.0);
   g_ptr_array_free(full, TRUE);
-  h_comp_clear(&enc);
+  gh_clear(&enc);
 }
 
 /* A fresh adapter (zero up-projection) leaves the encoder's output unchanged. */
 static void test_adapter_identity(ps_context *ctx) {
-  h_comp a, b;
-  gboolean ok =
-      h_comp_init(&a, reg, ctx, "encoder.medsam", ENC_CFG("adapter: true, adapter.dim: 4")) &&
-      h_comp_init(&b, reg, ctx, "encoder.medsam", ENC_CFG("adapter: false"));
+  gh_comp a, b;
+  gboolean ok = init(&a, ctx, "encoder.medsam", ENC_CFG("adapter: true, adapter.dim: 4")) &&
+                init(&b, ctx, "encoder.medsam", ENC_CFG("adapter: false"));
   PS_CHECK(ok);
   if (!ok) return;
   ps_param_list pa = a.desc->vtable->params(a.self), pb = b.desc->vtable->params(b.self);
@@ -200,16 +172,15 @@ static void test_adapter_identity(ps_context *ctx) {
   PS_CHECK(up_zero);
   ps_rng rng;
   ps_rng_seed(&rng, 9);
-  g_autoptr(ps_tensor) img = randn(&rng, 1.0, 1, 3, 32, 32);
-  h_set_input(&a, "image", img, FALSE);
-  h_set_input(&b, "image", img, FALSE);
-  h_chain ca = {{&a}, 1, NULL, NULL, ctx}, cb = {{&b}, 1, NULL, NULL, ctx};
-  h_loss(&ca);
-  h_loss(&cb);
+  g_autoptr(ps_tensor) img = gh_randn(&rng, 1.0, 1, 3, 32, 32);
+  gh_set_input(&a, "image", img, FALSE);
+  gh_set_input(&b, "image", img, FALSE);
+  gh_loss(&a);
+  gh_loss(&b);
   ps_tensor *oa = ps_ports_get(&a.out, "embeddings"), *ob = ps_ports_get(&b.out, "embeddings");
   PS_CHECK(oa && ob && oa->nbytes == ob->nbytes && memcmp(oa->data, ob->data, oa->nbytes) == 0);
-  h_comp_clear(&a);
-  h_comp_clear(&b);
+  gh_clear(&a);
+  gh_clear(&b);
 }
 
 #define DEC_CFG(extra)                                                                             \
@@ -219,17 +190,17 @@ static void test_adapter_identity(ps_context *ctx) {
 static void test_decoder(ps_context *ctx, gboolean multimask, const char *post) {
   ps_rng rng;
   ps_rng_seed(&rng, 21 + multimask);
-  h_comp dec;
+  gh_comp dec;
   g_autofree char *cfg =
       g_strdup_printf(DEC_CFG("multimask_output: %s, postprocess: %s, input_size: [24, 28]"),
                       multimask ? "true" : "false", post);
-  gboolean ok = h_comp_init(&dec, reg, ctx, "decoder.sam", cfg);
+  gboolean ok = init(&dec, ctx, "decoder.sam", cfg);
   PS_CHECK(ok);
   if (!ok) return;
-  h_randomize(&dec, &rng, 0.3);
+  gh_randomize_norm(&dec, &rng, 0.3, 1.0, 0.3);
   /* one image embedding shared by two prompts (SAM's repeat_interleave) */
-  g_autoptr(ps_tensor) emb = randn(&rng, 1.0, 1, 32, 4, 4);
-  g_autoptr(ps_tensor) text = randn(&rng, 1.0, 2, 1, 32, -1);
+  g_autoptr(ps_tensor) emb = gh_randn(&rng, 1.0, 1, 32, 4, 4);
+  g_autoptr(ps_tensor) text = gh_randn(&rng, 1.0, 2, 1, 32, -1);
   g_autoptr(ps_tensor) boxes = ps_tensor_new4(PS_DTYPE_F32, 2, 4, -1, -1, NULL);
   g_autoptr(ps_tensor) points = ps_tensor_new4(PS_DTYPE_F32, 2, 2, 2, -1, NULL);
   g_autoptr(ps_tensor) labels = ps_tensor_new4(PS_DTYPE_I32, 2, 2, -1, -1, NULL);
@@ -239,28 +210,27 @@ static void test_decoder(ps_context *ctx, gboolean multimask, const char *post) 
   memcpy(boxes->data, bx, sizeof bx);
   memcpy(points->data, pts, sizeof pts);
   memcpy(labels->data, lab, sizeof lab);
-  h_set_input(&dec, "image_embeddings", emb, TRUE);
-  h_set_input(&dec, "text_embeds", text, TRUE);
-  h_set_input(&dec, "boxes", boxes, FALSE);
-  h_set_input(&dec, "points", points, FALSE);
-  h_set_input(&dec, "point_labels", labels, FALSE);
-  h_set_input(&dec, "image", image, FALSE);
-  h_train(&dec, decoder_trainable);
-  h_chain ch = {{&dec}, 1, NULL, NULL, ctx};
-  PS_CHECK(!isnan(h_loss(&ch)));
+  gh_set_input(&dec, "image_embeddings", emb, TRUE);
+  gh_set_input(&dec, "text_embeds", text, TRUE);
+  gh_set_input(&dec, "boxes", boxes, FALSE);
+  gh_set_input(&dec, "points", points, FALSE);
+  gh_set_input(&dec, "point_labels", labels, FALSE);
+  gh_set_input(&dec, "image", image, FALSE);
+  gh_train(&dec, decoder_trainable);
+  PS_CHECK(!isnan(gh_loss(&dec)));
   ps_tensor *masks = ps_ports_get(&dec.out, "masks"),
             *low = ps_ports_get(&dec.out, "low_res_masks");
   int64_t m = multimask ? 3 : 1;
   PS_CHECK(masks && masks->shape[0] == 2 && masks->shape[1] == m && masks->shape[2] == 20 &&
            masks->shape[3] == 30);
   PS_CHECK(low && low->shape[1] == m && low->shape[2] == 16 && low->shape[3] == 16);
-  h_loss_on(&dec, "low_res_masks", &rng);
-  h_loss_on(&dec, "iou", &rng);
-  h_loss_on(&dec, "masks", &rng);
-  PS_CHECK(h_backward(&ch));
-  double wp = check_params(&ch, &dec, 4, &rng);
-  double wi = check_input(&ch, &dec, "image_embeddings", 6, &rng);
-  double wt = check_input(&ch, &dec, "text_embeds", 64, &rng);
+  gh_loss_on(&dec, "low_res_masks", &rng);
+  gh_loss_on(&dec, "iou", &rng);
+  gh_loss_on(&dec, "masks", &rng);
+  PS_CHECK(gh_backward(&dec));
+  double wp = gh_check_params(&dec, 4, EPS, ATOL, RTOL, &rng);
+  double wi = gh_check_input(&dec, "image_embeddings", 6, EPS, ATOL, RTOL, &rng);
+  double wt = gh_check_input(&dec, "text_embeds", 64, EPS, ATOL, RTOL, &rng);
   printf("decoder multimask=%d %s: worst error/tolerance params %.3f, image_embeddings %.3f, "
          "text_embeds %.3f\n",
          multimask, post, wp, wi, wt);
@@ -269,96 +239,91 @@ static void test_decoder(ps_context *ctx, gboolean multimask, const char *post) 
   for (size_t i = 0; i < pl.count; i++)
     PS_CHECK(pl.items[i].role ==
              (g_str_has_prefix(pl.items[i].name, "mask_decoder.") ? PS_ROLE_FULL : PS_ROLE_FROZEN));
-  h_comp_clear(&dec);
+  gh_clear(&dec);
 }
 
 /* SFT's setting: encoder adapters + full decoder, LISA text prompt, loss on masks. */
 static void test_chain(ps_context *ctx) {
   ps_rng rng;
   ps_rng_seed(&rng, 33);
-  h_comp enc, dec;
+  gh_comp enc, dec;
   /* width 32 so that the upscaling's LayerNorm2d (embed_dim / 4 channels) is smooth */
-  gboolean ok =
-      h_comp_init(&enc, reg, ctx, "encoder.medsam",
-                  "{embed_dim: 8, depth: 2, num_heads: 2, mlp_ratio: 2.0, patch_size: 8,"
-                  " img_size: 32, window_size: 3, global_attn_indexes: [1], out_chans: 32,"
-                  " adapter: true, adapter.dim: 4, adapter.dropout: 0.0}") &&
-      h_comp_init(&dec, reg, ctx, "decoder.sam",
-                  "{embed_dim: 32, image_embedding_size: 4, input_image_size: 32,"
-                  " mask_in_chans: 4, num_heads: 2, mlp_dim: 16, iou_head_hidden_dim: 8}");
+  gboolean ok = init(&enc, ctx, "encoder.medsam",
+                     "{embed_dim: 8, depth: 2, num_heads: 2, mlp_ratio: 2.0, patch_size: 8,"
+                     " img_size: 32, window_size: 3, global_attn_indexes: [1], out_chans: 32,"
+                     " adapter: true, adapter.dim: 4, adapter.dropout: 0.0}") &&
+                init(&dec, ctx, "decoder.sam",
+                     "{embed_dim: 32, image_embedding_size: 4, input_image_size: 32,"
+                     " mask_in_chans: 4, num_heads: 2, mlp_dim: 16, iou_head_hidden_dim: 8}");
   PS_CHECK(ok);
   if (!ok) return;
-  h_randomize(&enc, &rng, 0.3);
-  h_randomize(&dec, &rng, 0.3);
-  g_autoptr(ps_tensor) img = randn(&rng, 1.0, 2, 3, 32, 32);
-  g_autoptr(ps_tensor) text = randn(&rng, 1.0, 2, 1, 32, -1);
-  h_set_input(&enc, "image", img, FALSE);
-  h_set_input(&dec, "text_embeds", text, TRUE);
-  h_train(&enc, adapters_only);
-  h_train(&dec, decoder_trainable);
-  h_chain ch = {{&enc, &dec}, 2, "embeddings", "image_embeddings", ctx};
-  h_loss(&ch);
-  h_loss_on(&dec, "masks", &rng);
-  PS_CHECK(h_backward(&ch));
+  gh_randomize_norm(&enc, &rng, 0.3, 1.0, 0.3);
+  gh_randomize_norm(&dec, &rng, 0.3, 1.0, 0.3);
+  g_autoptr(ps_tensor) img = gh_randn(&rng, 1.0, 2, 3, 32, 32);
+  g_autoptr(ps_tensor) text = gh_randn(&rng, 1.0, 2, 1, 32, -1);
+  gh_set_input(&enc, "image", img, FALSE);
+  gh_set_input(&dec, "text_embeds", text, TRUE);
+  gh_train(&enc, adapters_only);
+  gh_train(&dec, decoder_trainable);
+  gh_link(&enc, "embeddings", &dec, "image_embeddings");
+  gh_loss(&enc);
+  gh_loss_on(&dec, "masks", &rng);
+  PS_CHECK(gh_backward(&enc));
   /* the steady state allocates no scratch: a second step reuses the arena */
   size_t grows = ps_context_scratch_grows(ctx);
   ps_tensor *masks = ps_ports_get(&dec.out, "masks");
-  h_zero_grads(&enc); /* backward adds into the gradients */
-  h_zero_grads(&dec);
-  PS_CHECK(h_backward(&ch));
+  PS_CHECK(gh_backward(&enc));
   PS_CHECK(ps_context_scratch_grows(ctx) == grows);
   PS_CHECK(ps_ports_get(&dec.out, "masks") == masks); /* same output tensor */
-  double we = check_params(&ch, &enc, 4, &rng);
-  double wd = check_params(&ch, &dec, 1, &rng);
-  double wt = check_input(&ch, &dec, "text_embeds", 4, &rng);
+  double we = gh_check_params(&enc, 4, EPS, ATOL, RTOL, &rng);
+  double wd = gh_check_params(&dec, 1, EPS, ATOL, RTOL, &rng);
+  double wt = gh_check_input(&dec, "text_embeds", 4, EPS, ATOL, RTOL, &rng);
   printf("encoder->decoder: worst error/tolerance adapters %.3f, decoder %.3f, text %.3f\n", we, wd,
          wt);
   PS_CHECK(we <= 1.0 && wd <= 1.0 && wt <= 1.0);
-  h_comp_clear(&dec);
-  h_comp_clear(&enc);
+  gh_clear(&dec);
+  gh_clear(&enc);
 }
 
 /* Bad inputs give errors that name the component and the tensor. */
 static void test_errors(ps_context *ctx) {
-  h_comp enc, dec;
-  gboolean ok = h_comp_init(&enc, reg, ctx, "encoder.medsam", ENC_CFG("adapter: false")) &&
-                h_comp_init(&dec, reg, ctx, "decoder.sam", DEC_CFG("multimask_output: false"));
+  gh_comp enc, dec;
+  gboolean ok = init(&enc, ctx, "encoder.medsam", ENC_CFG("adapter: false")) &&
+                init(&dec, ctx, "decoder.sam", DEC_CFG("multimask_output: false"));
   PS_CHECK(ok);
   if (!ok) return;
   GError *err = NULL;
   g_autoptr(ps_tensor) img = ps_tensor_new4(PS_DTYPE_F32, 1, 3, 30, 32, NULL);
-  h_set_input(&enc, "image", img, FALSE);
+  gh_set_input(&enc, "image", img, FALSE);
   PS_CHECK_FAILS_WITH(enc.desc->vtable->forward(enc.self, ctx, &enc.in, &enc.out, &err), err,
                       "encoder.medsam input image");
   /* two image embeddings for three prompts */
   g_autoptr(ps_tensor) emb = ps_tensor_new4(PS_DTYPE_F32, 2, 32, 4, 4, NULL);
   g_autoptr(ps_tensor) text = ps_tensor_new4(PS_DTYPE_F32, 3, 1, 32, -1, NULL);
-  h_set_input(&dec, "image_embeddings", emb, FALSE);
-  h_set_input(&dec, "text_embeds", text, FALSE);
+  gh_set_input(&dec, "image_embeddings", emb, FALSE);
+  gh_set_input(&dec, "text_embeds", text, FALSE);
   PS_CHECK_FAILS_WITH(dec.desc->vtable->forward(dec.self, ctx, &dec.in, &dec.out, &err), err,
                       "2 image embeddings for 3 prompts");
   g_autoptr(ps_tensor) emb16 = ps_tensor_new4(PS_DTYPE_F32, 3, 16, 4, 4, NULL);
-  h_set_input(&dec, "image_embeddings", emb16, FALSE);
+  gh_set_input(&dec, "image_embeddings", emb16, FALSE);
   PS_CHECK_FAILS_WITH(dec.desc->vtable->forward(dec.self, ctx, &dec.in, &dec.out, &err), err,
                       "decoder.sam input image_embeddings");
   /* backward without a training-mode forward */
   g_autoptr(ps_tensor) good = ps_tensor_new4(PS_DTYPE_F32, 1, 3, 32, 32, NULL);
-  h_set_input(&enc, "image", good, FALSE);
+  gh_set_input(&enc, "image", good, FALSE);
   ps_context_set_training(ctx, FALSE);
-  h_chain ch = {{&enc}, 1, NULL, NULL, ctx};
-  h_loss(&ch);
-  h_loss_on(&enc, "embeddings", &(ps_rng){{1, 2, 3, 4}});
+  gh_loss(&enc);
+  gh_loss_on(&enc, "embeddings", &(ps_rng){{1, 2, 3, 4}});
   ps_ports_find(&enc.gout, "embeddings")->tensor = enc.R[0];
   PS_CHECK_FAILS_WITH(enc.desc->vtable->backward(enc.self, ctx, &enc.gout, &enc.gin, &err), err,
                       "training mode");
   ps_context_set_training(ctx, TRUE);
-  h_comp_clear(&enc);
-  h_comp_clear(&dec);
+  gh_clear(&enc);
+  gh_clear(&dec);
 }
 
 int main(void) {
-  reg = ps_registry_new();
-  ps_registry_scan(reg, NULL, NULL);
+  reg = gh_registry();
   g_autoptr(ps_context) ctx = ps_context_new(PS_DEVICE_CPU, 1, 1234);
   ps_context_set_training(ctx, TRUE);
   test_encoder(ctx, TRUE, TRUE);
@@ -372,5 +337,5 @@ int main(void) {
   test_chain(ctx);
   test_errors(ctx);
   ps_registry_free(reg);
-  return ps_test_finish();
+  return gh_finish();
 }

@@ -186,7 +186,7 @@ static void test_model(void) {
   gboolean ok = mae_model_init(&m, &c, NULL, &error);
   PS_CHECK_OK(ok, error);
   if (!ok) return;
-  PS_CHECK_OK(ssl_params_load(&m.P, ssl_st_get, st, "mae fixture", &error), error);
+  PS_CHECK_OK(pl_params_load(&m.P, ssl_st_get, st, "mae fixture", &error), error);
   const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, NULL);
   g_autoptr(ps_context) ctx = ps_context_new(PS_DEVICE_CPU, 1, 0);
   g_autoptr(ps_tensor) imgs = ps_safetensors_get_f32(st, "input.imgs", NULL);
