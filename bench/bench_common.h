@@ -62,6 +62,12 @@ typedef void (*bench_fn)(void *ctx);
  * estimate next to the median. */
 static double bench_min_a, bench_min_b;
 
+/* The median over repetitions of b_i / a_i for the last bench_pair call (0
+ * without b). Each pair ran back to back, so a burst of load from other
+ * processes slows both sides of the same pair: on a shared machine this
+ * ratio is far steadier than the ratio of the two medians. */
+static double bench_ratio_pair;
+
 /* Times a and b alternately: one warm-up each, then rounds until both have
  * run `min_reps` times and `min_seconds` of total time has passed (capped at
  * max_reps). Writes the medians in seconds (minima in bench_min_a/b). */
@@ -83,6 +89,13 @@ static inline void bench_pair(bench_fn a, void *actx, bench_fn b, void *bctx, in
       vb[n] = bench_now() - t1;
     }
     n++;
+  }
+  if (b) {
+    double vr[MAX_REPS];
+    for (int i = 0; i < n; i++) vr[i] = vb[i] / va[i];
+    bench_ratio_pair = bench_median(vr, n);
+  } else {
+    bench_ratio_pair = 0.0;
   }
   *ta = bench_median(va, n); /* sorts va */
   bench_min_a = va[0];

@@ -3,7 +3,14 @@
  * bytes, same threads, same run. "Bytes moved" is the least traffic each op
  * needs: forward reads x and writes y (2 arrays); backward reads dout and x
  * (softmax: y) and reads + writes dinp (4 arrays). The ratio
- * (op bytes/s) / (memcpy bytes/s) has the goal >= 0.5. */
+ * (op bytes/s) / (memcpy bytes/s) has the goal >= 0.5.
+ *
+ *   bench_memory [MIN_SECONDS [FILTER]]
+ *
+ * FILTER keeps the cases whose name contains it (e.g. softmax_fwd).
+ * Ratios printed: `ratio` (median over median), `ratio_min` (fastest over
+ * fastest) and `ratio_pair` (median of the per-pair ratios; each op run is
+ * followed at once by its memcpy, so it is the steadiest on a shared machine). */
 #include <pathseg/kernels.h>
 
 #include "bench_common.h"
@@ -52,6 +59,7 @@ static void run_copy(void *p) {
 
 int main(int argc, char **argv) {
   double min_seconds = argc > 1 ? atof(argv[1]) : 1.0;
+  const char *filter = argc > 2 ? argv[2] : NULL;
   GError *err = NULL;
   const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, &err);
   if (!k) {
@@ -72,6 +80,9 @@ int main(int argc, char **argv) {
   };
   for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
     for (int bwd = 0; bwd < 2; bwd++) {
+      char name[64];
+      g_snprintf(name, sizeof name, "%s_%s", cases[i].name, bwd ? "bwd" : "fwd");
+      if (filter && !strstr(name, filter)) continue;
       mem_ctx c = {.k = k, .op = cases[i].op, .bwd = bwd, .N = cases[i].N, .C = cases[i].C};
       size_t n = (size_t)(c.N * c.C);
       c.x = bench_alloc(n), c.y = bench_alloc(n), c.dy = bench_alloc(n), c.dx = bench_alloc(n);
@@ -89,11 +100,11 @@ int main(int argc, char **argv) {
       bench_fill(cp.src, cp.n, 24);
       double top, tcp;
       bench_pair(run_op, &c, run_copy, &cp, 5, min_seconds, &top, &tcp);
-      printf("RESULT memory %s_%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+      printf("RESULT memory %s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
              " op_ms=%.3f op_GBps=%.2f memcpy_ms=%.3f memcpy_GBps=%.2f ratio=%.3f"
-             " ratio_min=%.3f\n",
-             cases[i].name, bwd ? "bwd" : "fwd", c.N, c.C, top * 1e3, bytes / top * 1e-9,
-             tcp * 1e3, bytes / tcp * 1e-9, tcp / top, bench_min_b / bench_min_a);
+             " ratio_min=%.3f ratio_pair=%.3f\n",
+             name, c.N, c.C, top * 1e3, bytes / top * 1e-9, tcp * 1e3, bytes / tcp * 1e-9,
+             tcp / top, bench_min_b / bench_min_a, bench_ratio_pair);
       free(c.x), free(c.y), free(c.dy), free(c.dx), free(c.w), free(c.b), free(c.dw), free(c.db),
           free(c.mean), free(c.rstd), free(cp.dst), free(cp.src);
     }

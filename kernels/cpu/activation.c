@@ -160,13 +160,14 @@ void ps_cpu_swiglu_backward(float *dgate, float *dup, const float *dout, const f
 
 /* ---- softmax over rows ---- */
 
-/* The row work (max, exp + sum, scale) is ps_cpu_softmax_row in
- * softmax_row.c, compiled with FMA contraction: the 256-wide rows of
- * attention probabilities are bound by the exp, not by memory. */
+/* The row work (max, exp + sum, scale) is in softmax_row.c: the 256-wide
+ * rows of attention probabilities are bound by the exp, not by memory. One
+ * call per span, so the ifunc dispatch is paid once per thread and the
+ * rows ahead can be prefetched. */
 static void softmax_fwd_span(const void *ctx, int64_t r0, int64_t r1) {
   const act_args *a = ctx;
   int64_t C = a->C;
-  for (int64_t r = r0; r < r1; r++) ps_cpu_softmax_row(a->out + r * C, a->inp + r * C, C, NULL);
+  ps_cpu_softmax_rows(a->out + r0 * C, a->inp + r0 * C, r1 - r0, C);
 }
 
 PS_SIMD_CLONES static void softmax_bwd_span(const void *ctx, int64_t r0, int64_t r1) {

@@ -72,6 +72,9 @@ void ps_cpu_softmax_forward(float *out, const float *inp, int64_t N, int64_t C);
  * y = softmax(x) over n elements, in place allowed; *lse (if lse != NULL)
  * gets the row's log-sum-exp. A row of only -inf gives zeros and lse = -inf. */
 void ps_cpu_softmax_row(float *y, const float *x, int64_t n, float *lse);
+/* The same over `rows` contiguous rows of n (one call per span of rows, with
+ * the rows ahead prefetched). y, x: (rows, n), in place allowed. */
+void ps_cpu_softmax_rows(float *y, const float *x, int64_t rows, int64_t n);
 /* y = exp(x - shift) over n elements (in place allowed; meant for x <= shift). */
 void ps_cpu_exp_shifted_row(float *y, const float *x, float shift, int64_t n);
 void ps_cpu_softmax_backward(float *dinp, const float *dout, const float *out, int64_t N,
