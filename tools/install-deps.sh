@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ninja-build
   libglib2.0-dev libyaml-dev libjson-glib-dev
-  libvips-dev libopenslide-dev libopenblas-dev libopenblas-openmp-dev
+  libvips-dev libtiff-dev libopenslide-dev libopenblas-dev libopenblas-openmp-dev
   libcurl4-openssl-dev libpng-dev libdeflate-dev
   libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev

@@ -49,6 +49,10 @@ static const ps_config_key keys[] = {
     {"level_cache_mb", PS_TYPE_INT, "1024", 0, 1e6, NULL,
      "a level that gives both the tissue thumbnail and the tiles (single-level slides) is decoded once into "
      "memory when it is at most this many MB; 0: always read it twice"},
+    {"slide_reader", PS_TYPE_ENUM, "auto", PS_NO_RANGE, "auto|openslide|tiff",
+     "how pixels are read: auto takes libvips' tiffload for Aperio / generic-TIFF levels where it decodes "
+     "exactly OpenSlide's pixels (opaque 8-bit RGB, JPEG or lossless; no compositing, ~4x faster) and OpenSlide "
+     "for the rest; openslide: always OpenSlide; tiff: tiffload or an error"},
     {"seed", PS_TYPE_INT, "1", 0, 1e15, NULL, "seed of splits and reasoning chains"},
     {"workers", PS_TYPE_INT, "1", 1, 4096, NULL,
      "worker processes: each slide runs in its own `pipeline` process, this many at a time (1: slides in turn "
@@ -168,6 +172,7 @@ static void *stage_create(const ps_config *c, ps_context *ctx, GError **error) {
   cfg->seed = (uint64_t)ps_config_int(c, "seed");
   cfg->png_compression = (int)ps_config_int(c, "png_compression");
   cfg->level_cache_mb = ps_config_int(c, "level_cache_mb");
+  ps_slide_reader_from_name(ps_config_string(c, "slide_reader"), &cfg->slide_reader); /* an enum key: valid */
   if (!pp_png_filter_from_name(ps_config_string(c, "png_filter"), &cfg->png_filter)) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "png_filter: unknown filter '%s'", ps_config_string(c, "png_filter"));
     goto fail;

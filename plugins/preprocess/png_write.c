@@ -77,16 +77,17 @@ static void ensure(uint8_t **buf, size_t *cap, size_t need) {
 #endif
 
 /* Sum of |filtered byte| read as signed, the heuristic of libpng and Pillow.
- * 32-bit partial sums (a row of up to 2^23 bytes cannot overflow them)
- * let the loop vectorise. */
+ * 16-bit partial sums over 256 bytes (at most 256 * 128) let the loop
+ * vectorise on 16-bit lanes. */
+#define PP_CHUNK 256
 PP_CLONES static uint64_t cost(const uint8_t *row, size_t n) {
   uint64_t s = 0;
-  for (size_t i0 = 0; i0 < n; i0 += (size_t)1 << 23) {
-    const size_t i1 = MIN(n, i0 + ((size_t)1 << 23));
-    uint32_t part = 0;
+  for (size_t i0 = 0; i0 < n; i0 += PP_CHUNK) {
+    const size_t i1 = MIN(n, i0 + PP_CHUNK);
+    uint16_t part = 0;
     for (size_t i = i0; i < i1; i++) {
-      int v = (int8_t)row[i];
-      part += (uint32_t)(v < 0 ? -v : v);
+      const int8_t v = (int8_t)row[i];
+      part = (uint16_t)(part + (uint16_t)(v < 0 ? -v : v));
     }
     s += part;
   }
@@ -116,12 +117,80 @@ PP_CLONES static void filter_paeth(const uint8_t *row, const uint8_t *up, size_t
   }
 }
 
+/* The adaptive choice's candidates: the filtered row and its cost (as
+ * cost() computes it) in one pass, so that each candidate is read once. */
+PP_CLONES static uint64_t up_cost(const uint8_t *row, const uint8_t *up, size_t n, uint8_t *out) {
+  uint64_t s = 0;
+  for (size_t i0 = 0; i0 < n; i0 += PP_CHUNK) {
+    const size_t i1 = MIN(n, i0 + PP_CHUNK);
+    uint16_t part = 0;
+    for (size_t i = i0; i < i1; i++) {
+      const uint8_t f = (uint8_t)(row[i] - up[i]);
+      const int8_t v = (int8_t)f;
+      out[i] = f;
+      part = (uint16_t)(part + (uint16_t)(v < 0 ? -v : v));
+    }
+    s += part;
+  }
+  return s;
+}
+
+PP_CLONES static uint64_t sub_cost(const uint8_t *row, size_t n, int bpp, uint8_t *out) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < (size_t)bpp && i < n; i++) {
+    out[i] = row[i];
+    const int8_t v = (int8_t)row[i];
+    s += (uint64_t)(v < 0 ? -v : v);
+  }
+  for (size_t i0 = (size_t)bpp; i0 < n; i0 += PP_CHUNK) {
+    const size_t i1 = MIN(n, i0 + PP_CHUNK);
+    uint16_t part = 0;
+    for (size_t i = i0; i < i1; i++) {
+      const uint8_t f = (uint8_t)(row[i] - row[i - bpp]);
+      const int8_t v = (int8_t)f;
+      out[i] = f;
+      part = (uint16_t)(part + (uint16_t)(v < 0 ? -v : v));
+    }
+    s += part;
+  }
+  return s;
+}
+
+/* Paeth in 16-bit arithmetic (p = a + b - c and the distances fit), so
+ * that it vectorises on 16-bit lanes: twice the 32-bit version's speed. */
+PP_CLONES static uint64_t paeth_cost(const uint8_t *row, const uint8_t *up, size_t n, int bpp,
+                                     uint8_t *out) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < (size_t)bpp && i < n; i++) {
+    out[i] = (uint8_t)(row[i] - up[i]);
+    const int8_t v = (int8_t)out[i];
+    s += (uint64_t)(v < 0 ? -v : v);
+  }
+  for (size_t i0 = (size_t)bpp; i0 < n; i0 += PP_CHUNK) {
+    const size_t i1 = MIN(n, i0 + PP_CHUNK);
+    uint16_t part = 0;
+    for (size_t i = i0; i < i1; i++) {
+      const int16_t a = row[i - bpp], b = up[i], c = up[i - bpp];
+      const int16_t p = (int16_t)(a + b - c);
+      const int16_t pa = (int16_t)abs(p - a), pb = (int16_t)abs(p - b), pc = (int16_t)abs(p - c);
+      const int16_t pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
+      const uint8_t f = (uint8_t)(row[i] - pred);
+      const int8_t v = (int8_t)f;
+      out[i] = f;
+      part = (uint16_t)(part + (uint16_t)(v < 0 ? -v : v));
+    }
+    s += part;
+  }
+  return s;
+}
+
 /* Filters one row into out (filter byte first). The adaptive choice tries
  * none, up, sub and paeth in Pillow's order and keeps the first least cost;
- * a zero cost (a row equal to the one above) stops the search. */
+ * a zero cost (a row equal to the one above) stops the search. Candidates
+ * are filtered into the row's place in out or into scratch, swapping, so
+ * that the best is never copied. */
 static void filter_row(pp_png_encoder *enc, const uint8_t *row, const uint8_t *up, size_t n,
                        int bpp, uint8_t *out) {
-  uint8_t *cu = enc->cand, *cs = enc->cand + n, *cp = enc->cand + 2 * n;
   switch (enc->filter) {
   case PP_PNG_FILTER_NONE:
     out[0] = 0;
@@ -142,26 +211,33 @@ static void filter_row(pp_png_encoder *enc, const uint8_t *row, const uint8_t *u
   case PP_PNG_FILTER_ADAPTIVE:
     break;
   }
+  /* best: where the best filtered row is so far (NULL: the row itself);
+   * spare: where the next candidate goes. */
+  uint8_t *const dst = out + 1;
   const uint8_t *best = row;
+  uint8_t *spare = dst, *other = enc->cand;
   uint8_t code = 0;
   uint64_t sum = cost(row, n);
   if (sum > 0) {
-    filter_up(row, up, n, cu);
-    uint64_t s = cost(cu, n);
-    if (s < sum) sum = s, best = cu, code = 2;
+    uint64_t s = up_cost(row, up, n, spare);
+    if (s < sum) {
+      sum = s, best = spare, code = 2;
+      spare = other;
+    }
   }
   if (sum > 0) {
-    filter_sub(row, n, bpp, cs);
-    uint64_t s = cost(cs, n);
-    if (s < sum) sum = s, best = cs, code = 1;
+    uint64_t s = sub_cost(row, n, bpp, spare);
+    if (s < sum) {
+      sum = s, best = spare, code = 1;
+      spare = best == dst ? enc->cand : dst;
+    }
   }
   if (sum > 0) {
-    filter_paeth(row, up, n, bpp, cp);
-    uint64_t s = cost(cp, n);
-    if (s < sum) sum = s, best = cp, code = 4;
+    uint64_t s = paeth_cost(row, up, n, bpp, spare);
+    if (s < sum) sum = s, best = spare, code = 4;
   }
   out[0] = code;
-  memcpy(out + 1, best, n);
+  if (best != dst) memcpy(dst, best, n);
 }
 
 static uint32_t crc(const uint8_t *p, size_t n) {

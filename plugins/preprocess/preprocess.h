@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "png_write.h"
+#include "slide.h"
 
 typedef struct pp_config {
   char *out_dir;
@@ -35,6 +36,7 @@ typedef struct pp_config {
   int png_compression;    /* deflate level 0..9 */
   pp_png_filter png_filter;
   int64_t level_cache_mb; /* read a level whose thumbnail and tiles share it once, up to this size */
+  ps_slide_reader slide_reader; /* pixels through tiffload where identical to OpenSlide's, or forced */
 } pp_config;
 
 /* One slide to process. */

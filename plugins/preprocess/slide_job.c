@@ -115,7 +115,7 @@ static int thumb_level(const pp_config *cfg, ps_slide *s, int *factor) {
 }
 
 /* Tissue mask at thumbnail scale; *cell: level-0 pixels per mask cell.
- * cached: the thumbnail level in memory ((H, W, 4) RGBA) or NULL. */
+ * cached: the thumbnail level in memory ((H, W, 3) RGB) or NULL. */
 static gboolean tissue_mask(const pp_config *cfg, ps_slide *s, const uint8_t *cached, uint8_t **mask, int64_t *mw,
                             int64_t *mh, double *cell, double *threshold, GError **error) {
   int factor = 1;
@@ -133,7 +133,7 @@ static gboolean tissue_mask(const pp_config *cfg, ps_slide *s, const uint8_t *ca
       return FALSE;
     }
     thumb = g_new(double, (size_t)(*mw * *mh * 3));
-    ps_rgba_thumbnail_mean(cached, W, H, factor, thumb);
+    ps_rgb_thumbnail_mean(cached, W, H, factor, thumb);
   } else if (!ps_slide_thumbnail_mean(s, level, factor, &thumb, mw, mh, error)) {
     return FALSE;
   }
@@ -159,37 +159,28 @@ static double tissue_fraction(const uint8_t *mask, int64_t mw, int64_t mh, doubl
 }
 
 /* Reads one tile as (T, T, 3) RGB: a level region, resized with libvips when
- * the level is not at the wanted magnification. rgba: (read_w, read_w, 4).
- * cached: the whole level ((H, W, 4) RGBA) or NULL. */
+ * the level is not at the wanted magnification. raw: (read_w, read_w, 3),
+ * the region before resizing. cached: the whole level ((H, W, 3) RGB) or
+ * NULL. */
 static gboolean read_tile(ps_slide *s, const geometry *g, const uint8_t *cached, int T, int64_t x, int64_t y,
-                          uint8_t *rgba, uint8_t *rgb, GError **error) {
+                          uint8_t *raw, uint8_t *rgb, GError **error) {
   const int R = g->read_w;
+  uint8_t *dst = R == T ? rgb : raw;
   int64_t W = 0, H = 0;
   ps_slide_level_size(s, g->level, &W, &H);
   const int64_t lx = (int64_t)floor((double)x / g->ds), ly = (int64_t)floor((double)y / g->ds);
   if (cached && lx >= 0 && ly >= 0 && lx + R <= W && ly + R <= H) {
-    /* The level is in memory: copy the rows (RGB straight out when no resize). */
-    for (int j = 0; j < R; j++) {
-      const uint8_t *src = cached + ((size_t)(ly + j) * (size_t)W + (size_t)lx) * 4;
-      if (R == T)
-        for (int i = 0; i < T; i++) memcpy(rgb + ((size_t)j * T + i) * 3, src + (size_t)i * 4, 3);
-      else
-        memcpy(rgba + (size_t)j * R * 4, src, (size_t)R * 4);
-    }
-    if (R == T) return TRUE;
-  } else if (!ps_slide_read_region(s, x, y, g->level, R, R, rgba, error)) {
+    /* The level is in memory: copy the rows. */
+    for (int j = 0; j < R; j++)
+      memcpy(dst + (size_t)j * R * 3, cached + ((size_t)(ly + j) * (size_t)W + (size_t)lx) * 3, (size_t)R * 3);
+  } else if (!ps_slide_read_region_rgb(s, x, y, g->level, R, R, dst, error)) {
     return FALSE;
   }
-  if (R == T) {
-    for (size_t i = 0; i < (size_t)T * T; i++) memcpy(rgb + 3 * i, rgba + 4 * i, 3);
-    return TRUE;
-  }
-  VipsImage *in = vips_image_new_from_memory(rgba, (size_t)R * R * 4, R, R, 4, VIPS_FORMAT_UCHAR);
-  VipsImage *band = NULL, *out = NULL;
-  int rc = !in || vips_extract_band(in, &band, 0, "n", 3, NULL) ||
-           vips_resize(band, &out, (double)T / R, "vscale", (double)T / R, NULL);
+  if (R == T) return TRUE;
+  VipsImage *in = vips_image_new_from_memory(raw, (size_t)R * R * 3, R, R, 3, VIPS_FORMAT_UCHAR);
+  VipsImage *out = NULL;
+  int rc = !in || vips_resize(in, &out, (double)T / R, "vscale", (double)T / R, NULL);
   if (in) g_object_unref(in);
-  if (band) g_object_unref(band);
   size_t len = 0;
   uint8_t *mem = rc ? NULL : vips_image_write_to_memory(out, &len);
   if (out) g_object_unref(out);
@@ -246,7 +237,7 @@ static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int
     result->done = TRUE;
     return TRUE;
   }
-  g_autoptr(ps_slide) s = ps_slide_open(job->path, error);
+  g_autoptr(ps_slide) s = ps_slide_open_with(job->path, cfg->slide_reader, error);
   if (!s) return FALSE;
   geometry g;
   if (!choose_geometry(cfg, s, &g, error)) return FALSE;
@@ -276,9 +267,9 @@ static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int
   if (thumb_level(cfg, s, &tfactor) == g.level) {
     int64_t LW = 0, LH = 0;
     ps_slide_level_size(s, g.level, &LW, &LH);
-    if ((double)LW * (double)LH * 4.0 <= (double)cfg->level_cache_mb * 1048576.0) {
-      cached = g_try_malloc((size_t)LW * (size_t)LH * 4);
-      if (cached && !ps_slide_read_level(s, g.level, threads, cached, error)) return FALSE;
+    if ((double)LW * (double)LH * 3.0 <= (double)cfg->level_cache_mb * 1048576.0) {
+      cached = g_try_malloc((size_t)LW * (size_t)LH * 3);
+      if (cached && !ps_slide_read_level_rgb(s, g.level, threads, cached, error)) return FALSE;
     }
   }
   g_autofree uint8_t *tmask = NULL;
@@ -305,8 +296,9 @@ static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int
                 cfg->magnification, cfg->min_tissue, threshold);
     return FALSE;
   }
-  pp_log(sh, "slide %s: level %d (downsample %.4g), resize %.4g, %u tiles of %d px at %dx", job->path, g.level, g.ds,
-         g.resize, tiles->len, T, cfg->magnification);
+  pp_log(sh, "slide %s: level %d (downsample %.4g, read by %s), resize %.4g, %u tiles of %d px at %dx", job->path,
+         g.level, g.ds, ps_slide_level_direct(s, g.level) ? "tiffload" : "OpenSlide", g.resize, tiles->len, T,
+         cfg->magnification);
   pp_progress(sh, 0, tiles->len, job->stem);
 
   g_autofree char *dir = g_build_filename(cfg->out_dir, job->stem, NULL);
@@ -328,7 +320,7 @@ static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int
   const int maxv = ann ? pp_annotations_max_vertices(ann) : 1;
 #pragma omp parallel num_threads(MAX(threads, 1)) reduction(+ : written, empty)
   {
-    uint8_t *rgba = g_malloc((size_t)g.read_w * g.read_w * 4);
+    uint8_t *raw = g_malloc((size_t)g.read_w * g.read_w * 3);
     uint8_t *rgb = g_malloc((size_t)T * T * 3), *mask = g_malloc((size_t)T * T);
     int32_t *cc = g_malloc(sizeof(int32_t) * (size_t)T * T);
     double *xs = g_malloc(sizeof(double) * (size_t)maxv);
@@ -356,14 +348,20 @@ static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int
         }
       }
       if (!have) {
-        ok = read_tile(s, &g, cached, T, p.x, p.y, rgba, rgb, &e);
+        ok = read_tile(s, &g, cached, T, p.x, p.y, raw, rgb, &e);
         if (ok && ann) {
           pp_annotations_rasterise(ann, (double)p.x, (double)p.y, g.footprint, T, mask, xs);
         } else if (ok) {
           /* The tissue mask cell of each pixel centre, columns computed once. */
           for (int i = 0; i < T; i++) cxs[i] = (int64_t)floor((p.x + (i + 0.5) * g.footprint) / cell);
+          int64_t prev_cy = -1;
           for (int j = 0; j < T; j++) {
             int64_t cy = (int64_t)floor((p.y + (j + 0.5) * g.footprint) / cell);
+            if (j > 0 && cy == prev_cy) { /* the same cell row as the row above */
+              memcpy(mask + (size_t)j * T, mask + (size_t)(j - 1) * T, (size_t)T);
+              continue;
+            }
+            prev_cy = cy;
             for (int i = 0; i < T; i++)
               mask[j * T + i] = cxs[i] < mw && cy < mh && tmask[cy * mw + cxs[i]] ? 255 : 0;
           }
@@ -411,7 +409,7 @@ static gboolean slide_job_run(const pp_config *cfg, const pp_slide_job *job, int
       }
       pp_progress(sh, 1, 0, job->stem);
     }
-    g_free(rgba);
+    g_free(raw);
     g_free(rgb);
     g_free(mask);
     g_free(cc);

@@ -1,7 +1,11 @@
 /* slide.c — whole-slide reading and tissue detection through libvips (see
  * slide.h). libvips' openslideload calls OpenSlide, which decodes the JPEG
  * tiles with libjpeg(-turbo) exactly as openslide-python does, so regions
- * are bit-identical to OpenSlide's read_region. */
+ * are bit-identical to OpenSlide's read_region. Levels that libvips'
+ * tiffload decodes to the same pixels (slide_tiff.c decides; built with
+ * PS_SLIDE_DIRECT_TIFF) are read through tiffload: the same tiles decoded
+ * by the same libjpeg/libtiff, without OpenSlide's cairo/pixman
+ * compositing into premultiplied ARGB and libvips' conversion back. */
 #include "slide.h"
 
 #include <math.h>
@@ -11,6 +15,10 @@
 
 #include <pathseg/error.h>
 
+#ifdef PS_SLIDE_DIRECT_TIFF
+#include "slide_tiff.h"
+#endif
+
 #define PS_SLIDE_MAX_LEVELS 32
 
 struct ps_slide {
@@ -18,9 +26,13 @@ struct ps_slide {
   int levels;
   int64_t width[PS_SLIDE_MAX_LEVELS], height[PS_SLIDE_MAX_LEVELS];
   double downsample[PS_SLIDE_MAX_LEVELS];
-  VipsImage *level_image[PS_SLIDE_MAX_LEVELS]; /* opened on first use */
-  GMutex lock;                                 /* guards level_image */
-  GHashTable *props;                           /* name -> value, all strings */
+  VipsImage *level_image[PS_SLIDE_MAX_LEVELS]; /* OpenSlide's, opened on first use */
+  /* Levels read through tiffload: opened at ps_slide_open (RGB uchar,
+   * checked); NULL where OpenSlide reads the level. */
+  VipsImage *direct_image[PS_SLIDE_MAX_LEVELS];
+  char *direct_why;  /* why some level is not direct; NULL when all are */
+  GMutex lock;       /* guards level_image */
+  GHashTable *props; /* name -> value, all strings */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -99,15 +111,76 @@ static gboolean parse_int(const char *text, int64_t *out) {
 
 void ps_slide_close(ps_slide *s) {
   if (!s) return;
-  for (int i = 0; i < PS_SLIDE_MAX_LEVELS; i++)
+  for (int i = 0; i < PS_SLIDE_MAX_LEVELS; i++) {
     if (s->level_image[i]) g_object_unref(s->level_image[i]);
+    if (s->direct_image[i]) g_object_unref(s->direct_image[i]);
+  }
+  g_free(s->direct_why);
   g_clear_pointer(&s->props, g_hash_table_unref);
   g_mutex_clear(&s->lock);
   g_free(s->path);
   g_free(s);
 }
 
+gboolean ps_slide_reader_from_name(const char *name, ps_slide_reader *reader) {
+  static const char *const names[] = {"auto", "openslide", "tiff"};
+  for (int i = 0; i < (int)G_N_ELEMENTS(names); i++)
+    if (name && strcmp(name, names[i]) == 0) {
+      *reader = (ps_slide_reader)i;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* Opens the levels tiffload may read (slide_tiff.c) unless `reader` says
+ * OpenSlide; FALSE only when TIFF is forced and some level does not
+ * qualify. */
+static gboolean open_direct(ps_slide *s, ps_slide_reader reader, GError **error) {
+  if (reader == PS_SLIDE_READER_OPENSLIDE) {
+    s->direct_why = g_strdup("the OpenSlide reader was chosen");
+    return TRUE;
+  }
+#ifdef PS_SLIDE_DIRECT_TIFF
+  int pages[PS_SLIDE_MAX_LEVELS];
+  ps_slide_tiff_pages(s->path, ps_slide_property(s, "openslide.vendor"), s->levels, s->width,
+                      s->height, s->downsample, pages, &s->direct_why);
+  for (int l = 0; l < s->levels; l++) {
+    if (pages[l] < 0) continue;
+    VipsImage *img = NULL;
+    if (vips_tiffload(s->path, &img, "page", pages[l], NULL) != 0) {
+      g_autofree char *msg = g_strstrip(g_strdup(vips_error_buffer()));
+      vips_error_clear();
+      if (!s->direct_why)
+        s->direct_why = g_strdup_printf("level %d: tiffload cannot open page %d: %s", l, pages[l], msg);
+      continue;
+    }
+    if (img->Bands != 3 || img->BandFmt != VIPS_FORMAT_UCHAR || img->Xsize != s->width[l] ||
+        img->Ysize != s->height[l]) {
+      if (!s->direct_why)
+        s->direct_why = g_strdup_printf("level %d: tiffload gives %d x %d x %d (format %d)", l,
+                                        img->Xsize, img->Ysize, img->Bands, (int)img->BandFmt);
+      g_object_unref(img);
+      continue;
+    }
+    s->direct_image[l] = img;
+  }
+#else
+  s->direct_why = g_strdup("built without libtiff (PS_SLIDE_DIRECT_TIFF)");
+#endif
+  if (reader == PS_SLIDE_READER_TIFF && s->direct_why) {
+    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+                "slide %s: the tiff reader cannot read it as OpenSlide does: %s", s->path,
+                s->direct_why);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 ps_slide *ps_slide_open(const char *path, GError **error) {
+  return ps_slide_open_with(path, PS_SLIDE_READER_AUTO, error);
+}
+
+ps_slide *ps_slide_open_with(const char *path, ps_slide_reader reader, GError **error) {
   if (!ps_slide_init_vips(error)) return NULL;
   if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
     g_set_error(error, PS_ERROR, PS_ERROR_IO, "slide %s: no such file", path);
@@ -162,6 +235,10 @@ ps_slide *ps_slide_open(const char *path, GError **error) {
     s->height[l] = h;
     s->downsample[l] = ds;
   }
+  if (!open_direct(s, reader, error)) {
+    ps_slide_close(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -181,6 +258,14 @@ gboolean ps_slide_level_size(const ps_slide *s, int level, int64_t *width, int64
 
 double ps_slide_level_downsample(const ps_slide *s, int level) {
   return level >= 0 && level < s->levels ? s->downsample[level] : 0.0;
+}
+
+gboolean ps_slide_level_direct(const ps_slide *s, int level) {
+  return level >= 0 && level < s->levels && s->direct_image[level] != NULL;
+}
+
+const char *ps_slide_direct_why(const ps_slide *s) {
+  return s->direct_why;
 }
 
 const char *ps_slide_property(const ps_slide *s, const char *name) {
@@ -222,9 +307,12 @@ gboolean ps_slide_mpp(const ps_slide *s, double *mpp_x, double *mpp_y, GError **
 /* Regions */
 
 /* Copies the level rectangle (lx, ly, w, h), which lies inside the level,
- * into dst (RGBA rows of dst_stride bytes). */
-static gboolean read_rect(ps_slide *s, VipsImage *img, int lx, int ly, int w, int h, uint8_t *dst,
-                          size_t dst_stride, GError **error) {
+ * into dst: rows of dst_stride bytes of `bands` 4 (RGBA) or 3 (RGB) per
+ * pixel. tiffload's RGB gets an opaque alpha, OpenSlide's RGBA loses it. */
+static gboolean read_rect(ps_slide *s, int level, int lx, int ly, int w, int h, uint8_t *dst,
+                          size_t dst_stride, int bands, GError **error) {
+  VipsImage *img = s->direct_image[level];
+  if (!img && !(img = level_image(s, level, error))) return FALSE;
   VipsRegion *region = vips_region_new(img);
   VipsRect r = {lx, ly, w, h};
   if (vips_region_prepare(region, &r) != 0) {
@@ -232,14 +320,24 @@ static gboolean read_rect(ps_slide *s, VipsImage *img, int lx, int ly, int w, in
     set_vips_error(error, PS_ERROR_IO, s->path, "cannot read pixels (corrupt or truncated?)");
     return FALSE;
   }
-  for (int row = 0; row < h; row++)
-    memcpy(dst + (size_t)row * dst_stride, VIPS_REGION_ADDR(region, lx, ly + row), (size_t)w * 4);
+  const int src_bands = img->Bands;
+  for (int row = 0; row < h; row++) {
+    const uint8_t *src = (const uint8_t *)VIPS_REGION_ADDR(region, lx, ly + row);
+    uint8_t *d = dst + (size_t)row * dst_stride;
+    if (src_bands == bands) {
+      memcpy(d, src, (size_t)w * bands);
+    } else if (bands == 4) {
+      for (int i = 0; i < w; i++, d += 4, src += 3) d[0] = src[0], d[1] = src[1], d[2] = src[2], d[3] = 255;
+    } else {
+      for (int i = 0; i < w; i++, d += 3, src += 4) d[0] = src[0], d[1] = src[1], d[2] = src[2];
+    }
+  }
   g_object_unref(region);
   return TRUE;
 }
 
-gboolean ps_slide_read_region(ps_slide *s, int64_t x, int64_t y, int level, int width, int height,
-                              uint8_t *out, GError **error) {
+static gboolean read_region(ps_slide *s, int64_t x, int64_t y, int level, int width, int height,
+                            int bands, uint8_t *out, GError **error) {
   if (level < 0 || level >= s->levels) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "slide %s: level %d out of range (0..%d)",
                 s->path, level, s->levels - 1);
@@ -250,12 +348,10 @@ gboolean ps_slide_read_region(ps_slide *s, int64_t x, int64_t y, int level, int 
                 width, height);
     return FALSE;
   }
-  VipsImage *img = level_image(s, level, error);
-  if (!img) return FALSE;
   const double ds = s->downsample[level];
   const int64_t lx = (int64_t)floor((double)x / ds), ly = (int64_t)floor((double)y / ds);
   const int64_t W = s->width[level], H = s->height[level];
-  const size_t stride = (size_t)width * 4;
+  const size_t stride = (size_t)width * bands;
   /* Intersect with the level; the rest is transparent as in OpenSlide. */
   int64_t x0 = MAX(lx, 0), y0 = MAX(ly, 0);
   int64_t x1 = MIN(lx + width, W), y1 = MIN(ly + height, H);
@@ -265,64 +361,94 @@ gboolean ps_slide_read_region(ps_slide *s, int64_t x, int64_t y, int level, int 
   }
   if (x0 != lx || y0 != ly || x1 != lx + width || y1 != ly + height)
     memset(out, 0, stride * (size_t)height);
-  uint8_t *dst = out + (size_t)(y0 - ly) * stride + (size_t)(x0 - lx) * 4;
-  return read_rect(s, img, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0), dst, stride, error);
+  uint8_t *dst = out + (size_t)(y0 - ly) * stride + (size_t)(x0 - lx) * bands;
+  return read_rect(s, level, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0), dst, stride, bands,
+                   error);
+}
+
+gboolean ps_slide_read_region(ps_slide *s, int64_t x, int64_t y, int level, int width, int height,
+                              uint8_t *out, GError **error) {
+  return read_region(s, x, y, level, width, height, 4, out, error);
+}
+
+gboolean ps_slide_read_region_rgb(ps_slide *s, int64_t x, int64_t y, int level, int width,
+                                  int height, uint8_t *out, GError **error) {
+  return read_region(s, x, y, level, width, height, 3, out, error);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Tissue detection */
 
-/* One row of blocks: strip is `factor` rows of RGBA (row stride `stride`
- * bytes, at least w * factor pixels wide); out: (w, 3) block means. The
- * integer sum is exact; one division, as numpy's float64 mean. */
-static void block_row_mean(const uint8_t *strip, size_t stride, int64_t w, int factor,
+/* One row of blocks: strip is `factor` rows of `bands` (3 or 4) bytes per
+ * pixel (row stride `stride` bytes, at least w * factor pixels wide); out:
+ * (w, 3) block means. The integer sum is exact; one division, as numpy's
+ * float64 mean. */
+static void block_row_mean(const uint8_t *strip, size_t stride, int bands, int64_t w, int factor,
                            uint64_t *sums, double *out) {
   const double count = (double)factor * (double)factor;
   memset(sums, 0, (size_t)w * 3 * sizeof *sums);
   for (int r = 0; r < factor; r++) {
     const uint8_t *row = strip + (size_t)r * stride;
-    for (int64_t bx = 0; bx < w; bx++)
-      for (int k = 0; k < factor; k++) {
-        const uint8_t *px = row + ((size_t)bx * factor + k) * 4;
-        sums[bx * 3] += px[0];
-        sums[bx * 3 + 1] += px[1];
-        sums[bx * 3 + 2] += px[2];
-      }
+    for (int64_t bx = 0; bx < w; bx++) {
+      uint32_t s0 = 0, s1 = 0, s2 = 0; /* 255 * factor fits for factor < 2^24 */
+      const uint8_t *px = row + (size_t)bx * factor * bands;
+      for (int k = 0; k < factor; k++, px += bands) s0 += px[0], s1 += px[1], s2 += px[2];
+      sums[bx * 3] += s0;
+      sums[bx * 3 + 1] += s1;
+      sums[bx * 3 + 2] += s2;
+    }
   }
   for (int64_t i = 0; i < w * 3; i++) out[i] = (double)sums[i] / count;
 }
 
-void ps_rgba_thumbnail_mean(const uint8_t *rgba, int64_t W, int64_t H, int factor, double *out) {
+static void thumbnail_mean(const uint8_t *px, int bands, int64_t W, int64_t H, int factor,
+                           double *out) {
   const int64_t w = W / factor, h = H / factor;
+  const size_t row = (size_t)W * bands;
 #pragma omp parallel
   {
     uint64_t *sums = g_new(uint64_t, (size_t)MAX(w, 1) * 3);
 #pragma omp for schedule(static)
     for (int64_t by = 0; by < h; by++)
-      block_row_mean(rgba + (size_t)(by * factor) * (size_t)W * 4, (size_t)W * 4, w, factor, sums,
+      block_row_mean(px + (size_t)(by * factor) * row, row, bands, w, factor, sums,
                      out + by * w * 3);
     g_free(sums);
   }
 }
 
-gboolean ps_slide_read_level(ps_slide *s, int level, int threads, uint8_t *out, GError **error) {
+void ps_rgba_thumbnail_mean(const uint8_t *rgba, int64_t W, int64_t H, int factor, double *out) {
+  thumbnail_mean(rgba, 4, W, H, factor, out);
+}
+
+void ps_rgb_thumbnail_mean(const uint8_t *rgb, int64_t W, int64_t H, int factor, double *out) {
+  thumbnail_mean(rgb, 3, W, H, factor, out);
+}
+
+/* The level can be read: its tiffload image, or OpenSlide's opened now (so
+ * that an error comes before any parallel loop). */
+static gboolean level_ready(ps_slide *s, int level, GError **error) {
+  return s->direct_image[level] || level_image(s, level, error);
+}
+
+static gboolean read_level(ps_slide *s, int level, int threads, int bands, uint8_t *out,
+                           GError **error) {
   int64_t W, H;
   if (!ps_slide_level_size(s, level, &W, &H)) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "slide %s: level %d out of range", s->path,
                 level);
     return FALSE;
   }
-  VipsImage *img = level_image(s, level, error);
-  if (!img) return FALSE;
+  if (!level_ready(s, level, error)) return FALSE;
   const int strip = 256;
+  const size_t row = (size_t)W * bands;
   gboolean ok = TRUE;
   GError *first = NULL;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(MAX(threads, 1))
   for (int64_t y = 0; y < H; y += strip) {
     if (!g_atomic_int_get(&ok)) continue;
     GError *err = NULL;
-    if (!read_rect(s, img, 0, (int)y, (int)W, (int)MIN(strip, H - y),
-                   out + (size_t)y * (size_t)W * 4, (size_t)W * 4, &err)) {
+    if (!read_rect(s, level, 0, (int)y, (int)W, (int)MIN(strip, H - y), out + (size_t)y * row, row,
+                   bands, &err)) {
 #pragma omp critical(ps_slide_level_error)
       {
         if (!first)
@@ -335,6 +461,15 @@ gboolean ps_slide_read_level(ps_slide *s, int level, int threads, uint8_t *out, 
   }
   if (!ok) g_propagate_error(error, first);
   return ok;
+}
+
+gboolean ps_slide_read_level(ps_slide *s, int level, int threads, uint8_t *out, GError **error) {
+  return read_level(s, level, threads, 4, out, error);
+}
+
+gboolean ps_slide_read_level_rgb(ps_slide *s, int level, int threads, uint8_t *out,
+                                 GError **error) {
+  return read_level(s, level, threads, 3, out, error);
 }
 
 gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **out, int64_t *tw,
@@ -350,8 +485,7 @@ gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **ou
                 level);
     return FALSE;
   }
-  VipsImage *img = level_image(s, level, error);
-  if (!img) return FALSE;
+  if (!level_ready(s, level, error)) return FALSE;
   const int64_t w = W / factor, h = H / factor;
   if (w < 1 || h < 1) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
@@ -367,13 +501,13 @@ gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **ou
 #pragma omp parallel
   {
     /* One strip of `factor` rows per block row; buffers per thread. */
-    uint8_t *strip = g_malloc(strip_w * 4 * (size_t)factor);
+    uint8_t *strip = g_malloc(strip_w * 3 * (size_t)factor);
     uint64_t *sums = g_new(uint64_t, (size_t)w * 3);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t by = 0; by < h; by++) {
       if (!g_atomic_int_get(&ok)) continue;
       GError *err = NULL;
-      if (!read_rect(s, img, 0, (int)(by * factor), (int)strip_w, factor, strip, strip_w * 4,
+      if (!read_rect(s, level, 0, (int)(by * factor), (int)strip_w, factor, strip, strip_w * 3, 3,
                      &err)) {
 #pragma omp critical(ps_slide_thumb_error)
         {
@@ -385,7 +519,7 @@ gboolean ps_slide_thumbnail_mean(ps_slide *s, int level, int factor, double **ou
         }
         continue;
       }
-      block_row_mean(strip, strip_w * 4, w, factor, sums, thumb + by * w * 3);
+      block_row_mean(strip, strip_w * 3, 3, w, factor, sums, thumb + by * w * 3);
     }
     g_free(strip);
     g_free(sums);

@@ -6,11 +6,19 @@
  *
  *   ps_slide_open / read_region    OpenSlide read_region semantics: RGBA u8,
  *                                  level-0 coordinates, transparent outside
+ *   ps_slide_read_level_rgb        a whole level as RGB
  *   ps_slide_mpp                   microns per pixel from the properties
  *   ps_slide_thumbnail_mean        exact block mean of level-0 RGB
  *   ps_saturation, ps_otsu_threshold, ps_tissue_mask
  *                                  HSV saturation, skimage's Otsu (256 bins),
  *                                  mask = saturation > threshold
+ *
+ * Pixels: OpenSlide's, always. Where libvips' tiffload decodes a level to
+ * exactly OpenSlide's pixels (Aperio and generic tiled TIFF, opaque 8-bit
+ * RGB, see slide_tiff.c) the level is read through tiffload, which skips
+ * OpenSlide's tile compositing (about 4x faster); OpenSlide still gives the
+ * levels, their sizes and the properties (mpp). ps_slide_reader forces one
+ * reader.
  *
  * A ps_slide may be read from several threads at once. */
 #pragma once
@@ -23,12 +31,27 @@ G_BEGIN_DECLS
 
 typedef struct ps_slide ps_slide;
 
+/* How pixels are read: AUTO takes tiffload for the levels where it gives
+ * OpenSlide's pixels and OpenSlide for the rest; OPENSLIDE always
+ * OpenSlide; TIFF requires tiffload for every level (an error naming the
+ * reason when a level does not qualify). */
+typedef enum {
+  PS_SLIDE_READER_AUTO,
+  PS_SLIDE_READER_OPENSLIDE,
+  PS_SLIDE_READER_TIFF,
+} ps_slide_reader;
+
+/* Parses "auto", "openslide" or "tiff". */
+gboolean ps_slide_reader_from_name(const char *name, ps_slide_reader *reader);
+
 /* Initialises libvips once (thread-safe); FALSE with an error if it cannot. */
 gboolean ps_slide_init_vips(GError **error);
 
 /* Opens a slide in any format OpenSlide reads (level 0 checked readable).
  * Errors name the file: missing, not a slide, corrupt. */
 ps_slide *ps_slide_open(const char *path, GError **error);
+/* ps_slide_open with a choice of reader (ps_slide_open: AUTO). */
+ps_slide *ps_slide_open_with(const char *path, ps_slide_reader reader, GError **error);
 void ps_slide_close(ps_slide *slide);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_slide, ps_slide_close)
 
@@ -38,6 +61,10 @@ int ps_slide_level_count(const ps_slide *slide);
 gboolean ps_slide_level_size(const ps_slide *slide, int level, int64_t *width, int64_t *height);
 /* openslide.level[N].downsample; 1.0 for level 0, 0.0 for a level out of range. */
 double ps_slide_level_downsample(const ps_slide *slide, int level);
+/* TRUE when `level` is read through tiffload rather than OpenSlide. */
+gboolean ps_slide_level_direct(const ps_slide *slide, int level);
+/* Why some level is read through OpenSlide (for logs); NULL when none is. */
+const char *ps_slide_direct_why(const ps_slide *slide);
 /* A slide property ("openslide.mpp-x", "aperio.AppMag", ...) or NULL. */
 const char *ps_slide_property(const ps_slide *slide, const char *name);
 
@@ -53,6 +80,11 @@ gboolean ps_slide_mpp(const ps_slide *slide, double *mpp_x, double *mpp_y, GErro
 gboolean ps_slide_read_region(ps_slide *slide, int64_t x, int64_t y, int level, int width,
                               int height, uint8_t *out, GError **error);
 
+/* ps_slide_read_region as RGB (the alpha dropped: transparent pixels are
+ * black). out: (height, width, 3) u8. */
+gboolean ps_slide_read_region_rgb(ps_slide *slide, int64_t x, int64_t y, int level, int width,
+                                  int height, uint8_t *out, GError **error);
+
 /* Mean over non-overlapping factor x factor blocks of the level's RGB (the
  * image cropped to whole blocks), computed exactly (integer sums) in double,
  * reading the level in strips. *out: (th, tw, 3) f64 in 0..255, g_free it. */
@@ -63,12 +95,19 @@ gboolean ps_slide_thumbnail_mean(ps_slide *slide, int level, int factor, double 
  * slide once for both its thumbnail and its tiles). out: (H, W, 4) u8 RGBA
  * of the level's size; read in strips by `threads` OpenMP threads. */
 gboolean ps_slide_read_level(ps_slide *slide, int level, int threads, uint8_t *out, GError **error);
+/* The same as RGB (the alpha dropped; OpenSlide's transparent pixels are
+ * black). out: (H, W, 3) u8. */
+gboolean ps_slide_read_level_rgb(ps_slide *slide, int level, int threads, uint8_t *out,
+                                 GError **error);
 
 /* ps_slide_thumbnail_mean of an image in memory. rgba: (height, width, 4)
  * u8; out: (height / factor, width / factor, 3) f64, exactly as the slide
  * version computes it. */
 void ps_rgba_thumbnail_mean(const uint8_t *rgba, int64_t width, int64_t height, int factor,
                             double *out);
+/* The same of an RGB image. rgb: (height, width, 3) u8. */
+void ps_rgb_thumbnail_mean(const uint8_t *rgb, int64_t width, int64_t height, int factor,
+                           double *out);
 
 /* skimage rgb2hsv S of rgb / 255: (max - min) / max, 0 where max == min.
  * rgb: (n, 3) f64 in 0..255; sat: (n,). */
