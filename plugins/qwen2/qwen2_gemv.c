@@ -95,8 +95,8 @@ QWEN2_CLONES static void rows_block(float *y, const float *x, int64_t x_stride, 
   }
 }
 
-void qwen2_gemv_rows(float *y, const float *x, int64_t x_stride, const float *w,
-                     const float *bias, int64_t N, int64_t in, int64_t out) {
+void qwen2_gemv_rows(float *y, const float *x, int64_t x_stride, const float *w, const float *bias,
+                     int64_t N, int64_t in, int64_t out) {
   if (N <= 0 || out <= 0) return;
   if (N * in * out < QWEN2_GEMV_PARALLEL_MIN) {
     rows_block(y, x, x_stride, w, bias, N, in, out, 0, out);

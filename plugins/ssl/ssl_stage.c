@@ -357,8 +357,7 @@ static gboolean mae_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
     return FALSE;
   }
   const int64_t mshape[2] = {B, L}, pshape[3] = {B, L, PD};
-  if (!pl_buf_ensure(&st->noise, B * L, error) ||
-      !pl_buf_ensure(&st->target, B * L * PD, error) ||
+  if (!pl_buf_ensure(&st->noise, B * L, error) || !pl_buf_ensure(&st->target, B * L * PD, error) ||
       !ps_tensor_ensure(&st->mask, PS_DTYPE_F32, 2, mshape, error) ||
       !ps_tensor_ensure(&st->masked, PS_DTYPE_F32, 4, img->shape, error) ||
       !ps_tensor_ensure(&st->dpred, PS_DTYPE_F32, 3, pshape, error))
@@ -479,8 +478,12 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
     uint64_t seed = s->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL;
     /* With several ranks each takes its slice of every batch (DP). */
     ps_comm *comm = ps_run_comm(run);
-    ps_loader_options lopt = {.split = "train", .batch_size = s->batch_size, .seed = seed, .shuffle = TRUE,
-                              .prefetch = TRUE, .shard_index = ps_comm_rank(comm),
+    ps_loader_options lopt = {.split = "train",
+                              .batch_size = s->batch_size,
+                              .seed = seed,
+                              .shuffle = TRUE,
+                              .prefetch = TRUE,
+                              .shard_index = ps_comm_rank(comm),
                               .shard_count = ps_comm_size(comm)};
     loader = ps_loader_new(st.ds, st.ds_self, &lopt, error);
     if (!loader) g_prefix_error(error, "stage.ssl_pretrain: dataset '%s': ", s->dataset);
@@ -522,7 +525,9 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
     if (!ok) break;
     double total = l.mae + l.stain + l.var;
     if (!isfinite(total)) {
-      const char *term = !isfinite(l.mae) ? "mae_loss" : !isfinite(l.stain) ? "stain_loss" : "var_loss";
+      const char *term = !isfinite(l.mae)     ? "mae_loss"
+                         : !isfinite(l.stain) ? "stain_loss"
+                                              : "var_loss";
       const double bad = !isfinite(l.mae) ? l.mae : !isfinite(l.stain) ? l.stain : l.var;
       g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
                   "step %" G_GINT64_FORMAT ": loss term %s is %s; stopped (the last checkpoint is "
@@ -560,7 +565,8 @@ static gboolean stage_run(void *self, ps_run *run, GError **error) {
   return ok;
 }
 
-static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run, PS_STAGE_DATA_PARALLEL};
+static const ps_stage_iface stage_iface = {sizeof(ps_stage_iface), stage_run,
+                                           PS_STAGE_DATA_PARALLEL};
 
 static const void *stage_capability(const char *name) {
   return strcmp(name, "stage") == 0 ? &stage_iface : NULL;

@@ -20,8 +20,8 @@ static void fill(float *a, int64_t n, uint64_t *s) {
 
 static void check_size(int64_t N, int64_t in, int64_t out, int64_t stride) {
   uint64_t s = (uint64_t)(N * 1000003 + in * 101 + out);
-  float *w = g_new(float, out * in), *x = g_new(float, N * stride), *b = g_new(float, out);
-  float *y = g_new(float, N * out), *y1 = g_new(float, out), *y2 = g_new(float, N * out);
+  float *w = g_new(float, out *in), *x = g_new(float, N *stride), *b = g_new(float, out);
+  float *y = g_new(float, N *out), *y1 = g_new(float, out), *y2 = g_new(float, N *out);
   fill(w, out * in, &s);
   fill(x, N * stride, &s);
   fill(b, out, &s);
@@ -66,7 +66,7 @@ static void check_size(int64_t N, int64_t in, int64_t out, int64_t stride) {
 
 int main(void) {
   check_size(1, 1, 1, 1);
-  check_size(5, 53, 37, 60);   /* odd sizes, strided rows, one thread (below the threshold) */
+  check_size(5, 53, 37, 60);    /* odd sizes, strided rows, one thread (below the threshold) */
   check_size(3, 300, 301, 300); /* above the parallel threshold */
   check_size(7, 16, 1000, 17);
   return ps_test_finish();

@@ -380,7 +380,7 @@ static void test_variance_guard(void) {
   double got = ssl_variance_loss(demb, emb, stats, B, C, HW, 0.8, 1.0, &std_mean);
   PS_CHECK_NEAR(got, ref, 1e-9);
   PS_CHECK_NEAR(std_mean, ref_std / C, 1e-9);
-  PS_CHECK(ref > 0.1); /* channels 0 and 1 are in the hinge */
+  PS_CHECK(ref > 0.1);        /* channels 0 and 1 are in the hinge */
   for (int b = 0; b < B; b++) /* channel 2 is over the target: no gradient at all */
     for (int j = 0; j < HW; j++) PS_CHECK(demb[(b * C + 2) * HW + j] == 0.0f);
   var_case v = {emb, B, C, HW};
@@ -404,7 +404,8 @@ static void test_variance_guard(void) {
   for (int i = 0; i < N; i++) flat[i] = 0.25f;
   double fs[3 * C] = {0};
   ssl_variance_stats(fs, flat, B, C, HW);
-  PS_CHECK_NEAR(ssl_variance_loss(NULL, flat, fs, B, C, HW, 0.8, 1.0, NULL), 0.8 * (1 - 0.01), 1e-9);
+  PS_CHECK_NEAR(ssl_variance_loss(NULL, flat, fs, B, C, HW, 0.8, 1.0, NULL), 0.8 * (1 - 0.01),
+                1e-9);
 }
 
 int main(void) {
