@@ -98,7 +98,7 @@ static void test_projector(ps_registry *reg, ps_context *ctx) {
   gh_train(&c, all_params);
   PS_CHECK(gh_backward(&c));
   double w = gh_check_params(&c, 4, 1e-2, ATOL, RTOL, &rng);
-  w = MAX(w, gh_check_input(&c, "patches", 12, 1e-2, ATOL, RTOL, &rng));
+  w = fmax(w, gh_check_input(&c, "patches", 12, 1e-2, ATOL, RTOL, &rng));
   printf("projector: |forward - reference| %.2g, gradients worst error/tolerance %.3f\n", worst, w);
 
   /* no patch_grid: a square 4x4 grid is assumed; 3x8 is refused */
@@ -167,7 +167,7 @@ static void test_seg_adapter(ps_registry *reg, ps_context *ctx) {
       }
   }
   double w = gh_check_params(&c, 6, 1e-3, ATOL, RTOL, &rng);
-  w = MAX(w, gh_check_input(&c, "hidden", B * T * H, 1e-3, ATOL, RTOL, &rng));
+  w = fmax(w, gh_check_input(&c, "hidden", B * T * H, 1e-3, ATOL, RTOL, &rng));
   printf("adapter.seg: |forward - reference| %.2g, gradients worst error/tolerance %.3f\n", worst, w);
 
   GError *err = NULL;
@@ -206,7 +206,7 @@ static void test_value(ps_registry *reg, ps_context *ctx) {
   gh_train(&c, all_params);
   PS_CHECK(gh_backward(&c));
   double w = gh_check_params(&c, 7, 1e-2, ATOL, RTOL, &rng);
-  w = MAX(w, gh_check_input(&c, "hidden", 12, 1e-2, ATOL, RTOL, &rng));
+  w = fmax(w, gh_check_input(&c, "hidden", 12, 1e-2, ATOL, RTOL, &rng));
   printf("critic.value: |forward - reference| %.2g, gradients worst error/tolerance %.3f\n", worst, w);
   gh_clear(&c);
 
@@ -267,7 +267,7 @@ static void test_value(ps_registry *reg, ps_context *ctx) {
   gh_loss_on(&c, "values", &rng);
   PS_CHECK(gh_backward(&c));
   double wd = gh_check_params(&c, 9, 1e-2, ATOL, RTOL, &rng);
-  wd = MAX(wd, gh_check_input(&c, "hidden", 16, 1e-2, ATOL, RTOL, &rng));
+  wd = fmax(wd, gh_check_input(&c, "hidden", 16, 1e-2, ATOL, RTOL, &rng));
   printf("critic.value dropout 0.5 (pinned masks): gradients worst error/tolerance %.3f\n", wd);
   c.pinned = FALSE;
   /* outside training nothing is dropped */
