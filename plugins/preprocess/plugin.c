@@ -307,21 +307,21 @@ static gboolean process_slides(stage *st, ps_run *run, GPtrArray *mine, int loca
     return TRUE;
   }
   /* Finished slides are checked here (settings, no process); the rest go to workers. */
-  g_autoptr(GPtrArray) todo = g_ptr_array_new();
+  g_autoptr(GPtrArray) pending = g_ptr_array_new();
   for (guint i = 0; i < mine->len; i++) {
     pp_slide_job *job = g_ptr_array_index(mine, i);
     if (pp_slide_done(&st->cfg, job->stem))
       run_here(st, job, 1, sh, res);
     else
-      g_ptr_array_add(todo, job);
+      g_ptr_array_add(pending, job);
   }
-  if (todo->len == 0) return TRUE;
+  if (pending->len == 0) return TRUE;
   g_autofree char *exe = pp_worker_executable(st->worker_command, error);
   if (!exe) return FALSE;
-  pp_worker_spec spec = {run, exe, st->cfg.out_dir, MIN(workers, (int)todo->len), threads};
-  ps_run_log(run, "%u slide(s) to do: %d worker process(es) x %d tile thread(s) (%s)", todo->len, spec.workers,
+  pp_worker_spec spec = {run, exe, st->cfg.out_dir, MIN(workers, (int)pending->len), threads};
+  ps_run_log(run, "%u slide(s) to do: %d worker process(es) x %d tile thread(s) (%s)", pending->len, spec.workers,
              threads, exe);
-  return pp_run_workers(&spec, todo, sh, res, error);
+  return pp_run_workers(&spec, pending, sh, res, error);
 }
 
 static gboolean stage_run(void *self, ps_run *run, GError **error) {

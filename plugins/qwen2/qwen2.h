@@ -164,7 +164,8 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
 
 /* ps_linear_forward for the projections of a forward pass. seq_rows: the
  * rows of one sequence (T) when each sequence must get the same bits
- * whatever the batch (generation), else N. A decode step (seq_rows = 1)
+ * whatever the batch (generation with the KV cache; no backward may follow
+ * a decode step), else N. A decode step (seq_rows = 1)
  * runs as qwen2_gemv_rows; longer sequences as one product each
  * (qwen2_gemv.c). y: (N, out), x: (N, in). */
 gboolean qwen2_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, float *y,

@@ -133,9 +133,11 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
   const qwen2_cfg *c = &m->cfg;
   const ps_kernels *k = m->k;
   const int64_t N = B * T, D = c->hidden, I = c->intermediate, V = c->vocab;
-  /* With the KV cache (generation) every sequence's products are its own,
-   * so its bits never depend on the batch; T = 1 is a decode step. */
-  const int64_t seq_rows = kv || T == 1 ? T : N;
+  /* With the KV cache (generation: no backward follows) every sequence's
+   * products are its own, so its bits never depend on the batch; T = 1 is
+   * a decode step. Without it (training, scoring) one product of N rows,
+   * whose inputs the backward needs. */
+  const int64_t seq_rows = kv ? T : N;
   const float eps = (float)c->rms_eps;
   m->saved = FALSE;
   if (B <= 0 || T <= 0) {
@@ -176,14 +178,16 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
     k->rope_forward(a->q, a->q, m->pos, &rq);
     k->rope_forward(a->k, a->k, m->pos, &rk);
     if (!attention(m, a, l, B, T, kv, error)) return FALSE;
-    if (!qwen2_linear_forward(&L->lin[QW_O], k, ctx, a->xm, a->att, N, seq_rows, error)) return FALSE;
+    if (!qwen2_linear_forward(&L->lin[QW_O], k, ctx, a->xm, a->att, N, seq_rows, error))
+      return FALSE;
     k->axpy(a->xm, 1.0f, a->x, N * D);
     k->rmsnorm_forward(a->ln2, a->rstd2, a->xm, qwen2_pv(m, L->i_post_norm), N, D, eps);
     if (!qwen2_linear_forward(&L->lin[QW_GATE], k, ctx, a->gate, a->ln2, N, seq_rows, error) ||
         !qwen2_linear_forward(&L->lin[QW_UP], k, ctx, a->up, a->ln2, N, seq_rows, error))
       return FALSE;
     k->swiglu_forward(a->act, a->gate, a->up, N, I, I);
-    if (!qwen2_linear_forward(&L->lin[QW_DOWN], k, ctx, next, a->act, N, seq_rows, error)) return FALSE;
+    if (!qwen2_linear_forward(&L->lin[QW_DOWN], k, ctx, next, a->act, N, seq_rows, error))
+      return FALSE;
     k->axpy(next, 1.0f, a->xm, N * D);
   }
   k->rmsnorm_forward(m->hidden, m->rstdf, m->xf, qwen2_pv(m, m->i_norm), N, D, eps);

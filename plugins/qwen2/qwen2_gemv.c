@@ -118,7 +118,7 @@ gboolean qwen2_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx
     /* one product per sequence (seq_rows < N: generation's prefill), so that
      * sgemm, whose small-matrix kernels and blocking depend on M, sees the
      * same M for a sequence whatever the batch */
-    const int64_t rows = seq_rows > 0 && seq_rows < N ? seq_rows : N;
+    const int64_t rows = seq_rows > 1 && seq_rows < N ? seq_rows : N; /* one call for backward */
     for (int64_t r0 = 0; r0 < N; r0 += rows)
       if (!ps_linear_forward(l, k, ctx, y + r0 * l->out, x + r0 * l->in, MIN(rows, N - r0), error))
         return FALSE;

@@ -135,6 +135,30 @@ static void test_full_training(void) {
   qw_clear(&c);
 }
 
+/* Sequences of one token (T = 1) in training with LoRA: the decode-step path
+ * must not take them (it keeps no per-row activations for backward). */
+static void test_single_token_rows(void) {
+  ps_rng rng;
+  ps_rng_seed(&rng, 303);
+  qw_comp c;
+  if (!qw_init(&c, "{" CFG_BASE "tied: false, " LORA_ALL "}", 3)) return;
+  qw_randomize(&c, &rng, 0.2);
+  static const int32_t ids_3x1[] = {4, 11, 20};
+  g_autoptr(ps_tensor) ids = qw_ids(3, 1, ids_3x1);
+  qw_set_input(&c, "input_ids", ids, FALSE);
+  c.w_loss = 0.0; /* no next token to predict: random projections of the outputs instead */
+  c.r_hidden = qw_randn(&rng, 0.5, 3, 1, 16);
+  c.r_logits = qw_randn(&rng, 0.2, 3, 1, 29);
+  qw_train(&c, all_params);
+  PS_CHECK(qw_forward(&c));
+  PS_CHECK(qw_backward(&c));
+  int n = 0;
+  double w = check_params(&c, 3, &rng, &n);
+  printf("one token per sequence (LoRA everywhere): %d tensors, worst error/tolerance %.3f\n", n,
+         w);
+  qw_clear(&c);
+}
+
 static void test_lora_only(void) {
   ps_rng rng;
   ps_rng_seed(&rng, 202);
@@ -249,6 +273,7 @@ static void test_errors(void) {
 int main(void) {
   test_full_training();
   test_lora_only();
+  test_single_token_rows();
   test_mrope_image();
   test_errors();
   return ps_test_finish();
