@@ -3,9 +3,12 @@
  * The arena is a list of blocks. ps_context_reset_scratch() makes all of it
  * free again; when the previous step needed more than one block, the blocks
  * are merged into one of the total size, so from the second step on a step
- * is served from a single block and nothing is allocated. */
+ * is served from a single block and nothing is allocated. On a device other
+ * than the CPU the blocks are that device's memory (its kernel table's
+ * mem_alloc), since scratch is handed to its kernels. */
 #include <cblas.h>
 #include <omp.h>
+#include <pathseg/kernels.h>
 #include <pathseg/plugin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +34,33 @@ ps_context *ps_context_new(ps_device device, int threads, uint64_t seed) {
   ctx->threads = threads > 0 ? threads : omp_get_max_threads();
   ps_rng_seed(&ctx->rng, seed);
   ctx->blocks = g_array_new(FALSE, TRUE, sizeof(struct scratch_block));
+  if (device != PS_DEVICE_CPU) ctx->mem = ps_kernels_get(device, NULL);
   return ctx;
+}
+
+/* A scratch block of `size` bytes: host memory, or the device's. */
+static guint8 *block_alloc(ps_context *ctx, size_t size) {
+  void *p = NULL;
+  if (ctx->device == PS_DEVICE_CPU) {
+    if (posix_memalign(&p, SCRATCH_ALIGN, size) != 0) p = NULL;
+  } else if (ctx->mem) {
+    p = ctx->mem->mem_alloc(size);
+  }
+  if (!p) g_error("out of memory: scratch block of %zu bytes", size);
+  return p;
+}
+
+static void block_free(ps_context *ctx, guint8 *p) {
+  if (ctx->device == PS_DEVICE_CPU)
+    free(p);
+  else if (ctx->mem)
+    ctx->mem->mem_free(p);
 }
 
 void ps_context_free(ps_context *ctx) {
   if (!ctx) return;
   for (guint i = 0; i < ctx->blocks->len; i++)
-    free(g_array_index(ctx->blocks, struct scratch_block, i).data);
+    block_free(ctx, g_array_index(ctx->blocks, struct scratch_block, i).data);
   g_array_free(ctx->blocks, TRUE);
   g_free(ctx);
 }
@@ -62,8 +85,7 @@ void *ps_context_scratch(ps_context *ctx, size_t bytes) {
   }
   struct scratch_block nb = {0};
   nb.size = bytes > ((size_t)1 << 20) ? bytes : ((size_t)1 << 20);
-  if (posix_memalign((void **)&nb.data, SCRATCH_ALIGN, nb.size) != 0)
-    g_error("out of memory: scratch block of %zu bytes", nb.size);
+  nb.data = block_alloc(ctx, nb.size);
   nb.used = bytes;
   g_array_append_val(ctx->blocks, nb);
   ctx->scratch_grows++;
@@ -80,12 +102,11 @@ void ps_context_reset_scratch(ps_context *ctx) {
   if (ctx->blocks->len > 1) {
     /* Consolidate: one block big enough for everything the last step used. */
     for (guint i = 0; i < ctx->blocks->len; i++)
-      free(g_array_index(ctx->blocks, struct scratch_block, i).data);
+      block_free(ctx, g_array_index(ctx->blocks, struct scratch_block, i).data);
     g_array_set_size(ctx->blocks, 0);
     struct scratch_block nb = {0};
     nb.size = total;
-    if (posix_memalign((void **)&nb.data, SCRATCH_ALIGN, nb.size) != 0)
-      g_error("out of memory: scratch block of %zu bytes", nb.size);
+    nb.data = block_alloc(ctx, nb.size);
     g_array_append_val(ctx->blocks, nb);
   }
 }

@@ -12,4 +12,5 @@ struct ps_context {
   GArray *blocks; /* struct scratch_block */
   size_t scratch_grows;
   struct ps_comm *comm; /* borrowed; NULL = single process */
+  const struct ps_kernels *mem; /* the device's table for scratch (NULL on the CPU) */
 };

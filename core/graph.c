@@ -2,6 +2,7 @@
  * topological order, backward in reverse through the components that need
  * gradients (see graph.h). */
 #include <pathseg/graph.h>
+#include <pathseg/kernels.h>
 #include <pathseg/host.h>
 #include <pathseg/safetensors.h>
 #include <string.h>
@@ -180,7 +181,8 @@ int64_t ps_graph_set_trainable(ps_graph *g, const ps_role *roles, size_t n_roles
       }
       if (trains) {
         if (!p->grad) {
-          p->grad = ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, error);
+          p->grad = ps_tensor_new_on(p->value->device, PS_DTYPE_F32, p->value->ndim,
+                                     p->value->shape, error);
           if (!p->grad) return -1;
         }
         nd->has_trainable = TRUE;
@@ -296,11 +298,17 @@ ps_tensor *ps_graph_output(const ps_graph *g, const char *instance, const char *
   return i < 0 ? NULL : ps_ports_get(&g->nodes[i].out, port);
 }
 
+/* Zeroes t on whichever device it lives. */
+static void zero_tensor(ps_tensor *t) {
+  const ps_kernels *k = ps_kernels_get(t->device, NULL);
+  if (k) k->mem_zero(t->data, t->nbytes);
+}
+
 void ps_graph_zero_grad(ps_graph *g) {
   for (size_t i = 0; i < g->n; i++) {
     ps_param_list pl = ps_component_params(g->nodes[i].comp);
     for (size_t k = 0; k < pl.count; k++)
-      if (pl.items[k].grad) memset(pl.items[k].grad->data, 0, pl.items[k].grad->nbytes);
+      if (pl.items[k].grad) zero_tensor(pl.items[k].grad);
   }
 }
 
@@ -319,23 +327,31 @@ static gboolean accumulate(node *nd, size_t port, const ps_tensor *grad, GError 
                 ps_shape_format(out, b, sizeof b));
     return FALSE;
   }
+  /* The gradient buffer lives where the output does (a gradient may come
+   * from a component on another device, e.g. a seed made on the host). */
+  ps_device device = out ? out->device : grad->device;
   ps_tensor *buf = nd->gbuf[port];
   if (!nd->gvalid[port]) {
-    if (!buf || buf->nbytes != grad->nbytes) {
+    if (!buf || buf->nbytes != grad->nbytes || buf->device != device) {
       ps_tensor_free(buf);
-      buf = nd->gbuf[port] = ps_tensor_new(PS_DTYPE_F32, grad->ndim, grad->shape, error);
+      buf = nd->gbuf[port] = ps_tensor_new_on(device, PS_DTYPE_F32, grad->ndim, grad->shape, error);
       if (!buf) return FALSE;
     }
     buf->ndim = grad->ndim;
     memcpy(buf->shape, grad->shape, sizeof buf->shape);
-    memcpy(buf->data, grad->data, grad->nbytes);
+    if (!ps_tensor_copy_into(buf, grad, error)) return FALSE;
     nd->gvalid[port] = TRUE;
-  } else {
-    float *dst = buf->data;
-    const float *src = grad->data;
-    int64_t n = ps_tensor_numel(grad);
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+    return TRUE;
   }
+  const ps_kernels *k = ps_kernels_get(device, error);
+  if (!k) return FALSE;
+  g_autoptr(ps_tensor) moved = NULL;
+  if (grad->device != device) {
+    moved = ps_tensor_to_device(grad, device, error);
+    if (!moved) return FALSE;
+    grad = moved;
+  }
+  k->axpy(buf->data, 1.0f, grad->data, ps_tensor_numel(grad));
   return TRUE;
 }
 
@@ -430,12 +446,18 @@ gboolean ps_graph_load_weights(ps_graph *g, const char *instance, const char *pa
       n_problems++;
       continue;
     }
-    if (p->value->dtype == PS_DTYPE_F32) {
+    if (p->value->dtype == PS_DTYPE_F32 && p->value->device == PS_DEVICE_CPU) {
       /* converts in pieces and drops the file pages it read: a load peaks
        * near the weights' size, not twice that */
       if (!ps_safetensors_read_f32(st, name, p->value, error)) return FALSE;
+    } else if (p->value->dtype == PS_DTYPE_F32) {
+      /* a device parameter: convert on the host, then copy */
+      g_autoptr(ps_tensor) host = ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, error);
+      if (!host || !ps_safetensors_read_f32(st, name, host, error) ||
+          !ps_tensor_copy_into(p->value, host, error))
+        return FALSE;
     } else if (t->dtype == p->value->dtype) {
-      memcpy(p->value->data, t->data, t->nbytes);
+      if (!ps_tensor_copy_into(p->value, t, error)) return FALSE;
     } else {
       g_string_append_printf(problems, "\n  wrong dtype: %s is %s in the file, %s in the model", name,
                              ps_dtype_name(t->dtype), ps_dtype_name(p->value->dtype));

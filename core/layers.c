@@ -4,7 +4,9 @@
  * adds a B^T to y. Backward, with g = dy:
  *   dB += g^T a,  da = g B,  dA += s * da^T u,  dx += mask * (s * da A) / keep
  * all through the kernel table's linear products (GEMMs), so that the
- * branch costs little more than its r / out share of the layer's FLOPs. */
+ * branch costs little more than its r / out share of the layer's FLOPs.
+ * Everything after initialisation goes through the table, so the layer runs
+ * on any device; only the dropout mask is drawn on the host and copied. */
 #include <math.h>
 #include <pathseg/layers.h>
 #include <stdlib.h>
@@ -48,18 +50,22 @@ gboolean ps_linear_add_lora(ps_linear *l, int64_t r, double alpha, double dropou
   return TRUE;
 }
 
+static void free_buffers(ps_linear *l) {
+  float **bufs[] = {&l->drop_x, &l->keep, &l->ax, &l->dax, &l->dlora_x, &l->b_t};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) {
+    if (*bufs[i]) l->mem->mem_free(*bufs[i]);
+    *bufs[i] = NULL;
+  }
+  g_clear_pointer(&l->keep_host, g_free);
+  l->cap_n = 0;
+}
+
 void ps_linear_clear(ps_linear *l) {
   g_clear_pointer(&l->weight, ps_tensor_free);
   g_clear_pointer(&l->bias, ps_tensor_free);
   g_clear_pointer(&l->lora_a, ps_tensor_free);
   g_clear_pointer(&l->lora_b, ps_tensor_free);
-  g_clear_pointer(&l->drop_x, free);
-  g_clear_pointer(&l->keep, free);
-  g_clear_pointer(&l->ax, free);
-  g_clear_pointer(&l->dax, free);
-  g_clear_pointer(&l->dlora_x, free);
-  g_clear_pointer(&l->b_t, free);
-  l->cap_n = 0;
+  free_buffers(l);
 }
 
 static void push(GArray *params, GPtrArray *names, const char *prefix, const char *leaf,
@@ -89,26 +95,25 @@ void ps_linear_bind(ps_linear *l, GArray *params, guint first) {
   l->g_lora_b = l->r ? &p[k++].grad : NULL;
 }
 
-static gboolean reserve(ps_linear *l, int64_t N, GError **error) {
-  if (N <= l->cap_n) return TRUE;
-  size_t nx = (size_t)(N * l->in), nr = (size_t)(N * l->r);
-  g_clear_pointer(&l->drop_x, free);
-  g_clear_pointer(&l->keep, free);
-  g_clear_pointer(&l->ax, free);
-  g_clear_pointer(&l->dax, free);
-  g_clear_pointer(&l->dlora_x, free);
-  if (!l->b_t) l->b_t = malloc(sizeof(float) * (size_t)(l->r * l->out));
-  l->ax = malloc(sizeof(float) * nr);
-  l->dax = malloc(sizeof(float) * nr);
+static gboolean reserve(ps_linear *l, const ps_kernels *k, int64_t N, GError **error) {
+  if (N <= l->cap_n && l->mem == k) return TRUE;
+  free_buffers(l);
+  l->mem = k;
+  size_t nx = (size_t)(N * l->in) * sizeof(float), nr = (size_t)(N * l->r) * sizeof(float);
+  l->b_t = k->mem_alloc(sizeof(float) * (size_t)(l->r * l->out));
+  l->ax = k->mem_alloc(nr);
+  l->dax = k->mem_alloc(nr);
   if (l->dropout > 0) {
-    l->drop_x = malloc(sizeof(float) * nx);
-    l->keep = malloc(nx);
-    l->dlora_x = malloc(sizeof(float) * nx);
+    l->drop_x = k->mem_alloc(nx);
+    l->keep = k->mem_alloc(nx);
+    l->dlora_x = k->mem_alloc(nx);
+    l->keep_host = g_try_malloc(nx);
   }
-  if (!l->ax || !l->dax || !l->b_t || (l->dropout > 0 && (!l->drop_x || !l->keep || !l->dlora_x))) {
+  if (!l->ax || !l->dax || !l->b_t ||
+      (l->dropout > 0 && (!l->drop_x || !l->keep || !l->dlora_x || !l->keep_host))) {
     g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
-                "out of memory for LoRA activations of %" G_GINT64_FORMAT " rows", N);
-    l->cap_n = 0;
+                "out of %s memory for LoRA activations of %" G_GINT64_FORMAT " rows", k->name, N);
+    free_buffers(l);
     return FALSE;
   }
   l->cap_n = N;
@@ -122,7 +127,7 @@ gboolean ps_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, f
   l->saved_n = N;
   l->dropped = FALSE;
   if (!l->r) return TRUE;
-  if (!reserve(l, N, error)) return FALSE;
+  if (!reserve(l, k, N, error)) return FALSE;
   const float *u = x;
   if (l->dropout > 0 && ps_context_training(ctx)) {
     /* Inverted dropout as torch does it: kept entries are scaled by 1/(1-p). */
@@ -132,24 +137,23 @@ gboolean ps_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, f
     const float keep = 1.0f - l->dropout, inv = 1.0f / keep;
     const uint64_t threshold = (uint64_t)((double)keep * 4294967296.0);
     const int64_t n = N * l->in;
+    float *mask = l->keep_host;
     for (int64_t i = 0; i < n; i += 2) {
       uint64_t bits = ps_rng_u64(rng);
-      l->keep[i] = (bits & 0xffffffffu) < threshold;
-      if (i + 1 < n) l->keep[i + 1] = (bits >> 32) < threshold;
+      mask[i] = (bits & 0xffffffffu) < threshold ? inv : 0.0f;
+      if (i + 1 < n) mask[i + 1] = (bits >> 32) < threshold ? inv : 0.0f;
     }
-    for (int64_t i = 0; i < n; i++) l->drop_x[i] = l->keep[i] ? x[i] * inv : 0.0f;
+    k->copy_to_device(l->keep, mask, (size_t)n * sizeof(float));
+    k->mul_forward(l->drop_x, x, l->keep, n);
     u = l->drop_x;
     l->dropped = TRUE;
   }
   k->linear_forward(l->ax, u, ps_f32(l->lora_a), NULL, N, l->in, l->r);
-  for (int64_t i = 0; i < N * l->r; i++) l->ax[i] *= l->scaling;
+  k->scale(l->ax, l->ax, l->scaling, N * l->r);
   /* y += ax B^T, as the table's "dinp += dout @ weight" with dout = ax
    * (N, r) and weight = B^T (r, out). */
-  const float *B = ps_f32(l->lora_b);
-  const int64_t out = l->out, r = l->r;
-  for (int64_t o = 0; o < out; o++)
-    for (int64_t j = 0; j < r; j++) l->b_t[j * out + o] = B[o * r + j];
-  k->linear_backward(y, NULL, NULL, l->ax, NULL, l->b_t, N, out, r);
+  k->transpose_forward(l->b_t, ps_f32(l->lora_b), 1, l->out, l->r);
+  k->linear_backward(y, NULL, NULL, l->ax, NULL, l->b_t, N, l->out, l->r);
   return TRUE;
 }
 
@@ -166,9 +170,9 @@ void ps_linear_backward(ps_linear *l, const ps_kernels *k, float *dx, const floa
   if (gB) k->linear_backward(NULL, ps_f32(gB), NULL, dy, l->ax, ps_f32(l->lora_b), N, l->r, l->out);
   if (!dx && !ga) return;
   /* dax (N, r) = s * dy B */
-  memset(l->dax, 0, sizeof(float) * (size_t)(N * l->r));
+  k->mem_zero(l->dax, sizeof(float) * (size_t)(N * l->r));
   k->linear_backward(l->dax, NULL, NULL, dy, l->ax, ps_f32(l->lora_b), N, l->r, l->out);
-  for (int64_t i = 0; i < N * l->r; i++) l->dax[i] *= l->scaling;
+  k->scale(l->dax, l->dax, l->scaling, N * l->r);
   const float *u = l->dropped ? l->drop_x : l->saved_x;
   /* dA (r, in) += dax^T u */
   if (ga) k->linear_backward(NULL, ps_f32(ga), NULL, l->dax, u, ps_f32(l->lora_a), N, l->in, l->r);
@@ -180,9 +184,8 @@ void ps_linear_backward(ps_linear *l, const ps_kernels *k, float *dx, const floa
   /* dx += mask * (dax A) / keep: the product as one GEMM into dlora_x,
    * then the mask. drop_x must stay intact: a second backward of the same
    * forward reads it again. */
-  const float inv = 1.0f / (1.0f - l->dropout);
   const int64_t n = N * l->in;
-  memset(l->dlora_x, 0, sizeof(float) * (size_t)n);
+  k->mem_zero(l->dlora_x, sizeof(float) * (size_t)n);
   k->linear_backward(l->dlora_x, NULL, NULL, l->dax, NULL, ps_f32(l->lora_a), N, l->in, l->r);
-  for (int64_t i = 0; i < n; i++) dx[i] += l->keep[i] ? l->dlora_x[i] * inv : 0.0f;
+  k->mul_backward(dx, NULL, l->dlora_x, NULL, l->keep, n); /* dx += dlora_x * mask */
 }

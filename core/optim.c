@@ -3,10 +3,12 @@
 #include <math.h>
 #include <pathseg/comm.h>
 #include <pathseg/config.h>
+#include <pathseg/kernels.h>
 #include <pathseg/optim.h>
 #include <string.h>
 
 typedef struct {
+  const ps_kernels *k; /* the parameter's device: the update runs there */
   char *key;       /* "INSTANCE/PARAM" */
   size_t instance_len; /* key[0..instance_len) is the instance name */
   ps_param *param; /* owned by the component */
@@ -57,9 +59,17 @@ typedef struct {
 static void collect(const char *instance, ps_param *p, void *user) {
   collect_ctx *cc = user;
   if (!p->grad || cc->failed) return;
-  slot s = {g_strdup_printf("%s/%s", instance, p->name), strlen(instance), p, NULL, NULL, 0, FALSE};
-  s.m = ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error);
-  s.v = s.m ? ps_tensor_new(PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error) : NULL;
+  slot s = {NULL, g_strdup_printf("%s/%s", instance, p->name), strlen(instance), p, NULL, NULL, 0,
+            FALSE};
+  const ps_device dev = p->value->device;
+  s.k = ps_kernels_get(dev, cc->error);
+  if (s.k && p->grad->device != dev) {
+    g_set_error(cc->error, PS_ERROR, PS_ERROR_INVALID,
+                "%s: the gradient is not on the parameter's device", s.key);
+    s.k = NULL;
+  }
+  s.m = s.k ? ps_tensor_new_on(dev, PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error) : NULL;
+  s.v = s.m ? ps_tensor_new_on(dev, PS_DTYPE_F32, p->value->ndim, p->value->shape, cc->error) : NULL;
   if (!s.v) cc->failed = TRUE;
   g_array_append_val(cc->opt->slots, s);
   cc->opt->n_params += ps_tensor_numel(p->value);
@@ -206,12 +216,7 @@ double ps_optim_grad_norm(const ps_optim *opt) {
   double sum = 0;
   for (guint i = 0; i < opt->slots->len; i++) {
     const slot *s = &g_array_index(opt->slots, slot, i);
-    const float *gr = s->param->grad->data;
-    int64_t n = ps_tensor_numel(s->param->grad);
-    double part = 0;
-#pragma omp parallel for reduction(+ : part) if (n > 65536)
-    for (int64_t k = 0; k < n; k++) part += (double)gr[k] * gr[k];
-    sum += part;
+    sum += s->k->sum_squares(s->param->grad->data, ps_tensor_numel(s->param->grad));
   }
   return sqrt(sum);
 }
@@ -220,8 +225,7 @@ void ps_optim_scale_grads(ps_optim *opt, double factor) {
   for (guint i = 0; i < opt->slots->len; i++) {
     slot *s = &g_array_index(opt->slots, slot, i);
     float *gr = s->param->grad->data;
-    int64_t n = ps_tensor_numel(s->param->grad);
-    for (int64_t k = 0; k < n; k++) gr[k] = (float)(gr[k] * factor);
+    s->k->scale(gr, gr, (float)factor, ps_tensor_numel(s->param->grad));
   }
 }
 
@@ -236,14 +240,15 @@ gboolean ps_optim_step(ps_optim *opt, double lr, double *grad_norm, GError **err
     for (guint i = 0; i < opt->slots->len; i++) {
       const slot *s = &g_array_index(opt->slots, slot, i);
       const float *gr = s->param->grad->data;
-      for (int64_t k = 0; k < ps_tensor_numel(s->param->grad); k++) {
-        if (!isfinite(gr[k])) {
-          g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
-                      "step %" G_GINT64_FORMAT ": gradient of '%s' is %s (element %" G_GINT64_FORMAT
-                      "); parameters were not updated",
-                      opt->step + 1, s->key, isnan(gr[k]) ? "NaN" : "infinite", k);
-          return FALSE;
-        }
+      int64_t bad = s->k->find_nonfinite(gr, ps_tensor_numel(s->param->grad));
+      if (bad >= 0) {
+        float value = 0;
+        s->k->copy_to_host(&value, gr + bad, sizeof value);
+        g_set_error(error, PS_ERROR, PS_ERROR_NUMERIC,
+                    "step %" G_GINT64_FORMAT ": gradient of '%s' is %s (element %" G_GINT64_FORMAT
+                    "); parameters were not updated",
+                    opt->step + 1, s->key, isnan(value) ? "NaN" : "infinite", bad);
+        return FALSE;
       }
     }
   }
@@ -259,16 +264,9 @@ gboolean ps_optim_step(ps_optim *opt, double lr, double *grad_norm, GError **err
     int64_t n = ps_tensor_numel(s->param->value);
     gboolean decay = opt->cfg.weight_decay > 0 && (s->param->value->ndim > 1 || opt->cfg.decay_1d);
     const float wd = decay ? (float)(lr * opt->cfg.weight_decay) : 0.0f;
-    const float fb1 = (float)b1, fb2 = (float)b2, fclip = (float)clip;
     const float step_size = (float)(lr / c1), inv_sqrt_c2 = (float)(1.0 / sqrt(c2));
-#pragma omp parallel for if (n > 65536)
-    for (int64_t k = 0; k < n; k++) {
-      float g = gr[k] * fclip;
-      m[k] = fb1 * m[k] + (1.0f - fb1) * g;
-      v[k] = fb2 * v[k] + (1.0f - fb2) * g * g;
-      p[k] -= wd * p[k];
-      p[k] -= step_size * m[k] / (sqrtf(v[k]) * inv_sqrt_c2 + (float)eps);
-    }
+    s->k->adamw_step(p, gr, m, v, NULL, n, (float)clip, (float)b1, (float)b2, wd, step_size,
+                     inv_sqrt_c2, (float)eps);
   }
   return TRUE;
 }
@@ -305,8 +303,9 @@ gboolean ps_optim_load(ps_optim *opt, ps_safetensors *st, GError **error) {
       g_autofree char *key = g_strconcat(kind[j], s->key, NULL);
       const ps_tensor *t = ps_safetensors_get(st, key, error);
       if (!t) return FALSE;
-      if (!ps_tensor_check(t, key, PS_DTYPE_F32, dst[j]->ndim, dst[j]->shape, error)) return FALSE;
-      memcpy(dst[j]->data, t->data, t->nbytes);
+      if (!ps_tensor_check(t, key, PS_DTYPE_F32, dst[j]->ndim, dst[j]->shape, error) ||
+          !ps_tensor_copy_into(dst[j], t, error))
+        return FALSE;
     }
   }
   opt->step = g_ascii_strtoll(step, NULL, 10);

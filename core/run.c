@@ -4,6 +4,7 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <pathseg/host.h>
+#include <pathseg/kernels.h>
 #include <pathseg/run.h>
 #include <pathseg/safetensors.h>
 #include <signal.h>
@@ -246,7 +247,10 @@ static void load_param(const char *instance, ps_param *p, void *user) {
     g_clear_error(&error);
     return;
   }
-  memcpy(p->value->data, t->data, t->nbytes);
+  if (!ps_tensor_copy_into(p->value, t, &error)) {
+    g_string_append_printf(lc->problems, "\n  %s: %s", key, error->message);
+    g_clear_error(&error);
+  }
 }
 
 static gboolean parse_rng(const char *text, ps_rng *rng) {
@@ -453,6 +457,22 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
     goto out;
   }
 
+  if (pipeline->device != PS_DEVICE_CPU) {
+    /* Fail before building anything when the device's kernels cannot load. */
+    if (!ps_kernels_get(pipeline->device, error)) {
+      g_prefix_error(error, "%s: device: ", pipeline->name);
+      goto out;
+    }
+    if (ranks > 1) {
+      /* Device gradients would have to travel through NCCL (or a CUDA-aware
+       * MPI); the MPI backend sums host buffers. */
+      g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+                  "%s: data-parallel training (%d ranks) runs on the CPU only for now; "
+                  "use device: cpu or one rank",
+                  pipeline->name, ranks);
+      goto out;
+    }
+  }
   run.ctx = ps_context_new(pipeline->device, pipeline->threads, (uint64_t)pipeline->seed);
   ps_context_set_comm(run.ctx, run.comm);
   run.graph = ps_graph_new(pipeline, run.ctx, error);

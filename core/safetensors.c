@@ -1075,11 +1075,11 @@ gboolean ps_safetensors_writer_add(ps_safetensors_writer *w, const char *name, c
                 name);
     return FALSE;
   }
-  if (t == NULL || t->device != PS_DEVICE_CPU || (int)t->dtype < 0 ||
+  if (t == NULL || (int)t->dtype < 0 ||
       t->dtype >= PS_DTYPE_COUNT || t->ndim < 0 || t->ndim > PS_MAX_DIMS ||
       (t->data == NULL && t->nbytes > 0)) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
-                "safetensors writer: tensor '%s' is not a valid CPU tensor", name);
+                "safetensors writer: tensor '%s' is not a valid tensor", name);
     return FALSE;
   }
   int64_t numel = 1;
@@ -1096,6 +1096,13 @@ gboolean ps_safetensors_writer_add(ps_safetensors_writer *w, const char *name, c
                 t->nbytes);
     return FALSE;
   }
+  /* The writer keeps its own host copy (a device tensor's comes back here). */
+  g_autoptr(ps_tensor) host = t->device != PS_DEVICE_CPU ? ps_tensor_copy(t, error) : NULL;
+  if (t->device != PS_DEVICE_CPU && !host) {
+    g_prefix_error(error, "safetensors writer: tensor '%s': ", name);
+    return FALSE;
+  }
+  if (host) t = host;
   w_entry *e = g_new0(w_entry, 1);
   e->name = g_strdup(name);
   e->dtype = t->dtype;

@@ -10,6 +10,7 @@
 #endif
 
 #include <pathseg/error.h>
+#include <pathseg/kernels.h>
 #include <pathseg/tensor.h>
 
 #include <errno.h>
@@ -234,17 +235,88 @@ static gboolean require_cpu(const ps_tensor *t, const char *op, GError **error) 
 }
 
 ps_tensor *ps_tensor_copy(const ps_tensor *t, GError **error) {
-  if (!require_cpu(t, "ps_tensor_copy", error))
+  return ps_tensor_to_device(t, PS_DEVICE_CPU, error);
+}
+
+ps_tensor *ps_tensor_new_on(ps_device device, ps_dtype dtype, int32_t ndim, const int64_t *shape,
+                            GError **error) {
+  if (device == PS_DEVICE_CPU) return ps_tensor_new(dtype, ndim, shape, error);
+  const ps_kernels *k = ps_kernels_get(device, error);
+  if (!k) return NULL;
+  ps_tensor *t = tensor_header(dtype, ndim, shape, error);
+  if (t == NULL) return NULL;
+  t->device = device;
+  t->owns_data = TRUE;
+  if (t->nbytes == 0) return t;
+  t->data = k->mem_alloc(t->nbytes);
+  if (t->data == NULL) {
+    char buf[128];
+    g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
+                "out of %s memory allocating %zu bytes for %s %s", k->name, t->nbytes,
+                ps_dtype_name(dtype), ps_shape_format(t, buf, sizeof buf));
+    g_free(t);
     return NULL;
-  ps_tensor *c = ps_tensor_new(t->dtype, t->ndim, t->shape, error);
-  if (c == NULL)
+  }
+  return t;
+}
+
+gboolean ps_tensor_copy_into(ps_tensor *dst, const ps_tensor *src, GError **error) {
+  if (!dst || !src || (src->data == NULL && src->nbytes > 0) ||
+      (dst->data == NULL && dst->nbytes > 0)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "ps_tensor_copy_into: missing tensor or data");
+    return FALSE;
+  }
+  if (dst->dtype != src->dtype || dst->nbytes != src->nbytes) {
+    char a[96], b[96];
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                "ps_tensor_copy_into: %s %s cannot receive %s %s", ps_dtype_name(dst->dtype),
+                ps_shape_format(dst, a, sizeof a), ps_dtype_name(src->dtype),
+                ps_shape_format(src, b, sizeof b));
+    return FALSE;
+  }
+  if (src->nbytes == 0) return TRUE;
+  if (dst->device == PS_DEVICE_CPU && src->device == PS_DEVICE_CPU) {
+    memcpy(dst->data, src->data, src->nbytes);
+    return TRUE;
+  }
+  /* One side is a device: its table copies (the other side is the host, or
+   * the same device). */
+  ps_device dev = dst->device != PS_DEVICE_CPU ? dst->device : src->device;
+  if (dst->device != PS_DEVICE_CPU && src->device != PS_DEVICE_CPU && dst->device != src->device) {
+    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+                "ps_tensor_copy_into: copies between two different devices");
+    return FALSE;
+  }
+  const ps_kernels *k = ps_kernels_get(dev, error);
+  if (!k) return FALSE;
+  if (src->device == PS_DEVICE_CPU)
+    k->copy_to_device(dst->data, src->data, src->nbytes);
+  else if (dst->device == PS_DEVICE_CPU)
+    k->copy_to_host(dst->data, src->data, src->nbytes);
+  else
+    k->copy_on_device(dst->data, src->data, src->nbytes);
+  return TRUE;
+}
+
+ps_tensor *ps_tensor_to_device(const ps_tensor *t, ps_device device, GError **error) {
+  if (t == NULL || (t->data == NULL && t->nbytes > 0)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "ps_tensor_to_device: no tensor or no data");
     return NULL;
-  if (c->nbytes > 0)
-    memcpy(c->data, t->data, c->nbytes);
+  }
+  ps_tensor *c = ps_tensor_new_on(device, t->dtype, t->ndim, t->shape, error);
+  if (c == NULL) return NULL;
+  if (!ps_tensor_copy_into(c, t, error)) {
+    ps_tensor_free(c);
+    return NULL;
+  }
   return c;
 }
 
 ps_tensor *ps_tensor_to_f32(const ps_tensor *t, GError **error) {
+  if (t != NULL && t->device != PS_DEVICE_CPU) {
+    g_autoptr(ps_tensor) host = ps_tensor_copy(t, error);
+    return host ? ps_tensor_to_f32(host, error) : NULL;
+  }
   if (!require_cpu(t, "ps_tensor_to_f32", error))
     return NULL;
   ps_tensor *c = ps_tensor_new(PS_DTYPE_F32, t->ndim, t->shape, error);
@@ -315,8 +387,13 @@ ps_tensor *ps_tensor_to_f32(const ps_tensor *t, GError **error) {
 void ps_tensor_free(ps_tensor *t) {
   if (t == NULL)
     return;
-  if (t->owns_data)
+  if (t->owns_data && t->device == PS_DEVICE_CPU) {
     free(t->data);
+  } else if (t->owns_data && t->data) {
+    /* The table exists: the tensor was allocated through it. */
+    const ps_kernels *k = ps_kernels_get(t->device, NULL);
+    if (k) k->mem_free(t->data);
+  }
   g_free(t);
 }
 
@@ -438,8 +515,56 @@ uint16_t ps_f32_to_f16(float f) {
 
 gboolean ps_tensor_ensure(ps_tensor **t, ps_dtype dtype, int32_t ndim, const int64_t *shape,
                           GError **error) {
-  if (*t && (*t)->dtype == dtype && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
+  return ps_tensor_ensure_on(t, PS_DEVICE_CPU, dtype, ndim, shape, error);
+}
+
+gboolean ps_tensor_ensure_on(ps_tensor **t, ps_device device, ps_dtype dtype, int32_t ndim,
+                             const int64_t *shape, GError **error) {
+  if (*t && (*t)->device == device && (*t)->dtype == dtype && ps_tensor_has_shape(*t, ndim, shape))
+    return TRUE;
   ps_tensor_free(*t);
-  *t = ps_tensor_new(dtype, ndim, shape, error);
+  *t = ps_tensor_new_on(device, dtype, ndim, shape, error);
   return *t != NULL;
+}
+
+gboolean ps_tensor_move_to(ps_tensor *t, ps_device device, GError **error) {
+  if (t == NULL) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "ps_tensor_move_to: no tensor");
+    return FALSE;
+  }
+  if (t->device == device) return TRUE;
+  ps_tensor *moved = ps_tensor_to_device(t, device, error);
+  if (moved == NULL) return FALSE;
+  /* Swap the data: `moved` takes the old storage and frees it. */
+  ps_tensor old = *t;
+  t->data = moved->data;
+  t->device = moved->device;
+  t->owns_data = TRUE;
+  moved->data = old.data;
+  moved->device = old.device;
+  moved->owns_data = old.owns_data;
+  ps_tensor_free(moved);
+  return TRUE;
+}
+
+const ps_tensor *ps_tensor_on_device(const ps_tensor *t, ps_device device, ps_tensor **cache,
+                                     GError **error) {
+  if (t == NULL) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "ps_tensor_on_device: no tensor");
+    return NULL;
+  }
+  if (t->device == device) return t;
+  if (!ps_tensor_ensure_on(cache, device, t->dtype, t->ndim, t->shape, error)) return NULL;
+  if (!ps_tensor_copy_into(*cache, t, error)) return NULL;
+  return *cache;
+}
+
+float ps_tensor_item(const ps_tensor *t) {
+  if (t == NULL || t->dtype != PS_DTYPE_F32 || t->nbytes < sizeof(float) || t->data == NULL)
+    return NAN;
+  if (t->device == PS_DEVICE_CPU) return ps_f32(t)[0];
+  const ps_kernels *k = ps_kernels_get(t->device, NULL);
+  float v = NAN;
+  if (k) k->copy_to_host(&v, t->data, sizeof v);
+  return v;
 }

@@ -66,6 +66,20 @@ static const ps_kernels cpu_kernels = {
     .dice_backward = ps_cpu_dice_backward,
     .resize_forward = ps_cpu_resize_forward,
     .resize_backward = ps_cpu_resize_backward,
+    .mem_alloc = ps_cpu_mem_alloc,
+    .mem_free = ps_cpu_mem_free,
+    .copy_to_device = ps_cpu_copy,
+    .copy_to_host = ps_cpu_copy,
+    .copy_on_device = ps_cpu_copy,
+    .mem_zero = ps_cpu_mem_zero,
+    .copy_2d = ps_cpu_copy_2d,
+    .add_rows = ps_cpu_add_rows,
+    .sum_rows = ps_cpu_sum_rows,
+    .sum_squares = ps_cpu_sum_squares,
+    .find_nonfinite = ps_cpu_find_nonfinite,
+    .adamw_step = ps_cpu_adamw_step,
+    .to_bf16 = ps_cpu_to_bf16,
+    .from_bf16 = ps_cpu_from_bf16,
 };
 
 typedef const ps_kernels *(*cuda_table_fn)(void);
@@ -73,6 +87,14 @@ typedef const ps_kernels *(*cuda_table_fn)(void);
 /* Where libpathseg-cuda.so may be: beside libpathseg.so (installed), in the
  * build tree (a build-tree libpathseg), then the loader's own search path. */
 static void *open_cuda_library(GString *tried) {
+  /* PATHSEG_CUDA_LIBRARY names another implementation of the table: tests
+   * set it to libpathseg-cudaemu.so, the CPU stand-in of kernels/emu. */
+  const char *override = g_getenv("PATHSEG_CUDA_LIBRARY");
+  if (override && *override) {
+    void *handle = dlopen(override, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) g_string_append_printf(tried, "PATHSEG_CUDA_LIBRARY: %s", dlerror());
+    return handle;
+  }
   g_autofree char *beside = ps_install_dir(".");
   g_autofree char *installed = g_build_filename(beside, PS_CUDA_LIBRARY, NULL);
   g_autofree char *built = g_build_filename(PS_BUILD_DIR, PS_CUDA_LIBRARY, NULL);
@@ -101,7 +123,8 @@ static const ps_kernels *load_cuda(GError **error) {
       table = fn ? fn() : NULL;
       if (!table)
         failure = g_strdup_printf("%s has no usable ps_cuda_kernels (no CUDA device?)",
-                                  PS_CUDA_LIBRARY);
+                                  g_getenv("PATHSEG_CUDA_LIBRARY") ? g_getenv("PATHSEG_CUDA_LIBRARY")
+                                                                    : PS_CUDA_LIBRARY);
     }
     g_string_free(tried, TRUE);
   }

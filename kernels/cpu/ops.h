@@ -155,3 +155,20 @@ void ps_cpu_resize_forward(float *out, const float *inp, int64_t NC, int64_t H, 
 void ps_cpu_resize_backward(float *dinp, const float *dout, int64_t NC, int64_t H, int64_t W,
                             int64_t OH, int64_t OW, float scale_h, float scale_w,
                             ps_resize_mode mode);
+
+/* memory.c */
+void *ps_cpu_mem_alloc(size_t bytes);
+void ps_cpu_mem_free(void *p);
+void ps_cpu_copy(void *dst, const void *src, size_t bytes);
+void ps_cpu_mem_zero(void *p, size_t bytes);
+double ps_cpu_sum_squares(const float *x, int64_t n);
+int64_t ps_cpu_find_nonfinite(const float *x, int64_t n);
+void ps_cpu_adamw_step(float *p, const float *grad, float *m, float *v, ps_bf16 *p_bf16, int64_t n,
+                       float clip, float beta1, float beta2, float wd, float step_size,
+                       float inv_sqrt_c2, float eps);
+void ps_cpu_to_bf16(ps_bf16 *out, const float *inp, int64_t n);
+void ps_cpu_from_bf16(float *out, const ps_bf16 *inp, int64_t n);
+void ps_cpu_copy_2d(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
+                    int64_t cols, int accumulate);
+void ps_cpu_add_rows(float *out, const float *inp, const float *row, int64_t N, int64_t C);
+void ps_cpu_sum_rows(float *drow, const float *dout, int64_t N, int64_t C);

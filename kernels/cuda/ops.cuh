@@ -188,3 +188,22 @@ void ps_cuda_embedding_backward_bf16(float *dtable, const int32_t *ids, const ps
 float ps_cuda_crossentropy_bf16(ps_bf16 *dlogits, float *row_loss, const ps_bf16 *logits,
                                 const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
                                 float denom, float dloss);
+
+/* memory.cu */
+void *ps_cuda_mem_alloc(size_t bytes);
+void ps_cuda_mem_free(void *p);
+void ps_cuda_copy_to_device(void *dst, const void *src, size_t bytes);
+void ps_cuda_copy_to_host(void *dst, const void *src, size_t bytes);
+void ps_cuda_copy_on_device(void *dst, const void *src, size_t bytes);
+void ps_cuda_mem_zero(void *p, size_t bytes);
+double ps_cuda_sum_squares(const float *x, int64_t n);
+int64_t ps_cuda_find_nonfinite(const float *x, int64_t n);
+void ps_cuda_adamw_step(float *p, const float *grad, float *m, float *v, ps_bf16 *p_bf16,
+                        int64_t n, float clip, float beta1, float beta2, float wd,
+                        float step_size, float inv_sqrt_c2, float eps);
+void ps_cuda_to_bf16(ps_bf16 *out, const float *inp, int64_t n);
+void ps_cuda_from_bf16(float *out, const ps_bf16 *inp, int64_t n);
+void ps_cuda_copy_2d(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
+                     int64_t cols, int accumulate);
+void ps_cuda_add_rows(float *out, const float *inp, const float *row, int64_t N, int64_t C);
+void ps_cuda_sum_rows(float *drow, const float *dout, int64_t N, int64_t C);

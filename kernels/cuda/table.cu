@@ -96,6 +96,21 @@ static ps_kernels make_table(void) {
   t.embedding_forward_bf16 = ps_cuda_embedding_forward_bf16;
   t.embedding_backward_bf16 = ps_cuda_embedding_backward_bf16;
   t.crossentropy_bf16 = ps_cuda_crossentropy_bf16;
+  /* memory and optimizer */
+  t.mem_alloc = ps_cuda_mem_alloc;
+  t.mem_free = ps_cuda_mem_free;
+  t.copy_to_device = ps_cuda_copy_to_device;
+  t.copy_to_host = ps_cuda_copy_to_host;
+  t.copy_on_device = ps_cuda_copy_on_device;
+  t.mem_zero = ps_cuda_mem_zero;
+  t.copy_2d = ps_cuda_copy_2d;
+  t.add_rows = ps_cuda_add_rows;
+  t.sum_rows = ps_cuda_sum_rows;
+  t.sum_squares = ps_cuda_sum_squares;
+  t.find_nonfinite = ps_cuda_find_nonfinite;
+  t.adamw_step = ps_cuda_adamw_step;
+  t.to_bf16 = ps_cuda_to_bf16;
+  t.from_bf16 = ps_cuda_from_bf16;
   return t;
 }
 

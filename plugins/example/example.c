@@ -12,7 +12,15 @@
  *   cc -shared -fPIC -fvisibility=hidden example.c -o pathseg-example.so \
  *      $(pkg-config --cflags --libs pathseg)
  * and put the .so in $(pkg-config --variable=pluginsdir pathseg) or in a
- * directory named by PATHSEG_PLUGIN_PATH. */
+ * directory named by PATHSEG_PLUGIN_PATH.
+ *
+ * Devices: the components run on whatever device the context names (the
+ * pipeline's `device:`). Parameters are made and initialised on the host and
+ * then moved (ps_tensor_move_to); outputs and gradients are made on the
+ * device; every computation goes through the device's kernel table, and the
+ * host never dereferences device memory (it reads a loss with
+ * ps_tensor_item). Inputs may come from the host (datasets): a component
+ * copies them with ps_tensor_on_device. */
 #include <math.h>
 #include <pathseg/dataset.h>
 #include <pathseg/kernels.h>
@@ -27,7 +35,9 @@ typedef struct {
   ps_tensor *weight, *bias;   /* (out, in), (out) */
   ps_param params[2];
   ps_tensor *y, *dx;          /* outputs and input gradients we own */
-  const ps_tensor *x;         /* the last forward's input, kept for backward */
+  const ps_tensor *x;         /* the last forward's input (on our device), kept for backward */
+  ps_tensor *x_dev;           /* our copy of an input that came from another device */
+  ps_device device;
   const ps_kernels *k;
 } linear;
 
@@ -47,6 +57,7 @@ static void linear_destroy(void *self) {
   ps_tensor_free(l->bias);
   ps_tensor_free(l->y);
   ps_tensor_free(l->dx);
+  ps_tensor_free(l->x_dev);
   g_free(l);
 }
 
@@ -54,7 +65,8 @@ static void *linear_create(const ps_config *cfg, ps_context *ctx, GError **error
   linear *l = g_new0(linear, 1);
   l->in = ps_config_int(cfg, "in_features");
   l->out = ps_config_int(cfg, "out_features");
-  l->k = ps_kernels_get(ps_context_device(ctx), error);
+  l->device = ps_context_device(ctx);
+  l->k = ps_kernels_get(l->device, error);
   l->weight = l->k ? ps_tensor_new4(PS_DTYPE_F32, l->out, l->in, -1, -1, error) : NULL;
   if (!l->weight) {
     linear_destroy(l);
@@ -73,6 +85,12 @@ static void *linear_create(const ps_config *cfg, ps_context *ctx, GError **error
     }
     l->params[1] = (ps_param){"bias", l->bias, NULL, PS_ROLE_FULL};
   }
+  /* Initialised on the host; now to the device (in place, so params[] stays valid). */
+  if (!ps_tensor_move_to(l->weight, l->device, error) ||
+      (l->bias && !ps_tensor_move_to(l->bias, l->device, error))) {
+    linear_destroy(l);
+    return NULL;
+  }
   return l;
 }
 
@@ -84,9 +102,10 @@ static ps_param_list linear_params(void *self) {
 /* Outputs live in tensors the component keeps: ps_tensor_ensure reallocates
  * only when the shape changes, so after the first step with a given batch
  * size nothing is allocated. */
-static gboolean ensure(ps_tensor **t, int64_t rows, int64_t cols, GError **error) {
+static gboolean ensure(ps_tensor **t, ps_device device, int64_t rows, int64_t cols,
+                       GError **error) {
   const int64_t shape[2] = {rows, cols};
-  return ps_tensor_ensure(t, PS_DTYPE_F32, 2, shape, error);
+  return ps_tensor_ensure_on(t, device, PS_DTYPE_F32, 2, shape, error);
 }
 
 static gboolean linear_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
@@ -95,8 +114,10 @@ static gboolean linear_forward(void *self, ps_context *ctx, const ps_ports *in, 
   const ps_tensor *x = ps_ports_require(in, "example.linear", "x", error);
   const int64_t shape[2] = {-1, l->in};
   if (!x || !ps_tensor_check(x, "example.linear input x", PS_DTYPE_F32, 2, shape, error)) return FALSE;
+  x = ps_tensor_on_device(x, l->device, &l->x_dev, error);
+  if (!x) return FALSE;
   int64_t n = x->shape[0];
-  if (!ensure(&l->y, n, l->out, error)) return FALSE;
+  if (!ensure(&l->y, l->device, n, l->out, error)) return FALSE;
   l->k->linear_forward(ps_f32(l->y), ps_f32(x), ps_f32(l->weight), l->bias ? ps_f32(l->bias) : NULL,
                        n, l->in, l->out);
   l->x = x;
@@ -113,8 +134,8 @@ static gboolean linear_backward(void *self, ps_context *ctx, const ps_ports *gra
   ps_port *dx_port = ps_ports_find(grad_in, "x");
   float *dx = NULL;
   if (dx_port && dx_port->needs_grad) {
-    if (!ensure(&l->dx, n, l->in, error)) return FALSE;
-    memset(l->dx->data, 0, l->dx->nbytes); /* kernels accumulate */
+    if (!ensure(&l->dx, l->device, n, l->in, error)) return FALSE;
+    l->k->mem_zero(l->dx->data, l->dx->nbytes); /* kernels accumulate */
     dx = ps_f32(l->dx);
     dx_port->tensor = l->dx;
   }
@@ -140,7 +161,8 @@ static const ps_component_desc linear_desc = {
 /* example.mse */
 
 typedef struct {
-  ps_tensor *loss, *dpred;
+  ps_tensor *loss, *dpred, *diff; /* on the device of `pred` */
+  ps_tensor *target_dev;          /* target copied to pred's device when it is elsewhere */
   const ps_tensor *pred, *target;
 } mse;
 
@@ -151,19 +173,15 @@ static const ps_port_desc mse_outputs[] = {{"loss", "[1] f32, mean of squared di
                                            {NULL}};
 
 static void *mse_create(const ps_config *cfg, ps_context *ctx, GError **error) {
-  mse *m = g_new0(mse, 1);
-  m->loss = ps_tensor_new4(PS_DTYPE_F32, 1, -1, -1, -1, error);
-  if (!m->loss) {
-    g_free(m);
-    return NULL;
-  }
-  return m;
+  return g_new0(mse, 1);
 }
 
 static void mse_destroy(void *self) {
   mse *m = self;
   ps_tensor_free(m->loss);
   ps_tensor_free(m->dpred);
+  ps_tensor_free(m->diff);
+  ps_tensor_free(m->target_dev);
   g_free(m);
 }
 
@@ -175,13 +193,19 @@ static gboolean mse_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   if (!m->target ||
       !ps_tensor_check(m->target, "example.mse target", PS_DTYPE_F32, m->pred->ndim, m->pred->shape, error))
     return FALSE;
+  /* Everything on pred's device: diff = pred - target, loss = |diff|^2 / n. */
+  const ps_device dev = m->pred->device;
+  const ps_kernels *k = ps_kernels_get(dev, error);
+  m->target = k ? ps_tensor_on_device(m->target, dev, &m->target_dev, error) : NULL;
+  const int64_t one = 1;
+  if (!m->target || !ps_tensor_ensure_on(&m->diff, dev, PS_DTYPE_F32, m->pred->ndim, m->pred->shape, error) ||
+      !ps_tensor_ensure_on(&m->loss, dev, PS_DTYPE_F32, 1, &one, error))
+    return FALSE;
   int64_t n = ps_tensor_numel(m->pred);
-  double sum = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double d = (double)ps_f32(m->pred)[i] - ps_f32(m->target)[i];
-    sum += d * d;
-  }
-  ps_f32(m->loss)[0] = n ? (float)(sum / (double)n) : 0.0f;
+  ps_tensor_copy_into(m->diff, m->pred, NULL);
+  k->axpy(ps_f32(m->diff), -1.0f, ps_f32(m->target), n);
+  float loss = n ? (float)(k->sum_squares(ps_f32(m->diff), n) / (double)n) : 0.0f;
+  k->copy_to_device(m->loss->data, &loss, sizeof loss);
   ps_ports_set(out, "loss", m->loss);
   return TRUE;
 }
@@ -192,15 +216,14 @@ static gboolean mse_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   const ps_tensor *dl = ps_ports_get(grad_out, "loss");
   ps_port *p = ps_ports_find(grad_in, "pred");
   if (!dl || !p || !p->needs_grad) return TRUE;
-  if (!m->dpred || m->dpred->nbytes != m->pred->nbytes) {
-    ps_tensor_free(m->dpred);
-    m->dpred = ps_tensor_new(PS_DTYPE_F32, m->pred->ndim, m->pred->shape, error);
-    if (!m->dpred) return FALSE;
-  }
+  const ps_kernels *k = ps_kernels_get(m->pred->device, error);
+  if (!k || !ps_tensor_ensure_on(&m->dpred, m->pred->device, PS_DTYPE_F32, m->pred->ndim,
+                                 m->pred->shape, error))
+    return FALSE;
+  /* d loss / d pred = 2 dl (pred - target) / n; diff still holds pred - target */
   int64_t n = ps_tensor_numel(m->pred);
-  float scale = 2.0f * ps_f32(dl)[0] / (float)(n ? n : 1);
-  for (int64_t i = 0; i < n; i++)
-    ps_f32(m->dpred)[i] = scale * (ps_f32(m->pred)[i] - ps_f32(m->target)[i]);
+  float scale = 2.0f * ps_tensor_item(dl) / (float)(n ? n : 1);
+  k->scale(ps_f32(m->dpred), ps_f32(m->diff), scale, n);
   p->tensor = m->dpred;
   return TRUE;
 }
@@ -276,7 +299,10 @@ static int64_t toy_size(void *self, const char *split) {
 static const ps_ports *toy_batch(void *self, const char *split, const int64_t *indices, size_t n,
                                  ps_rng *rng, GError **error) {
   toy *t = self;
-  if (!ensure(&t->x, (int64_t)n, t->in, error) || !ensure(&t->y, (int64_t)n, t->out, error)) return NULL;
+  /* batches are host tensors; the components copy them to their device */
+  if (!ensure(&t->x, PS_DEVICE_CPU, (int64_t)n, t->in, error) ||
+      !ensure(&t->y, PS_DEVICE_CPU, (int64_t)n, t->out, error))
+    return NULL;
   /* Example i of a split is a pure function of (seed, split, i). */
   uint64_t split_id = strcmp(split, "train") == 0 ? 1 : 2;
   for (size_t r = 0; r < n; r++) {

@@ -1110,6 +1110,13 @@ gboolean rl_stage_run(void *self, ps_run *run, GError **error) {
   gboolean ok = FALSE;
   g_autoptr(ps_loader) loader = NULL;
   g_autoptr(ps_optim) opt = NULL;
+  if (ps_context_device(ps_run_context(run)) != PS_DEVICE_CPU) {
+    /* Sampling, rewards and the policy loss read model outputs on the host
+     * throughout; moving them to the device is not done yet. */
+    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+                "the so_grpo stage runs on the CPU only for now (device: cpu)");
+    return FALSE;
+  }
   if (!setup(&s, error)) goto out;
   const int ranks = ps_comm_size(ps_run_comm(run));
   if (c->group_size % ranks != 0) {

@@ -156,7 +156,7 @@ static gboolean step_forward(fit *f, ps_graph *g, const ps_ports *batch, double 
                 f->loss_instance, f->loss_port);
     return FALSE;
   }
-  *loss = ps_f32(l)[0];
+  *loss = ps_tensor_item(l);
   return TRUE;
 }
 
@@ -187,7 +187,7 @@ static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *
     const ps_ports *batch = ps_loader_get(val, b, error);
     if (!batch || !ps_graph_forward(g, batch, (const char *const *)targets->pdata, error)) return FALSE;
     const ps_tensor *l = ps_graph_output(g, f->loss_instance, f->loss_port);
-    sums[0] += l ? ps_f32(l)[0] : NAN;
+    sums[0] += l ? ps_tensor_item(l) : NAN;
     for (size_t m = 0; m < f->n_metrics; m++) {
       const char *dot = strchr(f->metrics[m], '.');
       g_autofree char *inst = g_strndup(f->metrics[m], (gsize)(dot - f->metrics[m]));
@@ -197,7 +197,7 @@ static gboolean evaluate(fit *f, ps_run *run, const ps_dataset_iface *ds, void *
                     f->metrics[m]);
         return FALSE;
       }
-      msum[m] += ps_f32(t)[0];
+      msum[m] += ps_tensor_item(t);
     }
   }
   if (!ps_comm_allreduce_f64(comm, sums, f->n_metrics + 1, error)) return FALSE;

@@ -5,11 +5,12 @@
 
 #include <math.h>
 #include <pathseg/error.h>
+#include <pathseg/kernels.h>
 #include <string.h>
 
 typedef struct {
   ps_param *param;
-  float *old; /* (numel) the value before the step */
+  ps_tensor *old; /* like param->value (same device): the value before the step */
   double factor;
 } scaled_param;
 
@@ -21,7 +22,7 @@ struct fit_lr_scale {
   GArray *params;  /* scaled_param */
 };
 
-static void clear_scaled(gpointer p) { g_free(((scaled_param *)p)->old); }
+static void clear_scaled(gpointer p) { ps_tensor_free(((scaled_param *)p)->old); }
 
 void fit_lr_scale_free(fit_lr_scale *s) {
   if (!s) return;
@@ -68,7 +69,10 @@ static void bind_param(const char *instance, ps_param *param, void *user) {
     if (strcmp(s->names[i], instance) == 0) {
       s->bound[i] = TRUE;
       if (s->factors[i] == 1.0) return; /* nothing to rescale */
-      scaled_param sp = {param, g_new(float, ps_tensor_numel(param->value)), s->factors[i]};
+      const ps_tensor *v = param->value;
+      scaled_param sp = {param, ps_tensor_new_on(v->device, v->dtype, v->ndim, v->shape, NULL),
+                         s->factors[i]};
+      if (!sp.old) g_error("lr_scale: out of memory for a copy of %s", param->name);
       g_array_append_val(s->params, sp);
       return;
     }
@@ -99,16 +103,20 @@ size_t fit_lr_scale_count(const fit_lr_scale *s) { return s->params->len; }
 void fit_lr_scale_before(fit_lr_scale *s) {
   for (guint i = 0; i < s->params->len; i++) {
     scaled_param *sp = &g_array_index(s->params, scaled_param, i);
-    memcpy(sp->old, sp->param->value->data, sp->param->value->nbytes);
+    ps_tensor_copy_into(sp->old, sp->param->value, NULL); /* same device, dtype and size */
   }
 }
 
 void fit_lr_scale_after(fit_lr_scale *s) {
   for (guint i = 0; i < s->params->len; i++) {
     scaled_param *sp = &g_array_index(s->params, scaled_param, i);
+    const ps_kernels *k = ps_kernels_get(sp->param->value->device, NULL);
     float *v = ps_f32(sp->param->value);
-    const float f = (float)sp->factor;
-    for (int64_t k = 0, n = ps_tensor_numel(sp->param->value); k < n; k++)
-      v[k] = sp->old[k] + f * (v[k] - sp->old[k]);
+    const float *old = ps_f32(sp->old);
+    const int64_t n = ps_tensor_numel(sp->param->value);
+    /* v = old + f (v - old), on the parameter's device */
+    k->axpy(v, -1.0f, old, n);
+    k->scale(v, v, (float)sp->factor, n);
+    k->axpy(v, 1.0f, old, n);
   }
 }

@@ -95,5 +95,14 @@ grep -q '"review":"approved","reviewer":"alice"' "$m" && grep -q '"reasoning":"T
   && ok || bad "reviews not recorded in the manifest"
 "$bin" dataset review "$m" | grep -q "^0: " && bad "an approved row is still pending" || ok
 
+# device: cuda on the real CUDA library: a machine without a GPU (or without
+# the library) gets a clear error that says CUDA; one with a GPU trains.
+out=$(env -u PATHSEG_CUDA_LIBRARY "$bin" run "$src/pipelines/example.yaml" --quiet \
+  --set run_dir="$tmp/runs" --set device=cuda --set stages.fit.steps=3 2>&1)
+status=$?
+if [[ $status -ge 128 ]]; then bad "device=cuda crashed: $out"
+elif [[ $status -ne 0 && "$out" != *CUDA* ]]; then bad "device=cuda error does not say CUDA: $out"
+else ok; fi
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

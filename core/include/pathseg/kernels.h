@@ -440,6 +440,55 @@ typedef struct ps_kernels {
   float (*crossentropy_bf16)(ps_bf16 *dlogits, float *row_loss, const ps_bf16 *logits,
                              const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
                              float denom, float dloss);
+
+  /* ---- memory (ABI 1.2; every table) ----------------------------------------
+   * Where this device's tensors live: ps_tensor_new_on() and the components
+   * allocate parameters, activations and gradients with these, so one code
+   * path serves the CPU (malloc, memcpy) and CUDA (cudaMalloc, cudaMemcpy).
+   * Copies are synchronous: when one returns, every kernel queued before it
+   * has finished and dst holds the bytes. */
+  /* Zero-filled, aligned for any element type; NULL when out of memory. */
+  void *(*mem_alloc)(size_t bytes);
+  void (*mem_free)(void *p); /* NULL: nothing */
+  void (*copy_to_device)(void *dst, const void *host_src, size_t bytes);
+  void (*copy_to_host)(void *host_dst, const void *src, size_t bytes);
+  void (*copy_on_device)(void *dst, const void *src, size_t bytes); /* not overlapping */
+  void (*mem_zero)(void *p, size_t bytes);
+
+  /* ---- layout (ABI 1.2; every table) ---------------------------------------- */
+
+  /* dst[r * ldd + c] = src[r * lds + c] for r < rows, c < cols (accumulate:
+   * +=): a block copy between row-strided matrices, for concatenating,
+   * slicing and splitting token blocks. dst and src do not overlap. */
+  void (*copy_2d)(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
+                  int64_t cols, int accumulate);
+  /* out[n, c] = inp[n, c] + row[c]: out, inp: (N, C); row: (C) broadcast over
+   * the N rows (positional embeddings, per-channel offsets). In place allowed. */
+  void (*add_rows)(float *out, const float *inp, const float *row, int64_t N, int64_t C);
+  /* drow[c] += sum_n dout[n, c] (add_rows' gradient for row). dout: (N, C);
+   * drow: (C). Summed in n order. */
+  void (*sum_rows)(float *drow, const float *dout, int64_t N, int64_t C);
+
+  /* ---- optimizer (ABI 1.2; every table) ------------------------------------- */
+
+  /* sum_i x[i]^2, summed in double in an order fixed for a given thread count;
+   * the result is returned to the host. x: (n). */
+  double (*sum_squares)(const float *x, int64_t n);
+  /* The index of the first element of x: (n) that is NaN or infinite, or -1. */
+  int64_t (*find_nonfinite)(const float *x, int64_t n);
+  /* One AdamW step (decoupled weight decay, bias correction), in float:
+   *   g = grad * clip; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g g;
+   *   p -= wd * p; p -= step_size * m / (sqrt(v) * inv_sqrt_c2 + eps)
+   * where the caller passes wd = lr * weight_decay (0: no decay), step_size =
+   * lr / (1 - b1^t) and inv_sqrt_c2 = 1 / sqrt(1 - b2^t). p, grad, m, v: (n).
+   * p_bf16: (n) or NULL: receives the updated p rounded to bf16 (the compute
+   * copy of f32 master weights). */
+  void (*adamw_step)(float *p, const float *grad, float *m, float *v, ps_bf16 *p_bf16, int64_t n,
+                     float clip, float beta1, float beta2, float wd, float step_size,
+                     float inv_sqrt_c2, float eps);
+  /* out[i] = bf16(inp[i]) rounded to nearest even; out[i] = float(inp[i]). (n) */
+  void (*to_bf16)(ps_bf16 *out, const float *inp, int64_t n);
+  void (*from_bf16)(float *out, const ps_bf16 *inp, int64_t n);
 } ps_kernels;
 
 /* Number of windows per dimension for window partition. */

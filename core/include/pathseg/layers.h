@@ -28,19 +28,25 @@ typedef struct ps_linear {
   const float *saved_x;   /* (N, in), the caller's input; must stay valid */
   int64_t saved_n;
   gboolean dropped;       /* dropout ran in the last forward */
+  /* Buffers on the device of the kernel table `mem` that made them: */
   float *drop_x;          /* (N, in) dropout(x) */
-  uint8_t *keep;          /* (N, in) dropout mask */
+  float *keep;            /* (N, in) dropout mask: 1 / (1 - p) where kept, 0 where dropped */
   float *ax;              /* (N, r) scaling * A(dropout(x)) */
   float *dax;             /* (N, r) backward scratch */
   float *dlora_x;         /* (N, in) backward scratch: dax A before the dropout mask */
   float *b_t;             /* (r, out) B transposed, for y += ax B^T as one GEMM */
+  float *keep_host;       /* (N, in) host memory: the mask is drawn here, then copied */
+  const ps_kernels *mem;
   int64_t cap_n;
   /* Gradients (set by ps_linear_bind_grads from the ps_param list) */
   ps_tensor **g_weight, **g_bias, **g_lora_a, **g_lora_b;
 } ps_linear;
 
 /* Allocates weight (and bias) with N(0, init_std) entries drawn from `rng`
- * (init_std 0 leaves zeros, for weights that will be loaded). */
+ * (init_std 0 leaves zeros, for weights that will be loaded). The tensors
+ * are made on the CPU; a component on another device moves its parameters
+ * there when they are final (ps_tensor_move_to), and the layer's buffers are
+ * made on the device of the kernel table it is run with. */
 gboolean ps_linear_init(ps_linear *l, int64_t in, int64_t out, gboolean bias, double init_std,
                         ps_rng *rng, GError **error);
 /* Adds a LoRA branch of rank r (alpha / r scaling, dropout on A's input). */

@@ -44,7 +44,7 @@
 G_BEGIN_DECLS
 
 #define PS_ABI_MAJOR 1
-#define PS_ABI_MINOR 1
+#define PS_ABI_MINOR 2 /* 1.2: kernel-table memory and optimizer entries */
 
 #define PS_PLUGIN_EXPORT __attribute__((visibility("default")))
 

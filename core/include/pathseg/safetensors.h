@@ -57,7 +57,8 @@ typedef struct ps_safetensors_writer ps_safetensors_writer;
 ps_safetensors_writer *ps_safetensors_writer_new(void);
 void ps_safetensors_writer_free(ps_safetensors_writer *w);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_safetensors_writer, ps_safetensors_writer_free)
-/* Adds a CPU tensor under `name`; the data is copied now. Fails on a
+/* Adds a tensor (on any device) under `name`; the data is copied to the
+ * host now. Fails on a
  * duplicate name. */
 gboolean ps_safetensors_writer_add(ps_safetensors_writer *w, const char *name, const ps_tensor *t,
                                    GError **error);

@@ -63,9 +63,38 @@ ps_tensor *ps_tensor_new_view(ps_dtype dtype, int32_t ndim, const int64_t *shape
  * nothing is allocated. */
 gboolean ps_tensor_ensure(ps_tensor **t, ps_dtype dtype, int32_t ndim, const int64_t *shape,
                           GError **error);
-/* A deep copy (same dtype, CPU). */
+/* ---- devices ----
+ * A tensor whose device is not the CPU holds memory of that device's kernel
+ * table (kernels.h: mem_alloc); its data pointer must not be dereferenced on
+ * the host. ps_tensor_free releases it through the same table. */
+
+/* A new zero-filled tensor on `device` (ps_tensor_new for the CPU). */
+ps_tensor *ps_tensor_new_on(ps_device device, ps_dtype dtype, int32_t ndim, const int64_t *shape,
+                            GError **error);
+/* ps_tensor_ensure on `device`: a tensor on another device is replaced. */
+gboolean ps_tensor_ensure_on(ps_tensor **t, ps_device device, ps_dtype dtype, int32_t ndim,
+                             const int64_t *shape, GError **error);
+/* Copies src's bytes into dst (same dtype and size; any devices: host to
+ * device, device to host, within one device). */
+gboolean ps_tensor_copy_into(ps_tensor *dst, const ps_tensor *src, GError **error);
+/* A new tensor on `device` holding a copy of t (from any device). */
+ps_tensor *ps_tensor_to_device(const ps_tensor *t, ps_device device, GError **error);
+/* Moves t's data to `device` in place (the header, and so every pointer to
+ * it, stays): how a component moves its parameters once they are
+ * initialised or loaded. A view becomes an owning tensor. Nothing happens
+ * when t is already there. */
+gboolean ps_tensor_move_to(ps_tensor *t, ps_device device, GError **error);
+/* An input on the device a component computes on: t itself when it is
+ * there, otherwise a copy in *cache (kept between calls and reused while
+ * dtype and shape stay; the caller frees it with the component). */
+const ps_tensor *ps_tensor_on_device(const ps_tensor *t, ps_device device, ps_tensor **cache,
+                                     GError **error);
+/* Element 0 of an F32 tensor on any device (NaN when t is not F32 or is empty):
+ * how the host reads a loss. */
+float ps_tensor_item(const ps_tensor *t);
+/* A deep copy on the CPU (same dtype; t may be on any device). */
 ps_tensor *ps_tensor_copy(const ps_tensor *t, GError **error);
-/* A CPU f32 copy of an f32/f64/bf16/f16/integer tensor. */
+/* A CPU f32 copy of an f32/f64/bf16/f16/integer tensor (on any device). */
 ps_tensor *ps_tensor_to_f32(const ps_tensor *t, GError **error);
 void ps_tensor_free(ps_tensor *t);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_tensor, ps_tensor_free)
