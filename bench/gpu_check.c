@@ -307,6 +307,89 @@ static void check_elementwise(void) {
   }
 }
 
+/* The memory, layout and optimizer entries (ABI 1.2): device memory through
+ * the table's own allocator and copies (exact), the layout ops, the squared
+ * sum, the finiteness scan, AdamW with its bf16 copy, and the conversions. */
+static void check_memory_optim(void) {
+  if (!HAVE(mem_alloc) || !HAVE(copy_to_device) || !HAVE(copy_to_host)) return;
+  const int64_t n = 100003;
+  const size_t bytes = sizeof(float) * (size_t)n;
+  float *h = malloc(bytes), *back = malloc(bytes);
+  for (int64_t i = 0; i < n; i++) h[i] = frand();
+  float *d1 = GPU->mem_alloc(bytes), *d2 = GPU->mem_alloc(bytes);
+  int zero = 1;
+  GPU->copy_to_host(back, d1, bytes);
+  for (int64_t i = 0; i < n; i++) zero = zero && back[i] == 0.0f;
+  GPU->copy_to_device(d1, h, bytes);
+  GPU->copy_on_device(d2, d1, bytes);
+  GPU->copy_to_host(back, d2, bytes);
+  int same = memcmp(back, h, bytes) == 0;
+  GPU->mem_zero(d2, bytes);
+  GPU->copy_to_host(back, d2, bytes);
+  for (int64_t i = 0; i < n; i++) same = same && back[i] == 0.0f;
+  printf("  %-4s %-27s %-16s %s\n", zero && same ? "ok" : "FAIL", "mem_alloc/copies/mem_zero",
+         "bytes", zero && same ? "exact" : "differ");
+  zero && same ? n_pass++ : n_fail++;
+  GPU->mem_free(d1), GPU->mem_free(d2);
+  free(h), free(back);
+
+  const int64_t R = 67, C = 300, lds = 311, ldd = 305;
+  if (HAVE(copy_2d)) {
+    buf src = mk(R * lds, 1), dst = mk(R * ldd, 1);
+    RUN(copy_2d, (P(dst), ldd, P(src), lds, R, C, 1));
+    cmp("copy_2d accumulate", "dst", &dst);
+    RUN(copy_2d, (P(dst), ldd, P(src), lds, R, C, 0));
+    cmp("copy_2d", "dst", &dst);
+    rm(&src), rm(&dst);
+  }
+  if (HAVE(add_rows) && HAVE(sum_rows)) {
+    buf out = mk(R * C, 1), x = mk(R * C, 1), row = mk(C, 1), drow = mk(C, 1);
+    RUN(add_rows, (P(out), P(x), P(row), R, C));
+    cmp("add_rows", "out", &out);
+    RUN(sum_rows, (P(drow), P(x), R, C));
+    cmp("sum_rows", "drow", &drow);
+    rm(&out), rm(&x), rm(&row), rm(&drow);
+  }
+  if (HAVE(sum_squares) && HAVE(find_nonfinite)) {
+    buf x = mk(n, 1);
+    double hs = CPU->sum_squares(x.h, n), gs = GPU->sum_squares(x.d, n);
+    int ok = fabs(hs - gs) <= 1e-12 * hs;
+    x.h[77777] = NAN;
+    x.h[90001] = INFINITY;
+    d_copy(x.d, x.h, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice);
+    ok = ok && GPU->find_nonfinite(x.d, n) == 77777 && CPU->find_nonfinite(x.h, n) == 77777;
+    printf("  %-4s %-27s %-16s rel_err %.2e\n", ok ? "ok" : "FAIL", "sum_squares/find_nonfinite",
+           "sum, index", fabs(hs - gs) / hs);
+    ok ? n_pass++ : n_fail++;
+    rm(&x);
+  }
+  if (HAVE(adamw_step)) {
+    buf p = mk(n, 1), g = mk(n, 2), m = mk(n, 0.1f), v = mk(n, 0.01f);
+    for (int64_t i = 0; i < n; i++) v.h[i] = fabsf(v.h[i]);
+    d_copy(v.d, v.h, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice);
+    ps_bf16 *hb = calloc((size_t)n, 2), *db = d_alloc((size_t)n * 2), *gb = calloc((size_t)n, 2);
+    RUN(adamw_step, (P(p), P(g), P(m), P(v), side ? db : hb, n, 0.7f, 0.9f, 0.999f, 1e-4f,
+                     0.01f, 1.2f, 1e-8f));
+    cmp("adamw_step", "p", &p), cmp("adamw_step", "m", &m), cmp("adamw_step", "v", &v);
+    d_copy(gb, db, (size_t)n * 2, cudaMemcpyDeviceToHost);
+    int ok = memcmp(gb, hb, (size_t)n * 2) == 0;
+    printf("  %-4s %-27s %-16s %s\n", ok ? "ok" : "FAIL", "adamw_step", "p_bf16",
+           ok ? "exact" : "differ");
+    ok ? n_pass++ : n_fail++;
+    if (HAVE(to_bf16) && HAVE(from_bf16)) {
+      RUN(to_bf16, (side ? db : hb, P(p), n));
+      d_copy(gb, db, (size_t)n * 2, cudaMemcpyDeviceToHost);
+      RUN(from_bf16, (P(g), side ? db : hb, n));
+      int ok2 = memcmp(gb, hb, (size_t)n * 2) == 0;
+      printf("  %-4s %-27s %-16s %s\n", ok2 ? "ok" : "FAIL", "to_bf16", "out", ok2 ? "exact" : "differ");
+      ok2 ? n_pass++ : n_fail++;
+      cmp_tol("from_bf16", "out", &g, 0.0);
+    }
+    free(hb), free(gb), d_free(db);
+    rm(&p), rm(&g), rm(&m), rm(&v);
+  }
+}
+
 /* One attention configuration: forward (out, lse) and backward (all grads). */
 static void check_attention_case(const char *tag, ps_attention_desc d, int bias, int rel) {
   int64_t ldq = d.ldq ? d.ldq : d.Hq * d.D, ldk = d.ldk ? d.ldk : d.Hkv * d.D;
@@ -1148,6 +1231,7 @@ int main(int argc, char **argv) {
     check_spatial();
     check_convs();
     check_bf16();
+    check_memory_optim();
     /* The comparison must notice a wrong element: plant one. */
     buf probe = mk(1000, 1);
     probe.d[500] += 0.5f;
@@ -1179,6 +1263,7 @@ int main(int argc, char **argv) {
   check_spatial();
   check_convs();
   check_bf16();
+  check_memory_optim();
   printf("gpu_check: %d outputs ok, %d FAILED, %d ops not implemented on CUDA\n", n_pass, n_fail,
          n_missing);
   if (bench) benchmarks();
