@@ -390,6 +390,48 @@ static void check_memory_optim(void) {
   }
 }
 
+/* The bf16-precision table's linear products (f32 tensors, bf16 tensor
+ * cores): against the CPU's f32 products of the bf16-rounded operands, which
+ * they equal up to summation order (bf16 x bf16 products are exact in f32). */
+static void check_precision_bf16(void) {
+  GError *err = NULL;
+  static ps_kernels self_ac; /* --self: the emulated bf16-precision table */
+  if (self_mode) {
+    self_ac = *GPU;
+    self_ac.linear_forward = ps_emu_linear_forward_bf16p;
+    self_ac.linear_backward = ps_emu_linear_backward_bf16p;
+  }
+  const ps_kernels *ac =
+      self_mode ? &self_ac : ps_kernels_get_precision(PS_DEVICE_CUDA, PS_PRECISION_BF16, &err);
+  if (!ac) {
+    printf("  FAIL bf16 precision table: %s\n", err ? err->message : "?");
+    g_clear_error(&err);
+    n_fail++;
+    return;
+  }
+  const int64_t N = 67, C = 129, OC = 96;
+  buf x = mk(N * C, 1), w = mk(OC * C, 1), b = mk(OC, 1), y = mk(N * OC, 1), dy = mk(N * OC, 1),
+      dx = mk(N * C, 1), dw = mk(OC * C, 1), db = mk(OC, 1);
+  /* the reference: rounded copies on the host */
+  float *xr = malloc(sizeof(float) * N * C), *wr = malloc(sizeof(float) * OC * C),
+        *dyr = malloc(sizeof(float) * N * OC);
+  for (int64_t i = 0; i < N * C; i++) xr[i] = ps_bf16_to_f32(ps_f32_to_bf16(x.h[i]));
+  for (int64_t i = 0; i < OC * C; i++) wr[i] = ps_bf16_to_f32(ps_f32_to_bf16(w.h[i]));
+  for (int64_t i = 0; i < N * OC; i++) dyr[i] = ps_bf16_to_f32(ps_f32_to_bf16(dy.h[i]));
+  CPU->linear_forward(y.h, xr, wr, b.h, N, C, OC);
+  ac->linear_forward(y.d, x.d, w.d, b.d, N, C, OC);
+  d_sync();
+  cmp("bf16 table linear_forward", "out", &y);
+  CPU->linear_backward(dx.h, dw.h, NULL, dyr, xr, wr, N, C, OC);
+  CPU->linear_backward(NULL, NULL, db.h, dy.h, NULL, NULL, N, C, OC);
+  ac->linear_backward(dx.d, dw.d, db.d, dy.d, x.d, w.d, N, C, OC);
+  d_sync();
+  cmp("bf16 table linear_backward", "dinp", &dx), cmp("bf16 table linear_backward", "dweight", &dw);
+  cmp("bf16 table linear_backward", "dbias", &db);
+  free(xr), free(wr), free(dyr);
+  rm(&x), rm(&w), rm(&b), rm(&y), rm(&dy), rm(&dx), rm(&dw), rm(&db);
+}
+
 /* One attention configuration: forward (out, lse) and backward (all grads). */
 static void check_attention_case(const char *tag, ps_attention_desc d, int bias, int rel) {
   int64_t ldq = d.ldq ? d.ldq : d.Hq * d.D, ldk = d.ldk ? d.ldk : d.Hkv * d.D;
@@ -1232,6 +1274,7 @@ int main(int argc, char **argv) {
     check_convs();
     check_bf16();
     check_memory_optim();
+    check_precision_bf16();
     /* The comparison must notice a wrong element: plant one. */
     buf probe = mk(1000, 1);
     probe.d[500] += 0.5f;
@@ -1264,6 +1307,7 @@ int main(int argc, char **argv) {
   check_convs();
   check_bf16();
   check_memory_optim();
+  check_precision_bf16();
   printf("gpu_check: %d outputs ok, %d FAILED, %d ops not implemented on CUDA\n", n_pass, n_fail,
          n_missing);
   if (bench) benchmarks();

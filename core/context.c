@@ -66,6 +66,11 @@ void ps_context_free(ps_context *ctx) {
 }
 
 ps_device ps_context_device(const ps_context *ctx) { return ctx->device; }
+void ps_context_set_precision(ps_context *ctx, int precision) { ctx->precision = precision; }
+
+const ps_kernels *ps_context_kernels(const ps_context *ctx, GError **error) {
+  return ps_kernels_get_precision(ctx->device, (ps_precision)ctx->precision, error);
+}
 int ps_context_threads(const ps_context *ctx) { return ctx->threads; }
 gboolean ps_context_training(const ps_context *ctx) { return ctx->training; }
 void ps_context_set_training(ps_context *ctx, gboolean training) { ctx->training = training; }

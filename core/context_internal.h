@@ -13,4 +13,5 @@ struct ps_context {
   size_t scratch_grows;
   struct ps_comm *comm; /* borrowed; NULL = single process */
   const struct ps_kernels *mem; /* the device's table for scratch (NULL on the CPU) */
+  int precision;                /* ps_precision */
 };

@@ -10,15 +10,20 @@
 #include <string.h>
 
 #include <pathseg/error.h>
+#include <pathseg/kernels.h>
 
-static const char *const top_keys[] = {"name",    "description", "extends",    "seed", "device",
-                                       "threads", "run_dir",     "components", "stages"};
+static const char *const top_keys[] = {"name",    "description", "extends",    "seed",
+                                       "device",  "precision",   "threads",    "run_dir",
+                                       "components", "stages"};
 
 static const ps_config_key top_schema[] = {
     {"name", PS_TYPE_STRING, "\"\"", PS_NO_RANGE, NULL, "run directory prefix (default: the file name)"},
     {"description", PS_TYPE_STRING, "\"\"", PS_NO_RANGE, NULL, "one paragraph"},
     {"seed", PS_TYPE_INT, "0", PS_NO_RANGE, NULL, "random seed"},
     {"device", PS_TYPE_ENUM, "cpu", PS_NO_RANGE, "cpu|cuda", "where tensors live"},
+    {"precision", PS_TYPE_ENUM, "f32", PS_NO_RANGE, "f32|bf16",
+     "compute precision: bf16 runs the linear products on bf16 tensor cores with f32 master "
+     "weights, activations and accumulation (device: cuda only)"},
     {"threads", PS_TYPE_INT, "0", 0, 65536, NULL, "worker threads (0 = all cores)"},
     {"run_dir", PS_TYPE_STRING, "runs", PS_NO_RANGE, NULL, "parent of run directories"},
     {0},
@@ -474,6 +479,11 @@ static gboolean build_top(ps_pipeline *p, ps_ynode *tree, const char *path, GErr
   p->description = g_strdup(ps_config_string(top, "description"));
   p->seed = ps_config_int(top, "seed");
   p->device = strcmp(ps_config_string(top, "device"), "cuda") == 0 ? PS_DEVICE_CUDA : PS_DEVICE_CPU;
+  p->precision = strcmp(ps_config_string(top, "precision"), "bf16") == 0 ? PS_PRECISION_BF16
+                                                                          : PS_PRECISION_F32;
+  if (p->precision == PS_PRECISION_BF16 && p->device != PS_DEVICE_CUDA)
+    return fail(error, ps_ynode_get(tree, "precision"),
+                "precision: bf16 needs device: cuda (the CPU computes in f32)");
   p->threads = (int)ps_config_int(top, "threads");
   p->run_dir = g_strdup(ps_config_string(top, "run_dir"));
   return TRUE;

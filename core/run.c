@@ -459,7 +459,7 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
 
   if (pipeline->device != PS_DEVICE_CPU) {
     /* Fail before building anything when the device's kernels cannot load. */
-    if (!ps_kernels_get(pipeline->device, error)) {
+    if (!ps_kernels_get_precision(pipeline->device, pipeline->precision, error)) {
       g_prefix_error(error, "%s: device: ", pipeline->name);
       goto out;
     }
@@ -474,6 +474,7 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
     }
   }
   run.ctx = ps_context_new(pipeline->device, pipeline->threads, (uint64_t)pipeline->seed);
+  ps_context_set_precision(run.ctx, pipeline->precision);
   ps_context_set_comm(run.ctx, run.comm);
   run.graph = ps_graph_new(pipeline, run.ctx, error);
   if (!run.graph) goto out;

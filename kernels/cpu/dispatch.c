@@ -108,6 +108,8 @@ static void *open_cuda_library(GString *tried) {
   return NULL;
 }
 
+static void *cuda_handle = NULL; /* set once by load_cuda */
+
 static const ps_kernels *load_cuda(GError **error) {
   static GMutex lock;
   static const ps_kernels *table = NULL;
@@ -115,7 +117,7 @@ static const ps_kernels *load_cuda(GError **error) {
   g_mutex_lock(&lock);
   if (!table && !failure) {
     GString *tried = g_string_new(NULL);
-    void *handle = open_cuda_library(tried);
+    void *handle = cuda_handle = open_cuda_library(tried);
     if (!handle) {
       failure = g_strdup_printf("cannot load the CUDA kernels (%s): %s", PS_CUDA_LIBRARY, tried->str);
     } else {
@@ -142,4 +144,37 @@ const ps_kernels *ps_kernels_get(ps_device device, GError **error) {
   }
   g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "unknown device %d", (int)device);
   return NULL;
+}
+
+/* The CUDA library's second table, ps_cuda_kernels_bf16(): the f32 table
+ * with bf16 tensor-core linear products (kernels.h: ps_precision). */
+static const ps_kernels *load_cuda_bf16(GError **error) {
+  static GMutex lock;
+  static const ps_kernels *table = NULL;
+  if (!load_cuda(error)) return NULL;
+  g_mutex_lock(&lock);
+  if (!table) {
+    cuda_table_fn fn = (cuda_table_fn)dlsym(cuda_handle, "ps_cuda_kernels_bf16");
+    table = fn ? fn() : NULL;
+  }
+  g_mutex_unlock(&lock);
+  if (!table)
+    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+                "the CUDA kernels have no bf16 table (ps_cuda_kernels_bf16)");
+  return table;
+}
+
+const ps_kernels *ps_kernels_get_precision(ps_device device, ps_precision precision,
+                                           GError **error) {
+  if (precision == PS_PRECISION_F32) return ps_kernels_get(device, error);
+  if (precision != PS_PRECISION_BF16) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID, "unknown precision %d", (int)precision);
+    return NULL;
+  }
+  if (device != PS_DEVICE_CUDA) {
+    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
+                "precision bf16 needs device cuda (the CPU computes in f32)");
+    return NULL;
+  }
+  return load_cuda_bf16(error);
 }

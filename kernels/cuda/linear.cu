@@ -139,3 +139,56 @@ void ps_cuda_linear_backward_bf16(ps_bf16 *dinp, float *dweight, float *dbias,
     ps_colsum(dbias, N, OC, [=] __device__(int64_t r, int64_t c) { return ps_ld(dy[r * OC + c]); });
   }
 }
+
+/* ---- bf16 precision: f32 tensors, bf16 tensor-core products ----
+ * The linear entries of ps_cuda_kernels_bf16() (kernels.h: ps_precision):
+ * the f32 operands are rounded to bf16 into buffers this file keeps (grown
+ * when a larger product comes, so a training loop allocates only in its first
+ * step), multiplied with cublasGemmEx (bf16 in, f32 accumulation) into the
+ * f32 output or gradient. The bias and its gradient stay f32. */
+
+typedef struct {
+  ps_cuda_bf16 *p;
+  size_t cap; /* elements */
+} bf16_buf;
+
+static bf16_buf ac_x, ac_w, ac_dy; /* rounded inp, weight, dout */
+
+static const ps_bf16 *rounded(bf16_buf *b, const float *src, int64_t n) {
+  if ((size_t)n > b->cap) {
+    if (b->p) PS_CUDA_CHECK(cudaFree(b->p));
+    PS_CUDA_CHECK(cudaMalloc(&b->p, (size_t)n * sizeof(ps_cuda_bf16)));
+    b->cap = (size_t)n;
+  }
+  ps_cuda_to_bf16(reinterpret_cast<ps_bf16 *>(b->p), src, n);
+  return reinterpret_cast<const ps_bf16 *>(b->p);
+}
+
+void ps_cuda_linear_forward_ac(float *out, const float *inp, const float *weight,
+                               const float *bias, int64_t N, int64_t C, int64_t OC) {
+  /* out: (N, OC) f32; inp: (N, C) f32; weight: (OC, C) f32; bias: (OC) f32 or NULL */
+  if (N == 0 || OC == 0) return;
+  if (bias) {
+    bias_fill_kernel<float><<<ps_blocks(N * OC), PS_THREADS>>>(out, bias, N, OC);
+    PS_CUDA_LAUNCHED();
+  }
+  run_plan_bf16(ps_gemm_linear_fwd(N, C, OC, bias ? 1.0f : 0.0f), rounded(&ac_x, inp, N * C),
+                rounded(&ac_w, weight, OC * C), out, CUDA_R_32F, NULL);
+}
+
+void ps_cuda_linear_backward_ac(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, int64_t N, int64_t C,
+                                int64_t OC) {
+  /* dinp: (N, C) f32 (+=); dweight: (OC, C) f32 (+=); dbias: (OC) f32 (+=); dout: (N, OC) f32 */
+  if (N == 0) return;
+  if (!dinp && !dweight && !dbias) return;
+  const ps_bf16 *dy = (dinp || dweight) ? rounded(&ac_dy, dout, N * OC) : NULL;
+  if (dinp)
+    run_plan_bf16(ps_gemm_linear_dinp(N, C, OC), NULL, rounded(&ac_w, weight, OC * C), dinp,
+                  CUDA_R_32F, dy);
+  if (dweight)
+    run_plan_bf16(ps_gemm_linear_dw(N, C, OC), rounded(&ac_x, inp, N * C), NULL, dweight,
+                  CUDA_R_32F, dy);
+  if (dbias)
+    ps_colsum(dbias, N, OC, [=] __device__(int64_t r, int64_t c) { return dout[r * OC + c]; });
+}

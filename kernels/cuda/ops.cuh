@@ -207,3 +207,10 @@ void ps_cuda_copy_2d(float *dst, int64_t ldd, const float *src, int64_t lds, int
                      int64_t cols, int accumulate);
 void ps_cuda_add_rows(float *out, const float *inp, const float *row, int64_t N, int64_t C);
 void ps_cuda_sum_rows(float *drow, const float *dout, int64_t N, int64_t C);
+
+/* linear.cu: the bf16-precision table's linear products (f32 in and out) */
+void ps_cuda_linear_forward_ac(float *out, const float *inp, const float *weight,
+                               const float *bias, int64_t N, int64_t C, int64_t OC);
+void ps_cuda_linear_backward_ac(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, int64_t N, int64_t C,
+                                int64_t OC);

@@ -132,3 +132,21 @@ extern "C" __attribute__((visibility("default"))) const ps_kernels *ps_cuda_kern
   });
   return ok ? &table : nullptr;
 }
+
+/* The bf16-precision table (kernels.h: ps_precision): the f32 table with the
+ * linear products on bf16 tensor cores. */
+extern "C" __attribute__((visibility("default"))) const ps_kernels *ps_cuda_kernels_bf16(void) {
+  static std::once_flag once;
+  static ps_kernels table;
+  static const ps_kernels *ok = nullptr;
+  std::call_once(once, [] {
+    const ps_kernels *f32 = ps_cuda_kernels();
+    if (!f32) return;
+    table = *f32;
+    table.name = "cuda-bf16";
+    table.linear_forward = ps_cuda_linear_forward_ac;
+    table.linear_backward = ps_cuda_linear_backward_ac;
+    ok = &table;
+  });
+  return ok;
+}

@@ -210,3 +210,33 @@ void ps_emu_bf16_entries(ps_kernels *t, const ps_kernels *cpu_table) {
   t->embedding_forward_bf16 = emu_emb_fwd, t->embedding_backward_bf16 = emu_emb_bwd;
   t->crossentropy_bf16 = emu_ce;
 }
+
+/* ---- the bf16-precision table's linear products (kernels.h: ps_precision) ----
+ * f32 tensors; the f32 product of the bf16-rounded operands, which is what
+ * bf16 tensor cores with f32 accumulation compute up to summation order. The
+ * bias gradient is f32 from the unrounded dout. */
+
+static float *emu_rounded(const float *x, int64_t n) {
+  if (!x) return NULL;
+  float *r = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+  if (!r) abort();
+  for (int64_t i = 0; i < n; i++) r[i] = ps_bf16_to_f32(ps_f32_to_bf16(x[i]));
+  return r;
+}
+
+void ps_emu_linear_forward_bf16p(float *out, const float *inp, const float *weight,
+                                 const float *bias, int64_t N, int64_t C, int64_t OC) {
+  float *x = emu_rounded(inp, N * C), *w = emu_rounded(weight, OC * C);
+  cpu->linear_forward(out, x, w, bias, N, C, OC);
+  free(x), free(w);
+}
+
+void ps_emu_linear_backward_bf16p(float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, int64_t N, int64_t C,
+                                  int64_t OC) {
+  float *dy = emu_rounded(dout, N * OC), *x = dweight ? emu_rounded(inp, N * C) : NULL,
+        *w = dinp ? emu_rounded(weight, OC * C) : NULL;
+  cpu->linear_backward(dinp, dweight, NULL, dy, x, w, N, C, OC);
+  if (dbias) cpu->linear_backward(NULL, NULL, dbias, dout, NULL, NULL, N, C, OC);
+  free(dy), free(x), free(w);
+}

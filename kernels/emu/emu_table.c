@@ -179,6 +179,34 @@ static void emu_mem_zero(void *p, size_t bytes) {
 
 #include "emu_wrappers.c"
 
+/* ---- bf16 precision --------------------------------------------------------- */
+
+/* The bf16 table's linear products (bf16_emu.c), guarded like the rest. */
+static void ac_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                              int64_t N, int64_t C, int64_t OC) {
+  emu_dev(out, "linear_forward", "out");
+  emu_dev(inp, "linear_forward", "inp");
+  emu_dev(weight, "linear_forward", "weight");
+  emu_dev(bias, "linear_forward", "bias");
+  emu_open();
+  ps_emu_linear_forward_bf16p(out, inp, weight, bias, N, C, OC);
+  emu_close();
+}
+
+static void ac_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, int64_t N, int64_t C,
+                               int64_t OC) {
+  emu_dev(dinp, "linear_backward", "dinp");
+  emu_dev(dweight, "linear_backward", "dweight");
+  emu_dev(dbias, "linear_backward", "dbias");
+  emu_dev(dout, "linear_backward", "dout");
+  emu_dev(inp, "linear_backward", "inp");
+  emu_dev(weight, "linear_backward", "weight");
+  emu_open();
+  ps_emu_linear_backward_bf16p(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  emu_close();
+}
+
 /* ---- the exported table ----------------------------------------------------- */
 
 static ps_kernels emu_table;
@@ -223,4 +251,21 @@ __attribute__((visibility("default"))) const ps_kernels *ps_cuda_kernels(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, emu_init);
   return emu_table.name ? &emu_table : NULL;
+}
+
+static ps_kernels bf16_table;
+
+static void bf16_init(void) {
+  bf16_table = emu_table;
+  bf16_table.name = "cuda-emulator-bf16";
+  bf16_table.linear_forward = ac_linear_forward;
+  bf16_table.linear_backward = ac_linear_backward;
+}
+
+/* The bf16-precision table, like libpathseg-cuda.so's ps_cuda_kernels_bf16(). */
+__attribute__((visibility("default"))) const ps_kernels *ps_cuda_kernels_bf16(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  if (!ps_cuda_kernels()) return NULL;
+  pthread_once(&once, bf16_init);
+  return &bf16_table;
 }

@@ -66,7 +66,7 @@ static void *linear_create(const ps_config *cfg, ps_context *ctx, GError **error
   l->in = ps_config_int(cfg, "in_features");
   l->out = ps_config_int(cfg, "out_features");
   l->device = ps_context_device(ctx);
-  l->k = ps_kernels_get(l->device, error);
+  l->k = ps_context_kernels(ctx, error); /* the device's table at the run's precision */
   l->weight = l->k ? ps_tensor_new4(PS_DTYPE_F32, l->out, l->in, -1, -1, error) : NULL;
   if (!l->weight) {
     linear_destroy(l);

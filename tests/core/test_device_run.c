@@ -150,6 +150,36 @@ int main(int argc, char **argv) {
     check_same_checkpoint(dir_acc_cpu, dir_acc_dev, "accumulate + lr_scale", FALSE);
   }
 
+  /* precision: bf16 (f32 master weights, bf16 products): it trains, and its
+   * weights are near the f32 run's but not equal (the products really were
+   * rounded). On the CPU it is refused. */
+  const char *bf16_sets[] = {"stages.fit.steps=40",      "stages.fit.checkpoint_every=10",
+                             "stages.fit.eval_every=20", "stages.fit.eval_metrics=[mse.loss]",
+                             "precision=bf16",           NULL};
+  g_autofree char *dir_bf16 = NULL;
+  PS_CHECK_OK(run("cuda", bf16_sets, NULL, &dir_bf16, &error), error);
+  if (dir_bf16) {
+    g_autofree char *pa = g_build_filename(dir_dev, "checkpoints", "last.safetensors", NULL);
+    g_autofree char *pb = g_build_filename(dir_bf16, "checkpoints", "last.safetensors", NULL);
+    g_autoptr(ps_safetensors) a = ps_safetensors_open(pa, NULL);
+    g_autoptr(ps_safetensors) b = ps_safetensors_open(pb, NULL);
+    const ps_tensor *wa = a ? ps_safetensors_get(a, "linear/weight", NULL) : NULL;
+    const ps_tensor *wb = b ? ps_safetensors_get(b, "linear/weight", NULL) : NULL;
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; wa && wb && i < ps_tensor_numel(wa); i++) {
+      diff = fmax(diff, fabs(ps_f32(wa)[i] - ps_f32(wb)[i]));
+      scale = fmax(scale, fabs(ps_f32(wa)[i]));
+    }
+    PS_CHECK_MSG(wa && wb && diff > 0 && diff < 0.02 * scale,
+                 "bf16 weights differ from f32 by %g (scale %g)", diff, scale);
+    g_autoptr(GPtrArray) losses = metric_values(dir_bf16, "loss");
+    PS_CHECK(losses->len == 40 && losses->len > 0 &&
+             g_ascii_strtod(losses->pdata[39], NULL) <
+                 0.2 * g_ascii_strtod(losses->pdata[0], NULL));
+  }
+  PS_CHECK_FAILS_WITH(run("cpu", bf16_sets, NULL, NULL, &error), error,
+                      "precision: bf16 needs device: cuda");
+
   /* A NaN from a host component between two device ones (the graph moves
    * the tensors across) stops the stage at step 6 naming the loss term. */
   g_autofree char *example = ps_test_source_path("pipelines/example.yaml");

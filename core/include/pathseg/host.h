@@ -13,6 +13,8 @@ G_BEGIN_DECLS
 
 ps_context *ps_context_new(ps_device device, int threads, uint64_t seed);
 void ps_context_free(ps_context *ctx);
+/* The precision components compute at (kernels.h: ps_precision); f32 unless set. */
+void ps_context_set_precision(ps_context *ctx, int precision);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(ps_context, ps_context_free)
 /* Makes `comm` (borrowed; it must outlive the context) the context's
  * ranks: see comm.h. Without it a context is a single process. */

@@ -500,4 +500,20 @@ static inline int64_t ps_windows_per_dim(int64_t size, int64_t ws) {
  * be loaded (no CUDA build, no driver). */
 const ps_kernels *ps_kernels_get(ps_device device, GError **error);
 
+/* Compute precision of a run (the pipeline's `precision:`).
+ * PS_PRECISION_BF16 is mixed precision in the manner of torch.autocast: the
+ * parameters (master weights), activations, gradients and optimizer state
+ * stay f32 and every op keeps its f32 contract, but the table's linear
+ * products (linear_forward / linear_backward) round their operands to bf16
+ * and multiply on the GPU's bf16 tensor cores with f32 accumulation and f32
+ * results (a bf16 x bf16 product is exact in f32, so the result is the f32
+ * product of the rounded operands up to summation order). The bias and its
+ * gradient stay f32. Only CUDA has it. */
+typedef enum { PS_PRECISION_F32 = 0, PS_PRECISION_BF16 = 1 } ps_precision;
+
+/* The table for `device` computing at `precision`; NULL with an error when
+ * the combination is not available (bf16 on the CPU). */
+const ps_kernels *ps_kernels_get_precision(ps_device device, ps_precision precision,
+                                           GError **error);
+
 G_END_DECLS

@@ -8,6 +8,7 @@
  *   extends: base.yaml               # or a list; deep-merged, base first
  *   seed: 1234
  *   device: cpu                      # cpu | cuda
+ *   precision: f32                   # f32 | bf16 (cuda: bf16 tensor-core products)
  *   threads: 0                       # 0 = all cores
  *   run_dir: runs
  *   components:
@@ -79,6 +80,7 @@ typedef struct ps_pipeline {
   char *description;
   int64_t seed;
   ps_device device;
+  int precision; /* ps_precision (kernels.h) */
   int threads;
   char *run_dir;
   ps_pipeline_component *components; /* in document order */

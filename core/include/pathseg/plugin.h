@@ -142,6 +142,10 @@ typedef struct ps_param_list {
 typedef struct ps_context ps_context;
 
 ps_device ps_context_device(const ps_context *ctx);
+/* The kernel table of the context's device at the run's precision
+ * (kernels.h: ps_kernels_get_precision); components take their table from
+ * here, so that `precision: bf16` reaches their linear products. */
+const struct ps_kernels *ps_context_kernels(const ps_context *ctx, GError **error);
 int ps_context_threads(const ps_context *ctx);
 gboolean ps_context_training(const ps_context *ctx); /* dropout on, caches for backward */
 ps_rng *ps_context_rng(ps_context *ctx);
