@@ -9,7 +9,14 @@
  *
  * One forward function serves training (full sequence, activations kept for
  * backward) and KV-cached decoding (new tokens attend to the cache plus
- * themselves; nothing kept for backward). Parameters carry their HF names. */
+ * themselves; nothing kept for backward). Parameters carry their HF names.
+ *
+ * Devices: every float buffer below (parameters, activations, gradients,
+ * the KV cache, scratch) lives in the memory of the model's kernel table
+ * `k` and is only touched through it, so the model runs on any device. What
+ * the host decides from (token ids, positions, padding masks, labels) stays
+ * on the host, with a device copy (`*_h` host, plain name device) for the
+ * kernels that read it. */
 #pragma once
 
 #include <glib.h>
@@ -64,20 +71,23 @@ typedef struct qwen2_acts {
 } qwen2_acts;
 
 /* A key/value cache for incremental decoding: per layer K and V of shape
- * (B, cap, Hkv*hd), keys stored after RoPE (as HF's DynamicCache). */
+ * (B, cap, Hkv*hd), keys stored after RoPE (as HF's DynamicCache). K and V
+ * are memory of the table `mem`; the bookkeeping is host memory. */
 typedef struct qwen2_kv {
   int64_t B, cap, len; /* batch, capacity and filled length in tokens */
   int64_t layers, kvd; /* kvd = Hkv * hd */
-  float **k, **v;      /* [layers] -> (B, cap, kvd) */
-  uint8_t *keep;       /* (B, cap) 0 where the cached key is padding */
-  gboolean any_pad;    /* some cached key is padding */
+  const ps_kernels *mem;
+  float **k, **v;   /* [layers] -> (B, cap, kvd), device */
+  uint8_t *keep;    /* (B, cap) 0 where the cached key is padding (host) */
+  gboolean any_pad; /* some cached key is padding */
   /* (B) position of each row's next token: one past the largest position
    * the row has used (HF rope_deltas for M-RoPE; the real-token count with
    * left padding; the length otherwise). */
   int64_t *next_pos;
 } qwen2_kv;
 
-qwen2_kv *qwen2_kv_new(const qwen2_cfg *c, int64_t B, int64_t cap, GError **error);
+qwen2_kv *qwen2_kv_new(const qwen2_cfg *c, const ps_kernels *k, int64_t B, int64_t cap,
+                       GError **error);
 void qwen2_kv_free(qwen2_kv *kv);
 void qwen2_kv_reset(qwen2_kv *kv);
 
@@ -89,7 +99,8 @@ typedef enum {
 
 typedef struct qwen2_model {
   qwen2_cfg cfg;
-  const ps_kernels *k;
+  const ps_kernels *k;           /* the device's table: every buffer below is its memory */
+  gboolean host;                 /* k is the CPU table (the decode step may run qwen2_gemv_rows) */
   GArray *params;                /* ps_param */
   GPtrArray *names;              /* owned parameter names */
   guint i_embed, i_norm, i_head; /* i_head == i_embed when tied */
@@ -102,9 +113,12 @@ typedef struct qwen2_model {
   float *xf;             /* (N, D) final residual */
   float *hidden, *rstdf; /* (N, D) final-norm output, (N) */
   float *logits;         /* (N, V) */
-  int32_t *pos;          /* (3, N) positions of the last forward */
-  int32_t *targets;      /* (N) shifted labels of the last loss */
-  float *bias;           /* (B, T, Tk) additive key-padding mask of the last forward, or unused */
+  float *last;           /* (N, D) off the CPU: the last rows of `hidden` gathered for the head */
+  int32_t *pos, *pos_h;  /* (3, N) positions of the last forward (device, host) */
+  int32_t *targets, *targets_h; /* (N) shifted labels of the last loss (device, host) */
+  int32_t *ids;                 /* (ids_n) token ids of qwen2_embed (device) */
+  int64_t ids_n;
+  float *bias, *bias_h; /* (B, T, Tk) additive key-padding mask of the last forward, or unused */
   int64_t bias_n;
   gboolean use_bias; /* the last full forward had padding */
   float *att_scratch;
@@ -114,15 +128,21 @@ typedef struct qwen2_model {
   int64_t cap_bwd;
 } qwen2_model;
 
-/* Builds the parameters (random init from `rng` with cfg->init_std when rng
- * is non-NULL, else zeros and norms 1) and binds the LoRA layers. */
+/* Builds the parameters on the host (random init from `rng` with
+ * cfg->init_std when rng is non-NULL, else zeros and norms 1) and binds the
+ * LoRA layers. k: the table of the device the model will run on; call
+ * qwen2_model_move_to once the parameters are final. */
 qwen2_model *qwen2_model_new(const qwen2_cfg *c, const ps_kernels *k, ps_rng *rng, GError **error);
+/* Moves every parameter value to `device` (k's device) in place. */
+gboolean qwen2_model_move_to(qwen2_model *m, ps_device device, GError **error);
 void qwen2_model_free(qwen2_model *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(qwen2_model, qwen2_model_free)
 ps_param_list qwen2_model_params(qwen2_model *m);
 /* Grows the activation (forward) and gradient (backward) buffers to N rows. */
 gboolean qwen2_reserve_rows(qwen2_model *m, int64_t N, GError **error);
 gboolean qwen2_reserve_bwd(qwen2_model *m, int64_t N, GError **error);
+/* Grows m->ids to n ids. */
+gboolean qwen2_reserve_ids(qwen2_model *m, int64_t n, GError **error);
 /* Grows m->att_scratch to n floats. */
 gboolean qwen2_reserve_scratch(qwen2_model *m, int64_t n, GError **error);
 static inline ps_param *qwen2_param(qwen2_model *m, guint i) {
@@ -149,7 +169,8 @@ gboolean qwen2_model_load(qwen2_model *m, qwen2_getter get, void *user, gboolean
 gboolean qwen2_model_load_file(qwen2_model *m, const char *path, gboolean base, gboolean lora,
                                GError **error);
 
-/* Forward of B rows of T tokens given their input embeddings emb (B*T, D).
+/* Forward of B rows of T tokens given their input embeddings emb (B*T, D,
+ * device memory). pos, mask: host memory.
  * pos: (S, B*T) position streams (S = 3 with M-RoPE, else 1), or NULL for
  * the default (kv->next_pos[b] + t, or t, in every stream; HF's forward
  * does not shift positions for padding either). mask: (B*T) 1 for real
@@ -173,8 +194,8 @@ gboolean qwen2_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx
 /* y: (N, out) = x w^T (+ bias); x: N rows of `in` floats, x_stride apart;
  * w: (out, in). Each element is summed in a fixed order: the same bits for
  * any N, thread count or CPU. */
-void qwen2_gemv_rows(float *y, const float *x, int64_t x_stride, const float *w,
-                     const float *bias, int64_t N, int64_t in, int64_t out);
+void qwen2_gemv_rows(float *y, const float *x, int64_t x_stride, const float *w, const float *bias,
+                     int64_t N, int64_t in, int64_t out);
 
 /* The attention of nb batch rows, Tq queries, Tk keys (causal, GQA, scale
  * 1/sqrt(hd)), with m->bias as key-padding mask when m->use_bias. */
@@ -192,11 +213,13 @@ float qwen2_loss(qwen2_model *m, const int32_t *labels);
  * are added where their grad buffers exist; demb (B*T, D) receives
  * d/d(input embeddings) when non-NULL (added). The embedding table's grad
  * (when it trains) receives the scatter of demb over `ids` (B*T), where ids
- * outside [0, V) (image positions) are skipped; ids may be NULL. */
+ * outside [0, V) (image positions) are skipped; ids may be NULL. Every
+ * pointer is device memory (the table's). */
 gboolean qwen2_backward(qwen2_model *m, ps_context *ctx, const float *dlogits, const float *dhidden,
                         float dloss, const int32_t *ids, float *demb, GError **error);
 
-/* emb (N, D) = embed_tokens[ids]; ids must be in [0, V) (checked: error). */
+/* emb (N, D, device) = embed_tokens[ids]; ids (N, host memory) must be in
+ * [0, V) (checked: error); they are copied to m->ids for the kernel. */
 gboolean qwen2_embed(qwen2_model *m, float *emb, const int32_t *ids, int64_t N, GError **error);
 
 G_END_DECLS

@@ -1,7 +1,9 @@
 /* qwen2_backward.c — the shifted next-token cross-entropy of a Qwen2 forward
  * and the backward pass through the whole decoder (lm_head, final norm,
  * every layer's MLP, attention, RoPE and norms, LoRA branches, embeddings).
- * Gradients are added only into the parameters whose grad buffer is set. */
+ * Gradients are added only into the parameters whose grad buffer is set.
+ * All through the kernel table (device memory); the shifted targets are made
+ * on the host and copied. */
 #include <math.h>
 #include <string.h>
 
@@ -15,13 +17,10 @@ float qwen2_loss(qwen2_model *m, const int32_t *labels) {
   const int64_t B = m->B, T = m->T;
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
-      m->targets[b * T + t] = t + 1 < T ? labels[b * T + t + 1] : -100;
+      m->targets_h[b * T + t] = t + 1 < T ? labels[b * T + t + 1] : -100;
+  m->k->copy_to_device(m->targets, m->targets_h, sizeof(int32_t) * (size_t)(B * T));
   return m->k->crossentropy(NULL, NULL, m->logits, m->targets, B * T, m->cfg.vocab, -100, 0.0f,
                             0.0f);
-}
-
-static void zero(float *p, int64_t n) {
-  memset(p, 0, sizeof(float) * (size_t)n);
 }
 
 gboolean qwen2_backward(qwen2_model *m, ps_context *ctx, const float *dlogits, const float *dhidden,
@@ -30,6 +29,7 @@ gboolean qwen2_backward(qwen2_model *m, ps_context *ctx, const float *dlogits, c
   const ps_kernels *k = m->k;
   const int64_t B = m->B, T = m->T, N = B * T, D = c->hidden, I = c->intermediate, V = c->vocab;
   const int64_t qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
+#define zero(p, n) k->mem_zero((p), sizeof(float) * (size_t)(n))
   if (!m->saved) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
                 "llm.qwen2: backward needs a full (non-cached) forward first");
@@ -44,12 +44,12 @@ gboolean qwen2_backward(qwen2_model *m, ps_context *ctx, const float *dlogits, c
 
   /* lm_head (tied: its gradient lands in embed_tokens). */
   if (dhidden)
-    memcpy(m->dhidden, dhidden, sizeof(float) * (size_t)(N * D));
+    k->copy_on_device(m->dhidden, dhidden, sizeof(float) * (size_t)(N * D));
   else
     zero(m->dhidden, N * D);
   if (dlogits || dloss != 0.0f) {
     if (dlogits)
-      memcpy(m->dlogits, dlogits, sizeof(float) * (size_t)(N * V));
+      k->copy_on_device(m->dlogits, dlogits, sizeof(float) * (size_t)(N * V));
     else
       zero(m->dlogits, N * V);
     if (dloss != 0.0f)
@@ -104,4 +104,5 @@ gboolean qwen2_backward(qwen2_model *m, ps_context *ctx, const float *dlogits, c
   float *gemb = qwen2_pg(m, m->i_embed);
   if (gemb && ids) k->embedding_backward(gemb, ids, m->dx, N, V, D);
   return TRUE;
+#undef zero
 }

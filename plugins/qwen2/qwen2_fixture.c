@@ -4,7 +4,8 @@
  * fixture's JSON config (HF Qwen2Config names); parameters load by their HF
  * names, LoRA tensors by peft's saved-adapter names. Outputs: `logits` and
  * `hidden_last` (full pass), `logits_incremental` (prefix_len tokens into a
- * KV cache, then the rest with positions continuing), `logits_lora`. */
+ * KV cache, then the rest with positions continuing), `logits_lora`.
+ * It runs on the CPU table whatever the context's device (host buffers). */
 #include <json-glib/json-glib.h>
 #include <string.h>
 
@@ -188,7 +189,7 @@ static gboolean run(ps_fixture *fx, ps_context *ctx, GError **error) {
         memcpy(m2 + b * (T - P), mask + b * T + P, sizeof(int32_t) * (size_t)(T - P));
       }
     }
-    qwen2_kv *kv = qwen2_kv_new(&c, B, T, error);
+    qwen2_kv *kv = qwen2_kv_new(&c, k, B, T, error);
     gboolean ok = kv && qwen2_forward(m, ctx, e1, NULL, m1, B, P, kv, QWEN2_LOGITS_NONE, error) &&
                   qwen2_forward(m, ctx, e2, NULL, m2, B, T - P, kv, QWEN2_LOGITS_ALL, error) &&
                   put(fx, "logits_incremental", m->logits, B * (T - P) * V, error);

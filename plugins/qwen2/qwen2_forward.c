@@ -1,7 +1,10 @@
 /* qwen2_forward.c — the forward pass of the Qwen2 decoder (full sequence or
  * KV-cached continuation), as HF's Qwen2ForCausalLM computes it in eager
  * mode: pre-norm residual layers, rotate-half RoPE applied to q and k before
- * caching, GQA causal attention with scale 1/sqrt(head_dim), SwiGLU MLP. */
+ * caching, GQA causal attention with scale 1/sqrt(head_dim), SwiGLU MLP.
+ * Every float it touches is the model's device memory, reached through the
+ * kernel table only; positions and the padding mask are made on the host
+ * and copied. */
 #include <math.h>
 #include <string.h>
 
@@ -11,8 +14,8 @@
 
 gboolean qwen2_reserve_scratch(qwen2_model *m, int64_t n, GError **error) {
   if (n <= m->att_scratch_n) return TRUE;
-  g_free(m->att_scratch);
-  m->att_scratch = g_try_new(float, (gsize)MAX(n, 1));
+  if (m->att_scratch) m->k->mem_free(m->att_scratch);
+  m->att_scratch = m->k->mem_alloc(sizeof(float) * (size_t)MAX(n, 1));
   m->att_scratch_n = m->att_scratch ? n : 0;
   if (!m->att_scratch)
     g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
@@ -38,15 +41,18 @@ ps_rope_desc qwen2_rope_desc(const qwen2_cfg *c, int64_t N, int64_t H) {
  * padding positions). */
 #define QW_PAD_SCORE (-1e30f)
 
+/* The mask is built on the host (from the host's padding flags) and copied. */
 static gboolean reserve_bias(qwen2_model *m, int64_t n, GError **error) {
   if (n <= m->bias_n) return TRUE;
-  g_free(m->bias);
-  m->bias = g_try_new(float, (gsize)n);
-  m->bias_n = m->bias ? n : 0;
-  if (!m->bias)
+  g_free(m->bias_h);
+  if (m->bias) m->k->mem_free(m->bias);
+  m->bias_h = g_try_new(float, (gsize)n);
+  m->bias = m->k->mem_alloc(sizeof(float) * (size_t)n);
+  m->bias_n = m->bias && m->bias_h ? n : 0;
+  if (!m->bias_n)
     g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
                 "llm.qwen2: out of memory for a %" G_GINT64_FORMAT "-float padding mask", n);
-  return m->bias != NULL;
+  return m->bias_n != 0;
 }
 
 static gboolean attention(qwen2_model *m, qwen2_acts *a, int64_t l, int64_t B, int64_t T,
@@ -69,8 +75,8 @@ static gboolean attention(qwen2_model *m, qwen2_acts *a, int64_t l, int64_t B, i
   if (!qwen2_reserve_scratch(m, k->attention_scratch(&d, 0), error)) return FALSE;
   for (int64_t b = 0; b < B; b++) {
     float *kc = kv->k[l] + b * kv->cap * kvd, *vc = kv->v[l] + b * kv->cap * kvd;
-    memcpy(kc + kv->len * kvd, a->k + b * T * kvd, sizeof(float) * (size_t)(T * kvd));
-    memcpy(vc + kv->len * kvd, a->v + b * T * kvd, sizeof(float) * (size_t)(T * kvd));
+    k->copy_on_device(kc + kv->len * kvd, a->k + b * T * kvd, sizeof(float) * (size_t)(T * kvd));
+    k->copy_on_device(vc + kv->len * kvd, a->v + b * T * kvd, sizeof(float) * (size_t)(T * kvd));
     if (d.bias) d.bias = m->bias + b * T * Tk;
     k->attention_forward(a->att + b * T * qd, a->lse + b * c->heads * T, a->q + b * T * qd, kc, vc,
                          &d, m->att_scratch, m->att_scratch_n);
@@ -122,8 +128,9 @@ static gboolean padding_bias(qwen2_model *m, const int32_t *mask, int64_t B, int
       gboolean keep = kv ? kv->keep[b * kv->cap + j] : mask[b * T + j] != 0;
       /* query i's own key is j = i + Tk - T */
       for (int64_t i = 0; i < T; i++)
-        m->bias[(b * T + i) * Tk + j] = keep || j == i + Tk - T ? 0.0f : QW_PAD_SCORE;
+        m->bias_h[(b * T + i) * Tk + j] = keep || j == i + Tk - T ? 0.0f : QW_PAD_SCORE;
     }
+  m->k->copy_to_device(m->bias, m->bias_h, sizeof(float) * (size_t)(B * T * Tk));
   return TRUE;
 }
 
@@ -155,17 +162,19 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
   }
   if (!qwen2_reserve_rows(m, N, error)) return FALSE;
   const int64_t S = c->n_sections ? c->n_sections : 1;
+  /* Positions are decided on the host (next_pos below reads them back). */
   if (pos) {
-    memcpy(m->pos, pos, sizeof(int32_t) * (size_t)(S * N));
+    memcpy(m->pos_h, pos, sizeof(int32_t) * (size_t)(S * N));
   } else {
     for (int64_t s = 0; s < S; s++)
       for (int64_t n = 0; n < N; n++)
-        m->pos[s * N + n] = (int32_t)((kv ? kv->next_pos[n / T] : 0) + n % T);
+        m->pos_h[s * N + n] = (int32_t)((kv ? kv->next_pos[n / T] : 0) + n % T);
   }
+  k->copy_to_device(m->pos, m->pos_h, sizeof(int32_t) * (size_t)(S * N));
   if (!padding_bias(m, mask, B, T, kv, error)) return FALSE;
   const ps_rope_desc rq = qwen2_rope_desc(c, N, c->heads), rk = qwen2_rope_desc(c, N, c->kv_heads);
 
-  memcpy(m->A[0].x, emb, sizeof(float) * (size_t)(N * D));
+  k->copy_on_device(m->A[0].x, emb, sizeof(float) * (size_t)(N * D));
   for (int64_t l = 0; l < c->layers; l++) {
     qwen2_acts *a = &m->A[l];
     qwen2_layer *L = &m->L[l];
@@ -194,10 +203,15 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
   const float *head = qwen2_pv(m, m->i_head);
   if (mode == QWEN2_LOGITS_ALL) {
     k->linear_forward(m->logits, m->hidden, head, NULL, N, D, V);
-  } else if (mode == QWEN2_LOGITS_LAST) {
+  } else if (mode == QWEN2_LOGITS_LAST && m->host) {
     /* One row per sequence, T rows apart: the head (V x D, the largest
      * matrix) read once for all of them, batch-invariant. */
     qwen2_gemv_rows(m->logits, m->hidden + (T - 1) * D, T * D, head, NULL, B, D, V);
+  } else if (mode == QWEN2_LOGITS_LAST) {
+    /* Off the CPU (qwen2_gemv_rows is a CPU kernel): gather the last rows
+     * and one product through the table, whose bits may depend on B. */
+    k->copy_2d(m->last, D, m->hidden + (T - 1) * D, T * D, B, D, 0);
+    k->linear_forward(m->logits, m->last, head, NULL, B, D, V);
   }
   m->B = B;
   m->T = T;
@@ -208,7 +222,7 @@ gboolean qwen2_forward(qwen2_model *m, ps_context *ctx, const float *emb, const 
     for (int64_t b = 0; b < B; b++) {
       int64_t mx = kv->next_pos[b] - 1;
       for (int64_t s = 0; s < S; s++)
-        for (int64_t t = 0; t < T; t++) mx = MAX(mx, (int64_t)m->pos[s * N + b * T + t]);
+        for (int64_t t = 0; t < T; t++) mx = MAX(mx, (int64_t)m->pos_h[s * N + b * T + t]);
       kv->next_pos[b] = mx + 1;
     }
     kv->len += T;

@@ -17,7 +17,13 @@
  *    exactly the tokens of one process. The choice between this kernel and
  *    sgemm depends only on T (decode steps have T = 1), never on the batch.
  * Training-mode LoRA (dropout, saved activations for backward) goes through
- * ps_linear_forward unchanged. */
+ * ps_linear_forward unchanged.
+ *
+ * This is a CPU kernel over host memory. On another device (a table other
+ * than the CPU's) decode steps go through ps_linear_forward, i.e. the
+ * table's linear_forward (cuBLAS), whose summation order may depend on the
+ * number of rows: generation there is NOT batch-invariant (a sequence may
+ * get other bits alone than in its group). */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
@@ -114,7 +120,8 @@ void qwen2_gemv_rows(float *y, const float *x, int64_t x_stride, const float *w,
 gboolean qwen2_linear_forward(ps_linear *l, const ps_kernels *k, ps_context *ctx, float *y,
                               const float *x, int64_t N, int64_t seq_rows, GError **error) {
   const gboolean lora_trains = l->r > 0 && ps_context_training(ctx);
-  if (seq_rows != 1 || lora_trains || l->r > QWEN2_GEMV_MAX_R) {
+  const gboolean host = k == ps_kernels_get(PS_DEVICE_CPU, NULL);
+  if (!host || seq_rows != 1 || lora_trains || l->r > QWEN2_GEMV_MAX_R) {
     /* one product per sequence (seq_rows < N: generation's prefill), so that
      * sgemm, whose small-matrix kernels and blocking depend on M, sees the
      * same M for a sequence whatever the batch */

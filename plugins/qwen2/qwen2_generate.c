@@ -1,12 +1,24 @@
 /* qwen2_generate.c — the "generate" capability of llm.qwen2
  * (pathseg/generate.h): prefill a KV cache with the prompt, then one token per
  * step, sampling with qwen2_sample, until every row stopped or the budget is
- * spent. */
+ * spent. The prompt arrives in host memory (ps_llm_prompt). Off the CPU the
+ * last rows' logits (B x V floats per step) and hidden states come back to
+ * host buffers, where the sampler and the caller read them; decode steps
+ * there run through the table's linear_forward, so a sequence's bits may
+ * depend on its batch (qwen2_gemv.c is the CPU's batch-invariant kernel). */
 #include <string.h>
 
 #include <pathseg/error.h>
 
 #include "qwen2_plugin.h"
+
+/* The logits of the last prefill/step (B, V) where the sampler reads them:
+ * off the CPU, a host copy. */
+static void logits_to_host(qwen2_self *s) {
+  if (!s->m->host)
+    s->m->k->copy_to_host(s->gen_logits, s->m->logits,
+                          sizeof(float) * (size_t)(s->gen_B * s->m->cfg.vocab));
+}
 
 static gboolean gen_prefill(void *self, ps_context *ctx, const ps_llm_prompt *p, int64_t max_new,
                             GError **error) {
@@ -20,15 +32,17 @@ static gboolean gen_prefill(void *self, ps_context *ctx, const ps_llm_prompt *p,
                 "inputs_embeds, and input_ids + image_token_id for image_embeds");
     return FALSE;
   }
-  if (!qwen2_self_inputs(s, p->input_ids, p->inputs_embeds, p->image_embeds, p->n_image, B, T,
+  if (!qwen2_self_inputs(s, p->input_ids, p->inputs_embeds, p->image_embeds, TRUE, p->n_image, B, T,
                          error))
     return FALSE;
   if (s->kv && (s->kv->B != B || s->kv->cap < T + max_new)) g_clear_pointer(&s->kv, qwen2_kv_free);
-  if (!s->kv && !(s->kv = qwen2_kv_new(&m->cfg, B, T + max_new, error))) return FALSE;
+  if (!s->kv && !(s->kv = qwen2_kv_new(&m->cfg, m->k, B, T + max_new, error))) return FALSE;
   qwen2_kv_reset(s->kv);
   if (s->gen_B != B) {
     g_free(s->gen_hidden);
+    g_free(s->gen_logits);
     s->gen_hidden = g_new0(float, B *D);
+    s->gen_logits = m->host ? NULL : g_new0(float, B * m->cfg.vocab);
     s->gen_B = B;
   }
   /* Left padding without explicit positions: HF generate's
@@ -51,7 +65,9 @@ static gboolean gen_prefill(void *self, ps_context *ctx, const ps_llm_prompt *p,
   if (!qwen2_forward(m, ctx, s->emb, pos, p->attention_mask, B, T, s->kv, QWEN2_LOGITS_LAST, error))
     return FALSE;
   for (int64_t b = 0; b < B; b++)
-    memcpy(s->gen_hidden + b * D, m->hidden + (b * T + T - 1) * D, sizeof(float) * (size_t)D);
+    m->k->copy_to_host(s->gen_hidden + b * D, m->hidden + (b * T + T - 1) * D,
+                       sizeof(float) * (size_t)D);
+  logits_to_host(s);
   return TRUE;
 }
 
@@ -67,12 +83,14 @@ static gboolean gen_step(void *self, ps_context *ctx, const int32_t *tokens, GEr
   if (!qwen2_embed(m, s->emb, tokens, B, error) ||
       !qwen2_forward(m, ctx, s->emb, NULL, NULL, B, 1, s->kv, QWEN2_LOGITS_LAST, error))
     return FALSE;
-  memcpy(s->gen_hidden, m->hidden, sizeof(float) * (size_t)(B * D));
+  m->k->copy_to_host(s->gen_hidden, m->hidden, sizeof(float) * (size_t)(B * D));
+  logits_to_host(s);
   return TRUE;
 }
 
 static const float *gen_logits(void *self) {
-  return ((qwen2_self *)self)->m->logits;
+  qwen2_self *s = self;
+  return s->m->host ? s->m->logits : s->gen_logits;
 }
 static const float *gen_hidden(void *self) {
   return ((qwen2_self *)self)->gen_hidden;
@@ -124,7 +142,7 @@ static gboolean gen_generate(void *self, ps_context *ctx, const ps_llm_prompt *p
       if (done[b]) continue;
       float lp = 0;
       int32_t tok =
-          qwen2_sample(m->logits + b * V, V, sp->temperature, sp->top_p, rng, &lp, work, idx);
+          qwen2_sample(gen_logits(s) + b * V, V, sp->temperature, sp->top_p, rng, &lp, work, idx);
       out->tokens[b * Mx + i] = tok;
       out->logprobs[b * Mx + i] = lp;
       memcpy(out->hidden + (b * Mx + i) * D, s->gen_hidden + b * D, sizeof(float) * (size_t)D);

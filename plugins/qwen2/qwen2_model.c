@@ -1,7 +1,8 @@
 /* qwen2_model.c — the Qwen2 parameters under their HF names, their
  * initialisation, loading from checkpoints (both `model.*` and
- * `model.language_model.*` prefixes, peft adapter names for LoRA), and the
- * activation buffers the forward keeps. */
+ * `model.language_model.*` prefixes, peft adapter names for LoRA), moving
+ * them to the device, and the activation buffers the forward keeps (memory
+ * of the model's kernel table). */
 #include <math.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ qwen2_model *qwen2_model_new(const qwen2_cfg *c, const ps_kernels *k, ps_rng *rn
   g_autoptr(qwen2_model) m = g_new0(qwen2_model, 1);
   m->cfg = *c;
   m->k = k;
+  m->host = k == ps_kernels_get(PS_DEVICE_CPU, NULL);
   m->params = g_array_new(FALSE, TRUE, sizeof(ps_param));
   m->names = g_ptr_array_new_with_free_func(g_free);
   m->L = g_new0(qwen2_layer, c->layers);
@@ -91,21 +93,38 @@ qwen2_model *qwen2_model_new(const qwen2_cfg *c, const ps_kernels *k, ps_rng *rn
   return g_steal_pointer(&m);
 }
 
+gboolean qwen2_model_move_to(qwen2_model *m, ps_device device, GError **error) {
+  /* In place: the LoRA layers and the core keep pointers to these headers. */
+  for (guint i = 0; i < m->params->len; i++)
+    if (!ps_tensor_move_to(qwen2_param(m, i)->value, device, error)) return FALSE;
+  return TRUE;
+}
+
+/* Frees device memory of the model's table and clears the pointer. */
+#define dev_free(m, pp)                                                                            \
+  do {                                                                                             \
+    if (*(pp)) (m)->k->mem_free(*(pp));                                                            \
+    *(pp) = NULL;                                                                                  \
+  } while (0)
+
 static void free_acts(qwen2_model *m) {
   if (m->A)
     for (int64_t l = 0; l < m->cfg.layers; l++) {
       qwen2_acts *a = &m->A[l];
       float **all[] = {&a->x,   &a->ln1, &a->rstd1, &a->q,     &a->k,    &a->v,  &a->att,
                        &a->lse, &a->xm,  &a->ln2,   &a->rstd2, &a->gate, &a->up, &a->act};
-      for (size_t i = 0; i < G_N_ELEMENTS(all); i++) g_clear_pointer(all[i], g_free);
+      for (size_t i = 0; i < G_N_ELEMENTS(all); i++) dev_free(m, all[i]);
     }
   g_clear_pointer(&m->A, g_free);
-  g_clear_pointer(&m->xf, g_free);
-  g_clear_pointer(&m->hidden, g_free);
-  g_clear_pointer(&m->rstdf, g_free);
-  g_clear_pointer(&m->logits, g_free);
-  g_clear_pointer(&m->pos, g_free);
-  g_clear_pointer(&m->targets, g_free);
+  dev_free(m, &m->xf);
+  dev_free(m, &m->hidden);
+  dev_free(m, &m->rstdf);
+  dev_free(m, &m->logits);
+  dev_free(m, &m->last);
+  dev_free(m, &m->pos);
+  dev_free(m, &m->targets);
+  g_clear_pointer(&m->pos_h, g_free);
+  g_clear_pointer(&m->targets_h, g_free);
   m->cap_n = 0;
   m->saved = FALSE;
 }
@@ -113,7 +132,7 @@ static void free_acts(qwen2_model *m) {
 static void free_bwd(qwen2_model *m) {
   float **all[] = {&m->dx,   &m->dln,   &m->dq,  &m->dk,   &m->dv,      &m->dqr,    &m->dkr,
                    &m->datt, &m->dgate, &m->dup, &m->dact, &m->dhidden, &m->dlogits};
-  for (size_t i = 0; i < G_N_ELEMENTS(all); i++) g_clear_pointer(all[i], g_free);
+  for (size_t i = 0; i < G_N_ELEMENTS(all); i++) dev_free(m, all[i]);
   m->cap_bwd = 0;
 }
 
@@ -121,8 +140,10 @@ void qwen2_model_free(qwen2_model *m) {
   if (!m) return;
   free_acts(m);
   free_bwd(m);
-  g_free(m->att_scratch);
-  g_free(m->bias);
+  dev_free(m, &m->att_scratch);
+  dev_free(m, &m->bias);
+  dev_free(m, &m->ids);
+  g_free(m->bias_h);
   if (m->L)
     for (int64_t l = 0; l < m->cfg.layers; l++)
       for (int p = 0; p < QW_NLIN; p++) ps_linear_clear(&m->L[l].lin[p]);
@@ -145,13 +166,30 @@ ps_param_list qwen2_model_params(qwen2_model *m) {
   return (ps_param_list){(ps_param *)m->params->data, m->params->len};
 }
 
-/* Allocates n floats (zeroed) or fails with an error. */
-static gboolean alloc_f(float **p, int64_t n, GError **error) {
-  *p = g_try_new0(float, (gsize)MAX(n, 1));
+/* Allocates n floats (zeroed) of the model's device memory or fails with
+ * an error. */
+static gboolean alloc_f(qwen2_model *m, float **p, int64_t n, GError **error) {
+  *p = m->k->mem_alloc(sizeof(float) * (size_t)MAX(n, 1));
   if (!*p)
     g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
-                "llm.qwen2: out of memory for %" G_GINT64_FORMAT " floats of activations", n);
+                "llm.qwen2: out of %s memory for %" G_GINT64_FORMAT " floats of activations",
+                m->k->name, n);
   return *p != NULL;
+}
+
+/* n int32 of device memory (float-sized, so alloc_f serves). */
+static gboolean alloc_i(qwen2_model *m, int32_t **p, int64_t n, GError **error) {
+  G_STATIC_ASSERT(sizeof(int32_t) == sizeof(float));
+  return alloc_f(m, (float **)p, n, error);
+}
+
+gboolean qwen2_reserve_ids(qwen2_model *m, int64_t n, GError **error) {
+  if (n <= m->ids_n) return TRUE;
+  dev_free(m, &m->ids);
+  m->ids_n = 0;
+  if (!alloc_i(m, &m->ids, n, error)) return FALSE;
+  m->ids_n = n;
+  return TRUE;
 }
 
 gboolean qwen2_reserve_rows(qwen2_model *m, int64_t N, GError **error) {
@@ -163,22 +201,24 @@ gboolean qwen2_reserve_rows(qwen2_model *m, int64_t N, GError **error) {
   m->A = g_new0(qwen2_acts, c->layers);
   for (int64_t l = 0; l < c->layers; l++) {
     qwen2_acts *a = &m->A[l];
-    if (!alloc_f(&a->x, N * D, error) || !alloc_f(&a->ln1, N * D, error) ||
-        !alloc_f(&a->rstd1, N, error) || !alloc_f(&a->q, N * qd, error) ||
-        !alloc_f(&a->k, N * kvd, error) || !alloc_f(&a->v, N * kvd, error) ||
-        !alloc_f(&a->att, N * qd, error) || !alloc_f(&a->lse, N * c->heads, error) ||
-        !alloc_f(&a->xm, N * D, error) || !alloc_f(&a->ln2, N * D, error) ||
-        !alloc_f(&a->rstd2, N, error) || !alloc_f(&a->gate, N * I, error) ||
-        !alloc_f(&a->up, N * I, error) || !alloc_f(&a->act, N * I, error)) {
+    if (!alloc_f(m, &a->x, N * D, error) || !alloc_f(m, &a->ln1, N * D, error) ||
+        !alloc_f(m, &a->rstd1, N, error) || !alloc_f(m, &a->q, N * qd, error) ||
+        !alloc_f(m, &a->k, N * kvd, error) || !alloc_f(m, &a->v, N * kvd, error) ||
+        !alloc_f(m, &a->att, N * qd, error) || !alloc_f(m, &a->lse, N * c->heads, error) ||
+        !alloc_f(m, &a->xm, N * D, error) || !alloc_f(m, &a->ln2, N * D, error) ||
+        !alloc_f(m, &a->rstd2, N, error) || !alloc_f(m, &a->gate, N * I, error) ||
+        !alloc_f(m, &a->up, N * I, error) || !alloc_f(m, &a->act, N * I, error)) {
       free_acts(m);
       return FALSE;
     }
   }
-  m->pos = g_try_new0(int32_t, (gsize)(3 * N));
-  m->targets = g_try_new0(int32_t, (gsize)N);
-  if (!m->pos || !m->targets || !alloc_f(&m->xf, N * D, error) ||
-      !alloc_f(&m->hidden, N * D, error) || !alloc_f(&m->rstdf, N, error) ||
-      !alloc_f(&m->logits, N * c->vocab, error)) {
+  m->pos_h = g_try_new0(int32_t, (gsize)(3 * N));
+  m->targets_h = g_try_new0(int32_t, (gsize)N);
+  if (!m->pos_h || !m->targets_h || !alloc_i(m, &m->pos, 3 * N, error) ||
+      !alloc_i(m, &m->targets, N, error) || !alloc_f(m, &m->xf, N * D, error) ||
+      !alloc_f(m, &m->hidden, N * D, error) || !alloc_f(m, &m->rstdf, N, error) ||
+      !alloc_f(m, &m->logits, N * c->vocab, error) ||
+      (!m->host && !alloc_f(m, &m->last, N * D, error))) {
     if (error && !*error)
       g_set_error(error, PS_ERROR, PS_ERROR_FAILED, "llm.qwen2: out of memory for positions");
     free_acts(m);
@@ -194,13 +234,13 @@ gboolean qwen2_reserve_bwd(qwen2_model *m, int64_t N, GError **error) {
   const qwen2_cfg *c = &m->cfg;
   const int64_t D = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
   const int64_t I = c->intermediate;
-  if (!alloc_f(&m->dx, N * D, error) || !alloc_f(&m->dln, N * D, error) ||
-      !alloc_f(&m->dq, N * qd, error) || !alloc_f(&m->dk, N * kvd, error) ||
-      !alloc_f(&m->dv, N * kvd, error) || !alloc_f(&m->dqr, N * qd, error) ||
-      !alloc_f(&m->dkr, N * kvd, error) || !alloc_f(&m->datt, N * qd, error) ||
-      !alloc_f(&m->dgate, N * I, error) || !alloc_f(&m->dup, N * I, error) ||
-      !alloc_f(&m->dact, N * I, error) || !alloc_f(&m->dhidden, N * D, error) ||
-      !alloc_f(&m->dlogits, N * c->vocab, error)) {
+  if (!alloc_f(m, &m->dx, N * D, error) || !alloc_f(m, &m->dln, N * D, error) ||
+      !alloc_f(m, &m->dq, N * qd, error) || !alloc_f(m, &m->dk, N * kvd, error) ||
+      !alloc_f(m, &m->dv, N * kvd, error) || !alloc_f(m, &m->dqr, N * qd, error) ||
+      !alloc_f(m, &m->dkr, N * kvd, error) || !alloc_f(m, &m->datt, N * qd, error) ||
+      !alloc_f(m, &m->dgate, N * I, error) || !alloc_f(m, &m->dup, N * I, error) ||
+      !alloc_f(m, &m->dact, N * I, error) || !alloc_f(m, &m->dhidden, N * D, error) ||
+      !alloc_f(m, &m->dlogits, N * c->vocab, error)) {
     free_bwd(m);
     return FALSE;
   }
@@ -256,9 +296,10 @@ gboolean qwen2_model_load(qwen2_model *m, qwen2_getter get, void *user, gboolean
       return FALSE;
     }
     g_autofree char *label = g_strdup_printf("%s: %s", what, found);
-    if (!ps_tensor_check(t, label, PS_DTYPE_F32, p->value->ndim, p->value->shape, error))
+    /* (any device: the value may already have moved) */
+    if (!ps_tensor_check(t, label, PS_DTYPE_F32, p->value->ndim, p->value->shape, error) ||
+        !ps_tensor_copy_into(p->value, t, error))
       return FALSE;
-    memcpy(p->value->data, t->data, p->value->nbytes);
   }
   return TRUE;
 }
@@ -285,6 +326,8 @@ gboolean qwen2_embed(qwen2_model *m, float *emb, const int32_t *ids, int64_t N, 
                   ids[n], n, m->cfg.vocab);
       return FALSE;
     }
-  m->k->embedding_forward(emb, ids, qwen2_pv(m, m->i_embed), N, m->cfg.vocab, m->cfg.hidden);
+  if (!qwen2_reserve_ids(m, N, error)) return FALSE;
+  m->k->copy_to_device(m->ids, ids, sizeof(int32_t) * (size_t)N);
+  m->k->embedding_forward(emb, m->ids, qwen2_pv(m, m->i_embed), N, m->cfg.vocab, m->cfg.hidden);
   return TRUE;
 }

@@ -1,7 +1,11 @@
 /* qwen2_plugin.c — the `llm.qwen2` component (kind llm): config schema with
  * size presets and LoRA, ports, vtable (forward with optional image
  * embeddings at placeholder tokens and the shifted cross-entropy, backward),
- * the plugin descriptor and its capabilities ("generate", "fixture"). */
+ * the plugin descriptor and its capabilities ("generate", "fixture").
+ * Runs on the context's device: parameters are made and loaded on the host,
+ * then moved; outputs and gradients are device tensors; integer inputs
+ * (ids, positions, mask, labels) are read on the host, where the control
+ * logic needs them. */
 #include <string.h>
 
 #include <pathseg/error.h>
@@ -64,17 +68,19 @@ static const ps_port_desc qwen2_outputs[] = {
 static void qwen2_destroy(void *self) {
   qwen2_self *s = self;
   if (!s) return;
+  if (s->m) qwen2_self_free_rows(s); /* memory of the model's table */
+  qwen2_kv_free(s->kv);
   qwen2_model_free(s->m);
-  g_free(s->emb);
-  g_free(s->ids);
-  g_free(s->img_row);
+  ps_tensor *caches[] = {s->c_ids, s->c_pos, s->c_mask, s->c_labels,
+                         s->c_emb, s->c_img, s->c_gl,   s->c_gh};
+  for (size_t i = 0; i < G_N_ELEMENTS(caches); i++) ps_tensor_free(caches[i]);
   ps_tensor_free(s->logits);
   ps_tensor_free(s->hidden);
   ps_tensor_free(s->loss);
   ps_tensor_free(s->d_embeds);
   ps_tensor_free(s->d_image);
-  qwen2_kv_free(s->kv);
   g_free(s->gen_hidden);
+  g_free(s->gen_logits);
   g_free(s);
 }
 
@@ -119,13 +125,8 @@ static gboolean cfg_from_config(const ps_config *cfg, qwen2_cfg *c, GError **err
 static void *qwen2_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   qwen2_cfg c;
   if (!cfg_from_config(cfg, &c, error)) return NULL;
-  /* Activations, caches and checkpoints live in host memory: CPU kernels only. */
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "llm.qwen2: only the CPU device is implemented (the context asks for another)");
-    return NULL;
-  }
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
+  const ps_device dev = ps_context_device(ctx);
+  const ps_kernels *k = ps_context_kernels(ctx, error); /* at the run's precision */
   if (!k) return NULL;
   const char *ckpt = ps_config_has(cfg, "checkpoint") ? ps_config_string(cfg, "checkpoint") : NULL;
   const char *adapter = ps_config_has(cfg, "adapter") ? ps_config_string(cfg, "adapter") : NULL;
@@ -135,12 +136,15 @@ static void *qwen2_create(const ps_config *cfg, ps_context *ctx, GError **error)
     return NULL;
   }
   qwen2_self *s = g_new0(qwen2_self, 1);
+  s->dev = dev;
   s->image_token_id =
       ps_config_has(cfg, "image_token_id") ? ps_config_int(cfg, "image_token_id") : -1;
-  /* With a checkpoint the random draws would be overwritten: skip them. */
+  /* With a checkpoint the random draws would be overwritten: skip them.
+   * Initialised and loaded on the host, then moved to the device. */
   s->m = qwen2_model_new(&c, k, ckpt ? NULL : ps_context_rng(ctx), error);
   if (!s->m || (ckpt && !qwen2_model_load_file(s->m, ckpt, TRUE, FALSE, error)) ||
-      (adapter && !qwen2_model_load_file(s->m, adapter, FALSE, TRUE, error))) {
+      (adapter && !qwen2_model_load_file(s->m, adapter, FALSE, TRUE, error)) ||
+      !qwen2_model_move_to(s->m, dev, error)) {
     qwen2_destroy(s);
     return NULL;
   }
@@ -151,13 +155,31 @@ static ps_param_list qwen2_params(void *self) {
   return qwen2_model_params(((qwen2_self *)self)->m);
 }
 
-/* A (d0, d1, d2) view over `data`, reusing *t when it already is one. */
-static gboolean view3(ps_tensor **t, float *data, int64_t d0, int64_t d1, int64_t d2,
+/* A (d0, d1, d2) view over `data` (memory of `dev`), reusing *t when it
+ * already is one. */
+static gboolean view3(ps_tensor **t, ps_device dev, float *data, int64_t d0, int64_t d1, int64_t d2,
                       GError **error) {
   int64_t shape[3] = {d0, d1, d2};
-  if (*t && (*t)->data == data && ps_tensor_has_shape(*t, 3, shape)) return TRUE;
+  if (*t && (*t)->data == data && (*t)->device == dev && ps_tensor_has_shape(*t, 3, shape))
+    return TRUE;
   ps_tensor_free(*t);
   *t = ps_tensor_new_view(PS_DTYPE_F32, 3, shape, data, error);
+  if (*t) (*t)->device = dev; /* a view never frees its data */
+  return *t != NULL;
+}
+
+/* An integer input (ids, positions, mask, labels: control data) where the
+ * host reads it: the tensor itself, or a host copy in *cache. */
+static gboolean on_host(const ps_tensor **t, ps_tensor **cache, GError **error) {
+  if (!*t || (*t)->device == PS_DEVICE_CPU) return TRUE;
+  *t = ps_tensor_on_device(*t, PS_DEVICE_CPU, cache, error);
+  return *t != NULL;
+}
+
+/* A float input where the table copies from: the host or the device. */
+static gboolean reachable(const ps_tensor **t, ps_device dev, ps_tensor **cache, GError **error) {
+  if (!*t || (*t)->device == PS_DEVICE_CPU || (*t)->device == dev) return TRUE;
+  *t = ps_tensor_on_device(*t, dev, cache, error);
   return *t != NULL;
 }
 
@@ -175,6 +197,10 @@ static gboolean qwen2_fwd(void *self, ps_context *ctx, const ps_ports *in, ps_po
   const ps_tensor *ids = ps_ports_get(in, "input_ids"), *emb = ps_ports_get(in, "inputs_embeds");
   const ps_tensor *img = ps_ports_get(in, "image_embeds"), *pos = ps_ports_get(in, "position_ids");
   const ps_tensor *labels = ps_ports_get(in, "labels"), *mask = ps_ports_get(in, "attention_mask");
+  if (!on_host(&ids, &s->c_ids, error) || !on_host(&pos, &s->c_pos, error) ||
+      !on_host(&labels, &s->c_labels, error) || !on_host(&mask, &s->c_mask, error) ||
+      !reachable(&emb, s->dev, &s->c_emb, error) || !reachable(&img, s->dev, &s->c_img, error))
+    return FALSE;
   if ((ids == NULL) == (emb == NULL)) {
     g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
                 "llm.qwen2: give exactly one of input_ids and inputs_embeds");
@@ -203,8 +229,10 @@ static gboolean qwen2_fwd(void *self, ps_context *ctx, const ps_ports *in, ps_po
       return FALSE;
     }
   }
+  const ps_tensor *fin = emb ? emb : img;
+  const gboolean src_host = !fin || fin->device == PS_DEVICE_CPU;
   if (!qwen2_self_inputs(s, ids ? ids->data : NULL, emb ? ps_f32(emb) : NULL,
-                         img ? ps_f32(img) : NULL, img ? img->shape[1] : 0, B, T, error))
+                         img ? ps_f32(img) : NULL, src_host, img ? img->shape[1] : 0, B, T, error))
     return FALSE;
   /* Positions: one stream, or 3 with M-RoPE (a [B, T] input fills all 3). */
   const int32_t *p = NULL;
@@ -231,8 +259,8 @@ static gboolean qwen2_fwd(void *self, ps_context *ctx, const ps_ports *in, ps_po
   if (!qwen2_forward(m, ctx, s->emb, p, mask ? mask->data : NULL, B, T, NULL, QWEN2_LOGITS_ALL,
                      error))
     return FALSE;
-  if (!view3(&s->logits, m->logits, B, T, c->vocab, error) ||
-      !view3(&s->hidden, m->hidden, B, T, c->hidden, error))
+  if (!view3(&s->logits, s->dev, m->logits, B, T, c->vocab, error) ||
+      !view3(&s->hidden, s->dev, m->hidden, B, T, c->hidden, error))
     return FALSE;
   ps_ports_set(out, "logits", s->logits);
   ps_ports_set(out, "hidden", s->hidden);
@@ -249,22 +277,22 @@ static gboolean qwen2_fwd(void *self, ps_context *ctx, const ps_ports *in, ps_po
                     n / T, n % T, lab[n], c->vocab);
         return FALSE;
       }
-    if (!s->loss && !(s->loss = ps_tensor_new4(PS_DTYPE_F32, 1, -1, -1, -1, error))) return FALSE;
-    ps_f32(s->loss)[0] = qwen2_loss(m, lab);
+    const int64_t s1[1] = {1};
+    if (!ps_tensor_ensure_on(&s->loss, s->dev, PS_DTYPE_F32, 1, s1, error)) return FALSE;
+    const float loss = qwen2_loss(m, lab); /* the table returns the sum to the host */
+    m->k->copy_to_device(s->loss->data, &loss, sizeof loss);
     s->have_loss = TRUE;
     ps_ports_set(out, "loss", s->loss);
   }
   return TRUE;
 }
 
-static gboolean grad_of(ps_tensor **t, int32_t ndim, const int64_t *shape, GError **error) {
-  if (*t && ps_tensor_has_shape(*t, ndim, shape)) {
-    memset((*t)->data, 0, (*t)->nbytes);
-    return TRUE;
-  }
-  ps_tensor_free(*t);
-  *t = ps_tensor_new(PS_DTYPE_F32, ndim, shape, error);
-  return *t != NULL;
+/* A zeroed input gradient on the model's device. */
+static gboolean grad_of(qwen2_self *s, ps_tensor **t, int32_t ndim, const int64_t *shape,
+                        GError **error) {
+  if (!ps_tensor_ensure_on(t, s->dev, PS_DTYPE_F32, ndim, shape, error)) return FALSE;
+  s->m->k->mem_zero((*t)->data, (*t)->nbytes);
+  return TRUE;
 }
 
 static gboolean qwen2_bwd(void *self, ps_context *ctx, const ps_ports *grad_out, ps_ports *grad_in,
@@ -274,6 +302,10 @@ static gboolean qwen2_bwd(void *self, ps_context *ctx, const ps_ports *grad_out,
   const int64_t B = s->B, T = s->T, D = m->cfg.hidden;
   const ps_tensor *gl = ps_ports_get(grad_out, "logits"), *gh = ps_ports_get(grad_out, "hidden");
   const ps_tensor *gloss = ps_ports_get(grad_out, "loss");
+  /* Gradients arrive on the device; a host one (a test, a host stage) is copied. */
+  if ((gl && !(gl = ps_tensor_on_device(gl, s->dev, &s->c_gl, error))) ||
+      (gh && !(gh = ps_tensor_on_device(gh, s->dev, &s->c_gh, error))))
+    return FALSE;
   int64_t sl[3] = {B, T, m->cfg.vocab}, sh[3] = {B, T, D}, s1[1] = {1};
   if ((gl && !ps_tensor_check(gl, "llm.qwen2 gradient of logits", PS_DTYPE_F32, 3, sl, error)) ||
       (gh && !ps_tensor_check(gh, "llm.qwen2 gradient of hidden", PS_DTYPE_F32, 3, sh, error)) ||
@@ -288,21 +320,40 @@ static gboolean qwen2_bwd(void *self, ps_context *ctx, const ps_ports *grad_out,
           *pi = ps_ports_find(grad_in, "image_embeds");
   gboolean want_e = pe && pe->needs_grad && !s->from_ids;
   gboolean want_i = pi && pi->needs_grad && s->n_image > 0;
+  /* The loss gradient is a scalar the host passes to the kernels. */
+  float dloss = 0.0f;
+  if (gloss && gloss->device == PS_DEVICE_CPU) {
+    dloss = ps_f32(gloss)[0];
+  } else if (gloss) {
+    const ps_kernels *gk = ps_kernels_get(gloss->device, error);
+    if (!gk) return FALSE;
+    gk->copy_to_host(&dloss, gloss->data, sizeof dloss);
+  }
   float *demb = NULL;
   if (want_e || want_i) {
-    if (!grad_of(&s->d_embeds, 3, sh, error)) return FALSE;
+    if (!grad_of(s, &s->d_embeds, 3, sh, error)) return FALSE;
     demb = ps_f32(s->d_embeds);
   }
-  if (!qwen2_backward(m, ctx, gl ? ps_f32(gl) : NULL, gh ? ps_f32(gh) : NULL,
-                      gloss ? ps_f32(gloss)[0] : 0.0f, s->ids, demb, error))
+  if (!qwen2_backward(m, ctx, gl ? ps_f32(gl) : NULL, gh ? ps_f32(gh) : NULL, dloss, s->ids_d, demb,
+                      error))
     return FALSE;
   if (want_e) pe->tensor = s->d_embeds;
   if (want_i) {
     int64_t si[3] = {B, s->n_image, D};
-    if (!grad_of(&s->d_image, 3, si, error)) return FALSE;
-    for (int64_t n = 0; n < B * T; n++)
-      if (s->img_row[n] >= 0)
-        memcpy(ps_f32(s->d_image) + s->img_row[n] * D, demb + n * D, sizeof(float) * (size_t)D);
+    if (!grad_of(s, &s->d_image, 3, si, error)) return FALSE;
+    /* one copy per run of consecutive image rows (an image block is one) */
+    for (int64_t n = 0; n < B * T;) {
+      const int64_t r = s->img_row[n];
+      int64_t len = 1;
+      if (r < 0) {
+        n++;
+        continue;
+      }
+      while (n + len < B * T && s->img_row[n + len] == r + len) len++;
+      m->k->copy_on_device(ps_f32(s->d_image) + r * D, demb + n * D,
+                           sizeof(float) * (size_t)(len * D));
+      n += len;
+    }
     pi->tensor = s->d_image;
   }
   return TRUE;

@@ -10,28 +10,38 @@ G_BEGIN_DECLS
 
 typedef struct qwen2_self {
   qwen2_model *m;
+  ps_device dev;          /* the context's: where parameters and activations live */
   int64_t image_token_id; /* -1: none */
   /* Inputs of the last forward. */
-  float *emb;       /* (N, D) input embeddings */
-  int32_t *ids;     /* (N) ids for the embedding gradient; -1 at image / embeds rows */
-  int64_t *img_row; /* (N) row of image_embeds placed there, or -1 */
+  float *emb;       /* (N, D) input embeddings (device) */
+  int32_t *ids;     /* (N) ids for the embedding gradient; -1 at image / embeds rows (host) */
+  int32_t *ids_d;   /* (N) the same on the device, for the embedding kernels */
+  int64_t *img_row; /* (N) row of image_embeds placed there, or -1 (host) */
   int64_t cap_n, B, T, n_image;
   gboolean from_ids, have_loss;
-  /* Outputs (views over the model's buffers) and input gradients. */
+  /* Outputs (views over the model's buffers) and input gradients (device). */
   ps_tensor *logits, *hidden, *loss;
   ps_tensor *d_embeds, *d_image;
+  /* Inputs that arrived on another device: host copies of the integer
+   * inputs (control data), device copies of the gradients received. */
+  ps_tensor *c_ids, *c_pos, *c_mask, *c_labels, *c_emb, *c_img, *c_gl, *c_gh;
   /* Generation. */
   qwen2_kv *kv;
-  float *gen_hidden; /* (B, D) */
+  float *gen_hidden; /* (B, D) host */
+  float *gen_logits; /* (B, V) host copy of the logits when the model is not on the CPU */
   int64_t gen_B;
 } qwen2_self;
 
-/* Fills self->emb (B*T, D) from ids (B, T) or embeds (B, T, D), then puts
- * consecutive rows of image (B, n_image, D) at the image_token_id positions
- * of each row (each row must hold exactly n_image of them). */
+/* Fills self->emb (B*T, D) from ids (B, T, host) or embeds (B, T, D), then
+ * puts consecutive rows of image (B, n_image, D) at the image_token_id
+ * positions of each row (each row must hold exactly n_image of them).
+ * embeds and image are host memory when src_host, else the model's device
+ * memory. */
 gboolean qwen2_self_inputs(qwen2_self *s, const int32_t *ids, const float *embeds,
-                           const float *image, int64_t n_image, int64_t B, int64_t T,
-                           GError **error);
+                           const float *image, gboolean src_host, int64_t n_image, int64_t B,
+                           int64_t T, GError **error);
+/* Frees the input rows (device memory of s->m's table: before the model). */
+void qwen2_self_free_rows(qwen2_self *s);
 
 /* Sampling from one row of logits (V): greedy when temperature <= 0, else
  * softmax(logits / temperature) restricted to the top-p nucleus. Returns the

@@ -22,6 +22,10 @@ static void ports_from(ps_ports *p, ps_port *items, const ps_port_desc *d) {
 }
 
 gboolean qw_init(qw_comp *c, const char *yaml, uint64_t seed) {
+  return qw_init_on(c, yaml, seed, PS_DEVICE_CPU);
+}
+
+gboolean qw_init_on(qw_comp *c, const char *yaml, uint64_t seed, ps_device device) {
   memset(c, 0, sizeof *c);
   GError *err = NULL;
   c->desc = ps_registry_find(qw_registry(), "llm.qwen2");
@@ -30,7 +34,7 @@ gboolean qw_init(qw_comp *c, const char *yaml, uint64_t seed) {
   g_autoptr(ps_config) cfg = ps_config_parse(c->desc->config, yaml, "test", &err);
   PS_CHECK_OK(cfg != NULL, err);
   if (!cfg) return FALSE;
-  c->ctx = ps_context_new(PS_DEVICE_CPU, 1, seed);
+  c->ctx = ps_context_new(device, 1, seed);
   c->self = c->desc->vtable->create(cfg, c->ctx, &err);
   PS_CHECK_OK(c->self != NULL, err);
   if (!c->self) {

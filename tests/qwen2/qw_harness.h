@@ -27,6 +27,8 @@ typedef struct {
 /* Loads the plugins once (ps_registry_scan) and returns the registry. */
 ps_registry *qw_registry(void);
 gboolean qw_init(qw_comp *c, const char *yaml, uint64_t seed);
+/* qw_init with a context on `device` (the CUDA emulator in tests). */
+gboolean qw_init_on(qw_comp *c, const char *yaml, uint64_t seed, ps_device device);
 void qw_clear(qw_comp *c);
 void qw_set_input(qw_comp *c, const char *port, ps_tensor *t, gboolean needs_grad);
 ps_tensor *qw_output(qw_comp *c, const char *port);
