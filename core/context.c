@@ -67,6 +67,7 @@ void ps_context_free(ps_context *ctx) {
 
 ps_device ps_context_device(const ps_context *ctx) { return ctx->device; }
 void ps_context_set_precision(ps_context *ctx, int precision) { ctx->precision = precision; }
+int ps_context_precision(const ps_context *ctx) { return ctx->precision; }
 
 const ps_kernels *ps_context_kernels(const ps_context *ctx, GError **error) {
   return ps_kernels_get_precision(ctx->device, (ps_precision)ctx->precision, error);

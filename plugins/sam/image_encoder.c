@@ -12,7 +12,12 @@
  *
  * When training, every block keeps its activations (one buffer set per
  * block); in inference all blocks share one set. Buffers are reallocated only
- * when the batch size changes. */
+ * when the batch size changes.
+ *
+ * Devices: parameters (after sam_encoder_to_device), activations, gradients
+ * and scratch are memory of the encoder's device, and all arithmetic goes
+ * through its kernel table. Only MedSAM's min-max and the dropout-mask draws
+ * run on the host (sam_host.h staging; "DEVICE:" comments). */
 #include "image_encoder_internal.h"
 
 #include <math.h>
@@ -78,6 +83,10 @@ void sam_encoder_free(sam_encoder *e) {
   g_free(e->mm_amin);
   g_free(e->mm_amax);
   g_free(e->mm_clipped);
+  ps_tensor_free(e->img_cache);
+  ps_tensor_free(e->dout_cache);
+  sam_host_buf *hb[] = {&e->h_raw, &e->h_norm, &e->h_mask, &e->h_dimg, &e->h_dout};
+  for (size_t i = 0; i < G_N_ELEMENTS(hb); i++) sam_host_buf_free(hb[i]);
   ps_tensor_free(e->out);
   ps_tensor_free(e->dimage);
   g_free(e);
@@ -90,9 +99,27 @@ static int add_vec(pl_params *P, ps_role role, int64_t n, float fill, GError **e
   return i;
 }
 
-sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, const ps_kernels *k, ps_rng *rng,
-                             GError **error) {
+ps_device sam_encoder_device(const sam_encoder *e) {
+  return e->dev;
+}
+
+ps_tensor **sam_encoder_dout_cache(sam_encoder *e) {
+  return &e->dout_cache;
+}
+
+gboolean sam_encoder_to_device(sam_encoder *e, GError **error) {
+  if (!pl_params_move_to(&e->P, e->dev, error)) {
+    g_prefix_error(error, "encoder.medsam: ");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, ps_device device, int precision,
+                             ps_rng *rng, GError **error) {
   const sam_enc_cfg *c = cfg;
+  const ps_kernels *k = ps_kernels_get_precision(device, (ps_precision)precision, error);
+  if (!k) return NULL;
   if (c->depth < 1 || c->depth > SAM_MAX_DEPTH || c->embed_dim < 1 || c->num_heads < 1 ||
       c->embed_dim % c->num_heads != 0 || c->patch_size < 1 || c->img_size % c->patch_size != 0 ||
       c->window_size < 0 || c->out_chans < 1 || (c->adapter && c->adapter_dim < 1)) {
@@ -106,6 +133,7 @@ sam_encoder *sam_encoder_new(const sam_enc_cfg *cfg, const ps_kernels *k, ps_rng
   }
   sam_encoder *e = g_new0(sam_encoder, 1);
   e->cfg = *cfg;
+  e->dev = device;
   e->k = k;
   e->E = c->embed_dim;
   e->G = c->img_size / c->patch_size;

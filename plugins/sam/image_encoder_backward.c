@@ -9,6 +9,8 @@
 
 #include <pathseg/error.h>
 
+/* dx = dy / r, plus the gradient through min and max (at their positions).
+ * dx (+=), dy, x: (B, n) host memory. */
 static void minmax_backward(sam_encoder *e, float *dx, const float *dy, const float *x, int64_t B,
                             int64_t n) {
   for (int64_t b = 0; b < B; b++) {
@@ -27,6 +29,28 @@ static void minmax_backward(sam_encoder *e, float *dx, const float *dy, const fl
       d[e->mm_amin[b]] += (float)(-s0 / r);
     }
   }
+}
+
+/* dimage (+=, zero on entry) from dimg, both device memory, through the
+ * min-max that the forward ran on the host (it kept the host raw image).
+ * DEVICE: host round trip, needs a kernel (sums of dy and dy * (x - lo) per
+ * image and the scatter to the extremes). */
+static gboolean medsam_backward(sam_encoder *e, float *dimage, const float *dimg, int64_t B,
+                                int64_t n, GError **error) {
+  if (sam_on_host(e->dev)) {
+    minmax_backward(e, dimage, dimg, e->img_raw, B, n);
+    return TRUE;
+  }
+  const ps_kernels *k = e->k;
+  size_t bytes = (size_t)(B * n) * sizeof(float);
+  if (!sam_host_buf_ensure(&e->h_dimg, B * n, error) ||
+      !sam_host_buf_ensure(&e->h_dout, B * n, error))
+    return FALSE;
+  k->copy_to_host(e->h_dimg.p, dimg, bytes);
+  memset(e->h_dout.p, 0, bytes);
+  minmax_backward(e, e->h_dout.p, e->h_dimg.p, e->img_raw, B, n);
+  k->copy_to_device(dimage, e->h_dout.p, bytes);
+  return TRUE;
 }
 
 static gboolean block_trains(const sam_encoder *e, const enc_block *b) {
@@ -50,40 +74,40 @@ static void block_backward(sam_encoder *e, int64_t l, float *dcur, int64_t B, fl
   int64_t N = B * e->T, E = e->E, Nw = g.Bw * g.Tw;
   float *dx1 = e->d1.p;
 
-  memcpy(dx1, dcur, (size_t)(N * E) * sizeof(float));
+  k->copy_on_device(dx1, dcur, (size_t)(N * E) * sizeof(float));
   /* MLP branch */
-  memset(e->dg.p, 0, (size_t)(N * e->M) * sizeof(float));
+  k->mem_zero(e->dg.p, (size_t)(N * e->M) * sizeof(float));
   pl_linear_bwd(k, P, &b->lin2, e->dg.p, dcur, a->g.p, N);
-  memset(e->dh.p, 0, (size_t)(N * e->M) * sizeof(float));
+  k->mem_zero(e->dh.p, (size_t)(N * e->M) * sizeof(float));
   k->gelu_backward(e->dh.p, a->h.p, e->dg.p, N * e->M);
-  memset(e->dln.p, 0, (size_t)(N * E) * sizeof(float));
+  k->mem_zero(e->dln.p, (size_t)(N * E) * sizeof(float));
   pl_linear_bwd(k, P, &b->lin1, e->dln.p, e->dh.p, a->ln2.p, N);
   k->layernorm_backward(dx1, pl_pg(P, b->n2w), pl_pg(P, b->n2b), e->dln.p, a->x1.p,
                         pl_pv(P, b->n2w), a->mean2.p, a->rstd2.p, N, E);
   /* adapter branch: d(up out) = scale * dcur */
   if (e->cfg.adapter) {
     k->scale(e->tmp.p, dcur, (float)e->cfg.adapter_scale, N * E);
-    memset(e->dadr.p, 0, (size_t)(N * e->A) * sizeof(float));
+    k->mem_zero(e->dadr.p, (size_t)(N * e->A) * sizeof(float));
     pl_linear_bwd(k, P, &b->up, e->dadr.p, e->tmp.p, a->adr.p, N);
     if (e->adapter_dropout_used) k->mul_forward(e->dadr.p, e->dadr.p, a->admask.p, N * e->A);
-    memset(e->dadh.p, 0, (size_t)(N * e->A) * sizeof(float));
+    k->mem_zero(e->dadh.p, (size_t)(N * e->A) * sizeof(float));
     k->relu_backward(e->dadh.p, a->adh.p, e->dadr.p, N * e->A);
     pl_linear_bwd(k, P, &b->down, dx1, e->dadh.p, a->x1.p, N);
   }
   /* attention branch */
-  memcpy(dcur, dx1, (size_t)(N * E) * sizeof(float));
+  k->copy_on_device(dcur, dx1, (size_t)(N * E) * sizeof(float));
   const float *dproj = dx1;
   if (!b->global) {
-    memset(e->dprojw.p, 0, (size_t)(Nw * E) * sizeof(float));
+    k->mem_zero(e->dprojw.p, (size_t)(Nw * E) * sizeof(float));
     k->window_unpartition_backward(e->dprojw.p, dx1, B, e->G, e->G, E, g.side);
     dproj = e->dprojw.p;
   }
-  memset(e->dao.p, 0, (size_t)(Nw * E) * sizeof(float));
+  k->mem_zero(e->dao.p, (size_t)(Nw * E) * sizeof(float));
   pl_linear_bwd(k, P, &b->proj, e->dao.p, dproj, a->ao.p, Nw);
-  memset(e->dqkv.p, 0, (size_t)(Nw * 3 * E) * sizeof(float));
+  k->mem_zero(e->dqkv.p, (size_t)(Nw * 3 * E) * sizeof(float));
   int64_t nrel = g.Bw * e->nH * g.Tw * g.side;
-  memset(e->drelh.p, 0, (size_t)nrel * sizeof(float));
-  memset(e->drelw.p, 0, (size_t)nrel * sizeof(float));
+  k->mem_zero(e->drelh.p, (size_t)nrel * sizeof(float));
+  k->mem_zero(e->drelw.p, (size_t)nrel * sizeof(float));
   ps_attention_desc d = sam_enc_att_desc(e, &g, a);
   k->attention_backward(e->dqkv.p, e->dqkv.p + E, e->dqkv.p + 2 * E, NULL, e->drelh.p, e->drelw.p,
                         e->dao.p, a->qkv.p, a->qkv.p + E, a->qkv.p + 2 * E, a->ao.p, a->lse.p, &d,
@@ -93,10 +117,10 @@ static void block_backward(sam_encoder *e, int64_t l, float *dcur, int64_t B, fl
                       e->hd, 3 * E);
   const float *ain = b->global ? a->ln1.p : a->xw.p;
   float *dain = b->global ? e->dln.p : e->dxw.p;
-  memset(dain, 0, (size_t)(Nw * E) * sizeof(float));
+  k->mem_zero(dain, (size_t)(Nw * E) * sizeof(float));
   pl_linear_bwd(k, P, &b->qkv, dain, e->dqkv.p, ain, Nw);
   if (!b->global) {
-    memset(e->dln.p, 0, (size_t)(N * E) * sizeof(float));
+    k->mem_zero(e->dln.p, (size_t)(N * E) * sizeof(float));
     k->window_partition_backward(e->dln.p, e->dxw.p, B, e->G, e->G, E, g.side);
   }
   k->layernorm_backward(dcur, pl_pg(P, b->n1w), pl_pg(P, b->n1b), e->dln.p, e->xs[l].p,
@@ -119,17 +143,19 @@ gboolean sam_encoder_backward(sam_encoder *e, ps_context *ctx, const float *dout
     blk_geom g = sam_enc_geom(e, &e->blk[l], B);
     relmax = MAX(relmax, g.Bw * e->nH * g.Tw * g.side);
   }
-  if (!pl_buf_ensure(&e->d0, N * E, error) || !pl_buf_ensure(&e->d1, N * E, error) ||
-      !pl_buf_ensure(&e->dln, N * E, error) || !pl_buf_ensure(&e->dxw, nw_max * E, error) ||
-      !pl_buf_ensure(&e->dqkv, nw_max * 3 * E, error) || !pl_buf_ensure(&e->drelh, relmax, error) ||
-      !pl_buf_ensure(&e->drelw, relmax, error) || !pl_buf_ensure(&e->dao, nw_max * E, error) ||
-      !pl_buf_ensure(&e->dprojw, nw_max * E, error) || !pl_buf_ensure(&e->dh, N * M, error) ||
-      !pl_buf_ensure(&e->dg, N * M, error) ||
-      !pl_buf_ensure(&e->dadr, e->cfg.adapter ? N * A : 0, error) ||
-      !pl_buf_ensure(&e->dadh, e->cfg.adapter ? N * A : 0, error) ||
-      !pl_buf_ensure(&e->dnchw, N * E, error) || !pl_buf_ensure(&e->dc1, B * e->OC * GG, error) ||
-      !pl_buf_ensure(&e->dc1n, B * e->OC * GG, error) ||
-      !pl_buf_ensure(&e->dc2, B * e->OC * GG, error) || !pl_buf_ensure(&e->dpe, N * E, error))
+  if (!pl_buf_ensure(&e->d0, k, N * E, error) || !pl_buf_ensure(&e->d1, k, N * E, error) ||
+      !pl_buf_ensure(&e->dln, k, N * E, error) || !pl_buf_ensure(&e->dxw, k, nw_max * E, error) ||
+      !pl_buf_ensure(&e->dqkv, k, nw_max * 3 * E, error) ||
+      !pl_buf_ensure(&e->drelh, k, relmax, error) || !pl_buf_ensure(&e->drelw, k, relmax, error) ||
+      !pl_buf_ensure(&e->dao, k, nw_max * E, error) ||
+      !pl_buf_ensure(&e->dprojw, k, nw_max * E, error) || !pl_buf_ensure(&e->dh, k, N * M, error) ||
+      !pl_buf_ensure(&e->dg, k, N * M, error) ||
+      !pl_buf_ensure(&e->dadr, k, e->cfg.adapter ? N * A : 0, error) ||
+      !pl_buf_ensure(&e->dadh, k, e->cfg.adapter ? N * A : 0, error) ||
+      !pl_buf_ensure(&e->dnchw, k, N * E, error) ||
+      !pl_buf_ensure(&e->dc1, k, B * e->OC * GG, error) ||
+      !pl_buf_ensure(&e->dc1n, k, B * e->OC * GG, error) ||
+      !pl_buf_ensure(&e->dc2, k, B * e->OC * GG, error) || !pl_buf_ensure(&e->dpe, k, N * E, error))
     return FALSE;
   int64_t sn = sam_enc_scratch_need(e, B, 1);
   float *scratch = pl_scratch(ctx, sn, error);
@@ -180,19 +206,19 @@ gboolean sam_encoder_backward(sam_encoder *e, ps_context *ctx, const float *dout
     float *dimg = NULL;
     if (dimage) {
       int64_t ishape[4] = {B, 3, S, S};
-      if (!ps_tensor_ensure(&e->dimage, PS_DTYPE_F32, 4, ishape, error)) return FALSE;
-      if (!pl_buf_ensure(&e->dimg, e->cfg.medsam_input ? B * 3 * S * S : 0, error)) return FALSE;
-      memset(e->dimage->data, 0, e->dimage->nbytes);
+      if (!ps_tensor_ensure_on(&e->dimage, e->dev, PS_DTYPE_F32, 4, ishape, error) ||
+          !pl_buf_ensure(&e->dimg, k, e->cfg.medsam_input ? B * 3 * S * S : 0, error))
+        return FALSE;
+      k->mem_zero(e->dimage->data, e->dimage->nbytes);
       dimg = e->cfg.medsam_input ? e->dimg.p : ps_f32(e->dimage);
       if (e->cfg.medsam_input) pl_buf_zero(&e->dimg);
     }
     ps_conv2d_desc pd = {B, 3, S, S, E, e->cfg.patch_size, e->cfg.patch_size, e->cfg.patch_size, 0};
     k->conv2d_backward(dimg, gw, gb, e->dpe.p, e->img_in, pl_pv(P, e->pe_w), &pd, scratch, sn);
     if (dimage) {
-      if (e->cfg.medsam_input) {
-        /* the raw image is what min-max read: recover it from the normalised copy */
-        minmax_backward(e, ps_f32(e->dimage), e->dimg.p, e->img_raw, B, 3 * S * S);
-      }
+      if (e->cfg.medsam_input &&
+          !medsam_backward(e, ps_f32(e->dimage), e->dimg.p, B, 3 * S * S, error))
+        return FALSE;
       *dimage = e->dimage;
     }
   }

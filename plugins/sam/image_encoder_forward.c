@@ -69,8 +69,6 @@ int64_t sam_enc_scratch_need(const sam_encoder *e, int64_t B, int backward) {
   return need;
 }
 
-/* MedSAM: (x - min) / clip(max - min, 1e-8) per image (MedSAM_Inference.py). */
-
 /* Training keeps one activation set per block; inference shares one set
  * among the window blocks and one among the global blocks (same sizes), kept
  * apart from the training sets so that alternating train and eval steps
@@ -81,28 +79,31 @@ static blk_act *act_of(sam_encoder *e, int64_t l, gboolean training) {
 
 static gboolean ensure_act(sam_encoder *e, int64_t l, blk_act *a, int64_t B, gboolean training,
                            GError **error) {
+  const ps_kernels *k = e->k;
   const enc_block *b = &e->blk[l];
   blk_geom g = sam_enc_geom(e, b, B);
   int64_t N = B * e->T, Nw = g.Bw * g.Tw, E = e->E;
   gboolean adapter = e->cfg.adapter;
-  return pl_buf_ensure(&a->ln1, N * E, error) && pl_buf_ensure(&a->mean1, N, error) &&
-         pl_buf_ensure(&a->rstd1, N, error) &&
-         pl_buf_ensure(&a->xw, b->global ? 0 : Nw * E, error) &&
-         pl_buf_ensure(&a->qkv, Nw * 3 * E, error) &&
-         pl_buf_ensure(&a->relh, g.Bw * e->nH * g.Tw * g.side, error) &&
-         pl_buf_ensure(&a->relw, g.Bw * e->nH * g.Tw * g.side, error) &&
-         pl_buf_ensure(&a->ao, Nw * E, error) &&
-         pl_buf_ensure(&a->lse, g.Bw * e->nH * g.Tw, error) &&
-         pl_buf_ensure(&a->x1, N * E, error) && pl_buf_ensure(&a->ln2, N * E, error) &&
-         pl_buf_ensure(&a->mean2, N, error) && pl_buf_ensure(&a->rstd2, N, error) &&
-         pl_buf_ensure(&a->h, N * e->M, error) && pl_buf_ensure(&a->g, N * e->M, error) &&
-         pl_buf_ensure(&a->adh, adapter ? N * e->A : 0, error) &&
-         pl_buf_ensure(&a->adr, adapter ? N * e->A : 0, error) &&
-         pl_buf_ensure(&a->admask, adapter && training && e->cfg.adapter_dropout > 0 ? N * e->A : 0,
-                       error);
+  return pl_buf_ensure(&a->ln1, k, N * E, error) && pl_buf_ensure(&a->mean1, k, N, error) &&
+         pl_buf_ensure(&a->rstd1, k, N, error) &&
+         pl_buf_ensure(&a->xw, k, b->global ? 0 : Nw * E, error) &&
+         pl_buf_ensure(&a->qkv, k, Nw * 3 * E, error) &&
+         pl_buf_ensure(&a->relh, k, g.Bw * e->nH * g.Tw * g.side, error) &&
+         pl_buf_ensure(&a->relw, k, g.Bw * e->nH * g.Tw * g.side, error) &&
+         pl_buf_ensure(&a->ao, k, Nw * E, error) &&
+         pl_buf_ensure(&a->lse, k, g.Bw * e->nH * g.Tw, error) &&
+         pl_buf_ensure(&a->x1, k, N * E, error) && pl_buf_ensure(&a->ln2, k, N * E, error) &&
+         pl_buf_ensure(&a->mean2, k, N, error) && pl_buf_ensure(&a->rstd2, k, N, error) &&
+         pl_buf_ensure(&a->h, k, N * e->M, error) && pl_buf_ensure(&a->g, k, N * e->M, error) &&
+         pl_buf_ensure(&a->adh, k, adapter ? N * e->A : 0, error) &&
+         pl_buf_ensure(&a->adr, k, adapter ? N * e->A : 0, error) &&
+         pl_buf_ensure(&a->admask, k,
+                       adapter && training && e->cfg.adapter_dropout > 0 ? N * e->A : 0, error);
 }
 
-static void minmax_forward(sam_encoder *e, const float *x, int64_t B, int64_t n) {
+/* MedSAM: (x - min) / clip(max - min, 1e-8) per image (MedSAM_Inference.py).
+ * x: (B, n) raw images -> y: (B, n) normalised, both host memory. */
+static void minmax_forward(sam_encoder *e, float *y, const float *x, int64_t B, int64_t n) {
   for (int64_t b = 0; b < B; b++) {
     const float *xb = x + b * n;
     int64_t amin = 0, amax = 0;
@@ -117,14 +118,40 @@ static void minmax_forward(sam_encoder *e, const float *x, int64_t B, int64_t n)
     e->mm_r[b] = (float)r;
     e->mm_amin[b] = amin;
     e->mm_amax[b] = amax;
-    float *yb = e->img_norm.p + b * n;
+    float *yb = y + b * n;
     for (int64_t i = 0; i < n; i++) yb[i] = (float)((xb[i] - lo) / r);
   }
 }
 
-/* dx = dy / r, plus the gradient through min and max (at their positions). */
+/* MedSAM's min-max of `image` into e->img_norm. The arg-min/max and the
+ * affine map run on the host (no table entry finds extremes): on a host
+ * image that is the host preprocessing of an input before its one upload;
+ * an image already on the device makes a round trip.
+ * DEVICE: host round trip for a device image, needs a kernel (per-image
+ * min/max + affine normalisation). */
+static gboolean medsam_normalise(sam_encoder *e, const ps_tensor *image, int64_t B, int64_t n,
+                                 GError **error) {
+  const ps_kernels *k = e->k;
+  const float *raw = ps_f32(image);
+  if (!sam_on_host(image->device)) {
+    if (!sam_host_buf_ensure(&e->h_raw, B * n, error)) return FALSE;
+    ps_kernels_get(image->device, NULL)
+        ->copy_to_host(e->h_raw.p, raw, (size_t)(B * n) * sizeof(float));
+    raw = e->h_raw.p;
+  }
+  e->img_raw = raw;
+  if (sam_on_host(e->dev)) {
+    minmax_forward(e, e->img_norm.p, raw, B, n);
+    return TRUE;
+  }
+  if (!sam_host_buf_ensure(&e->h_norm, B * n, error)) return FALSE;
+  minmax_forward(e, e->h_norm.p, raw, B, n);
+  k->copy_to_device(e->img_norm.p, e->h_norm.p, (size_t)(B * n) * sizeof(float));
+  return TRUE;
+}
 
 static gboolean ensure_shared(sam_encoder *e, int64_t B, GError **error) {
+  const ps_kernels *k = e->k;
   int64_t N = B * e->T, E = e->E, GG = e->T;
   int64_t img = 3 * e->cfg.img_size * e->cfg.img_size;
   if (B != e->B) {
@@ -136,20 +163,34 @@ static gboolean ensure_shared(sam_encoder *e, int64_t B, GError **error) {
     e->B = B;
   }
   int64_t shape[4] = {B, e->OC, e->G, e->G};
-  return pl_buf_ensure(&e->img_norm, e->cfg.medsam_input ? B * img : 0, error) &&
-         pl_buf_ensure(&e->pe_out, N * E, error) &&
-         pl_buf_ensure(&e->tmpw, sam_enc_max_window_tokens(e, B) * E, error) &&
-         pl_buf_ensure(&e->tmp, N * E, error) && pl_buf_ensure(&e->nchw, N * E, error) &&
-         pl_buf_ensure(&e->c1, B * e->OC * GG, error) &&
-         pl_buf_ensure(&e->c1n, B * e->OC * GG, error) && pl_buf_ensure(&e->m1, N, error) &&
-         pl_buf_ensure(&e->r1, N, error) && pl_buf_ensure(&e->c2, B * e->OC * GG, error) &&
-         pl_buf_ensure(&e->m2, N, error) && pl_buf_ensure(&e->r2, N, error) &&
-         ps_tensor_ensure(&e->out, PS_DTYPE_F32, 4, shape, error);
+  return pl_buf_ensure(&e->img_norm, k, e->cfg.medsam_input ? B * img : 0, error) &&
+         pl_buf_ensure(&e->pe_out, k, N * E, error) &&
+         pl_buf_ensure(&e->tmpw, k, sam_enc_max_window_tokens(e, B) * E, error) &&
+         pl_buf_ensure(&e->tmp, k, N * E, error) && pl_buf_ensure(&e->nchw, k, N * E, error) &&
+         pl_buf_ensure(&e->c1, k, B * e->OC * GG, error) &&
+         pl_buf_ensure(&e->c1n, k, B * e->OC * GG, error) && pl_buf_ensure(&e->m1, k, N, error) &&
+         pl_buf_ensure(&e->r1, k, N, error) && pl_buf_ensure(&e->c2, k, B * e->OC * GG, error) &&
+         pl_buf_ensure(&e->m2, k, N, error) && pl_buf_ensure(&e->r2, k, N, error) &&
+         ps_tensor_ensure_on(&e->out, e->dev, PS_DTYPE_F32, 4, shape, error);
 }
 
-static void block_forward(sam_encoder *e, int64_t l, blk_act *a, const float *x, float *xo,
-                          int64_t B, gboolean training, ps_rng *rng, float *scratch,
-                          int64_t scratch_n) {
+/* Adapter dropout: the mask is drawn on the host (the same draws on every
+ * device) and copied to a->admask. */
+static gboolean dropout_mask(sam_encoder *e, blk_act *a, int64_t n, ps_rng *rng, GError **error) {
+  float *m = a->admask.p;
+  if (!sam_on_host(e->dev)) {
+    if (!sam_host_buf_ensure(&e->h_mask, n, error)) return FALSE;
+    m = e->h_mask.p;
+  }
+  float p = (float)e->cfg.adapter_dropout, keep = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < n; i++) m[i] = ps_rng_uniform(rng) < p ? 0.0f : keep;
+  if (m != a->admask.p) e->k->copy_to_device(a->admask.p, m, (size_t)n * sizeof(float));
+  return TRUE;
+}
+
+static gboolean block_forward(sam_encoder *e, int64_t l, blk_act *a, const float *x, float *xo,
+                              int64_t B, gboolean training, ps_rng *rng, float *scratch,
+                              int64_t scratch_n, GError **error) {
   const ps_kernels *k = e->k;
   const pl_params *P = &e->P;
   const enc_block *b = &e->blk[l];
@@ -187,13 +228,13 @@ static void block_forward(sam_encoder *e, int64_t l, blk_act *a, const float *x,
     pl_linear_fwd(k, P, &b->down, a->adh.p, a->x1.p, N);
     k->relu_forward(a->adr.p, a->adh.p, N * e->A);
     if (training && e->cfg.adapter_dropout > 0) {
-      float p = (float)e->cfg.adapter_dropout, keep = 1.0f / (1.0f - p);
-      for (int64_t i = 0; i < N * e->A; i++) a->admask.p[i] = ps_rng_uniform(rng) < p ? 0.0f : keep;
+      if (!dropout_mask(e, a, N * e->A, rng, error)) return FALSE;
       k->mul_forward(a->adr.p, a->adr.p, a->admask.p, N * e->A);
     }
     pl_linear_fwd(k, P, &b->up, e->tmp.p, a->adr.p, N);
     k->axpy(xo, (float)e->cfg.adapter_scale, e->tmp.p, N * E);
   }
+  return TRUE;
 }
 
 gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *image,
@@ -211,7 +252,7 @@ gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *i
   }
   if (!ensure_shared(e, B, error)) return FALSE;
   for (int64_t l = 0; l <= e->cfg.depth; l++)
-    if (!pl_buf_ensure(&e->xs[training ? l : l % 2], N * E, error)) return FALSE;
+    if (!pl_buf_ensure(&e->xs[training ? l : l % 2], k, N * E, error)) return FALSE;
   for (int64_t l = 0; l < e->cfg.depth; l++)
     if (!ensure_act(e, l, act_of(e, l, training), B, training, error)) return FALSE;
   int64_t sn = sam_enc_scratch_need(e, B, 0);
@@ -219,11 +260,15 @@ gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *i
   if (!scratch) return FALSE;
 
   /* patch embedding (+ MedSAM normalisation), NCHW -> tokens, + pos_embed */
-  const float *img = ps_f32(image);
-  e->img_raw = img;
+  const float *img;
   if (e->cfg.medsam_input) {
-    minmax_forward(e, img, B, 3 * S * S);
+    if (!medsam_normalise(e, image, B, 3 * S * S, error)) return FALSE;
     img = e->img_norm.p;
+  } else {
+    const ps_tensor *on = ps_tensor_on_device(image, e->dev, &e->img_cache, error);
+    if (!on) return FALSE;
+    img = ps_f32(on);
+    e->img_raw = NULL;
   }
   e->img_in = img;
   ps_conv2d_desc pd = {B, 3, S, S, E, e->cfg.patch_size, e->cfg.patch_size, e->cfg.patch_size, 0};
@@ -234,7 +279,8 @@ gboolean sam_encoder_forward(sam_encoder *e, ps_context *ctx, const ps_tensor *i
 
   for (int64_t l = 0; l < e->cfg.depth; l++) {
     float *xi = e->xs[training ? l : l % 2].p, *xo = e->xs[training ? l + 1 : (l + 1) % 2].p;
-    block_forward(e, l, act_of(e, l, training), xi, xo, B, training, rng, scratch, sn);
+    if (!block_forward(e, l, act_of(e, l, training), xi, xo, B, training, rng, scratch, sn, error))
+      return FALSE;
   }
   const float *xf = e->xs[training ? e->cfg.depth : e->cfg.depth % 2].p;
 

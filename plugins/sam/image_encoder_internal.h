@@ -26,21 +26,28 @@ typedef struct {
 
 struct sam_encoder {
   sam_enc_cfg cfg;
-  const ps_kernels *k;
+  ps_device dev;       /* where parameters, activations and gradients live */
+  const ps_kernels *k; /* dev's table */
   pl_params P;
   int64_t E, G, T, nH, hd, M, A, OC;
   int pe_w, pe_b, pos, neck0, nk1w, nk1b, neck2, nk3w, nk3b;
   enc_block blk[SAM_MAX_DEPTH];
 
-  int64_t B;                      /* batch of the buffers below */
-  gboolean acts_for_training;     /* the last forward kept every block's activations */
-  gboolean adapter_dropout_used;  /* the last forward applied an adapter dropout mask */
-  const float *img_in;            /* patch-embedding input of the last forward */
-  pl_buf img_norm;                /* (B, 3, S, S) MedSAM-normalised image */
-  float *mm_lo, *mm_r;            /* (B) min and range of each image */
-  int64_t *mm_amin, *mm_amax;     /* (B) where they are */
-  gboolean *mm_clipped;           /* (B) range below 1e-8, clipped */
-  const float *img_raw;           /* the last forward's input image */
+  int64_t B;                     /* batch of the buffers below */
+  gboolean acts_for_training;    /* the last forward kept every block's activations */
+  gboolean adapter_dropout_used; /* the last forward applied an adapter dropout mask */
+  const float *img_in;           /* patch-embedding input of the last forward */
+  pl_buf img_norm;               /* (B, 3, S, S) MedSAM-normalised image */
+  float *mm_lo, *mm_r;           /* (B) min and range of each image */
+  int64_t *mm_amin, *mm_amax;    /* (B) where they are */
+  gboolean *mm_clipped;          /* (B) range below 1e-8, clipped */
+  const float *img_raw;          /* the last forward's input image, host memory */
+  ps_tensor *img_cache;          /* the input on dev when it came from elsewhere */
+  ps_tensor *dout_cache;         /* the output gradient on dev (encoder component) */
+  /* Host staging for the host steps on a device (sam_host.h): the raw image
+   * (when it arrives on the device), its normalised copy, dropout masks and
+   * the min-max backward. */
+  sam_host_buf h_raw, h_norm, h_mask, h_dimg, h_dout;
   pl_buf pe_out;                  /* (B, E, T) */
   pl_buf xs[SAM_MAX_DEPTH + 1];   /* (N, E) residual stream entering block l / leaving */
   blk_act act[SAM_MAX_DEPTH + 2]; /* per block (training); depth, depth+1: shared (inference) */

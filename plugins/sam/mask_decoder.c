@@ -6,7 +6,12 @@
  *   up     = GELU(ConvT(GELU(LN2d(ConvT(K)))))               (B, C/8, 4S, 4S)
  *   masks  = [MLP_i(Q[:, 1+i])]_i @ up                       (B, NM, 16 HW)
  *   iou    = MLP(Q[:, 0])                                    (B, NM)
- * then masks 1.. (multimask) or mask 0 only. */
+ * then masks 1.. (multimask) or mask 0 only.
+ *
+ * Devices: parameters (after sam_decoder_to_device), activations and
+ * gradients are memory of the decoder's device; token gathers and scatters
+ * are copy_2d blocks. Only the random-Fourier encodings of the prompt encoder
+ * are computed on the host (prompt_encoder.c). */
 #include "mask_decoder_internal.h"
 
 #include <math.h>
@@ -93,10 +98,10 @@ static int64_t mlp_widest(const sam_mlp *m) {
 static const float *mlp_fwd(const ps_kernels *k, const pl_params *P, sam_mlp *m, const float *x,
                             int64_t N, GError **error) {
   for (int i = 0; i < m->n; i++)
-    if (!pl_buf_ensure(&m->x[i], N * m->l[i].in, error) ||
-        !pl_buf_ensure(&m->y[i], N * m->l[i].out, error))
+    if (!pl_buf_ensure(&m->x[i], k, N * m->l[i].in, error) ||
+        !pl_buf_ensure(&m->y[i], k, N * m->l[i].out, error))
       return NULL;
-  memcpy(m->x[0].p, x, (size_t)(N * m->l[0].in) * sizeof(float));
+  k->copy_on_device(m->x[0].p, x, (size_t)(N * m->l[0].in) * sizeof(float));
   for (int i = 0; i < m->n; i++) {
     pl_linear_fwd(k, P, &m->l[i], m->y[i].p, m->x[i].p, N);
     if (i < m->n - 1) k->relu_forward(m->x[i + 1].p, m->y[i].p, N * m->l[i].out);
@@ -108,13 +113,14 @@ static const float *mlp_fwd(const ps_kernels *k, const pl_params *P, sam_mlp *m,
 static const float *mlp_bwd(const ps_kernels *k, const pl_params *P, sam_mlp *m, const float *dout,
                             int64_t N, GError **error) {
   int64_t w = mlp_widest(m);
-  if (!pl_buf_ensure(&m->dx, N * w, error) || !pl_buf_ensure(&m->dy, N * w, error)) return NULL;
+  if (!pl_buf_ensure(&m->dx, k, N * w, error) || !pl_buf_ensure(&m->dy, k, N * w, error))
+    return NULL;
   const float *dy = dout;
   for (int i = m->n - 1; i >= 0; i--) {
-    memset(m->dx.p, 0, (size_t)(N * m->l[i].in) * sizeof(float));
+    k->mem_zero(m->dx.p, (size_t)(N * m->l[i].in) * sizeof(float));
     pl_linear_bwd(k, P, &m->l[i], m->dx.p, dy, m->x[i].p, N);
     if (i > 0) {
-      memset(m->dy.p, 0, (size_t)(N * m->l[i - 1].out) * sizeof(float));
+      k->mem_zero(m->dy.p, (size_t)(N * m->l[i - 1].out) * sizeof(float));
       k->relu_backward(m->dy.p, m->y[i - 1].p, m->dx.p, N * m->l[i - 1].out);
       dy = m->dy.p;
     }
@@ -134,9 +140,23 @@ static int vec_param(pl_params *P, ps_role role, const int64_t *shape, int nd, p
   return i;
 }
 
-sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng *rng,
-                             GError **error) {
+ps_device sam_decoder_device(const sam_decoder *d) {
+  return d->dev;
+}
+
+gboolean sam_decoder_to_device(sam_decoder *d, GError **error) {
+  if (!pl_params_move_to(&d->P, d->dev, error)) {
+    g_prefix_error(error, "decoder.sam: ");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, ps_device device, int precision,
+                             ps_rng *rng, GError **error) {
   const sam_dec_cfg *c = cfg;
+  const ps_kernels *k = ps_kernels_get_precision(device, (ps_precision)precision, error);
+  if (!k) return NULL;
   if (c->embed_dim < 8 || c->embed_dim % 8 != 0 || c->num_heads < 1 ||
       c->num_multimask_outputs < 1 || c->num_multimask_outputs + 1 > SAM_MAX_MASK_TOKENS ||
       c->image_embedding_size < 1 || c->input_image_size < 1 || c->mask_in_chans < 4 ||
@@ -150,6 +170,7 @@ sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng
   }
   sam_decoder *d = g_new0(sam_decoder, 1);
   d->cfg = *cfg;
+  d->dev = device;
   d->k = k;
   d->C = c->embed_dim;
   d->S = c->image_embedding_size;
@@ -248,6 +269,8 @@ void sam_decoder_free(sam_decoder *d) {
                  &d->du1g,     &d->du1n, &d->du1,    &d->dkf_nchw, &d->dKf,   &d->dQf,
                  &d->diou_all, &d->dmt,  &d->dimg,   &d->dtext};
   for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
+  sam_host_buf *hb[] = {&d->pe_gauss, &d->h_gauss, &d->h_pe, &d->h_sparse};
+  for (size_t i = 0; i < G_N_ELEMENTS(hb); i++) sam_host_buf_free(hb[i]);
   g_free(d);
 }
 
@@ -263,6 +286,31 @@ static int64_t scratch_need(const sam_decoder *d, int64_t B, int backward) {
 /* Index of the mask token that output j of a prompt is. */
 static int64_t selected(const sam_decoder *d, int64_t j) {
   return d->cfg.multimask_output ? 1 + j : 0;
+}
+
+/* get_dense_pe() into pe: (C, HW) and its token-major copy kpe: (HW, C).
+ * The encoding depends only on the (frozen) gaussian matrix, so it is remade
+ * only when the matrix differs from the one it was made from. */
+static gboolean dense_pe(sam_decoder *d, GError **error) {
+  const ps_kernels *k = d->k;
+  int64_t C = d->C, HW = d->HW;
+  const float *gauss = sam_gauss_host(d, error);
+  if (!gauss) return FALSE;
+  size_t gbytes = (size_t)C * sizeof(float);
+  if (d->pe_ready && memcmp(d->pe_gauss.p, gauss, gbytes) == 0) return TRUE;
+  if (!sam_host_buf_ensure(&d->pe_gauss, C, error)) return FALSE;
+  if (sam_on_host(d->dev)) {
+    sam_dense_pe(d, gauss, d->pe.p);
+  } else {
+    /* DEVICE: host round trip, needs a kernel (random-Fourier sin/cos encoding) */
+    if (!sam_host_buf_ensure(&d->h_pe, C * HW, error)) return FALSE;
+    sam_dense_pe(d, gauss, d->h_pe.p);
+    k->copy_to_device(d->pe.p, d->h_pe.p, (size_t)(C * HW) * sizeof(float));
+  }
+  k->transpose_forward(d->kpe.p, d->pe.p, 1, C, HW);
+  memcpy(d->pe_gauss.p, gauss, gbytes);
+  d->pe_ready = TRUE;
+  return TRUE;
 }
 
 gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image, int64_t Bi,
@@ -281,45 +329,44 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
   d->pr = *pr;
   d->B = B;
   d->Bi = Bi;
-  d->Ns = sam_sparse_embed(d, pr, NULL);
+  d->Ns = sam_sparse_count(pr);
   d->Nq = 1 + NM + d->Ns;
   int64_t Nq = d->Nq, nq = B * Nq * C;
-  if (!pl_buf_ensure(&d->pe, C * HW, error) || !pl_buf_ensure(&d->kpe, HW * C, error) ||
-      !pl_buf_ensure(&d->sparse, B * d->Ns * C, error) || !pl_buf_ensure(&d->tokens, nq, error) ||
-      !pl_buf_ensure(&d->imgT, Bi * HW * C, error) || !pl_buf_ensure(&d->src, B * HW * C, error) ||
-      !pl_buf_ensure(&d->kf_nchw, B * C * HW, error) ||
-      !pl_buf_ensure(&d->u1, B * d->C4 * 4 * HW, error) ||
-      !pl_buf_ensure(&d->u1n, B * d->C4 * 4 * HW, error) ||
-      !pl_buf_ensure(&d->u1m, B * 4 * HW, error) || !pl_buf_ensure(&d->u1r, B * 4 * HW, error) ||
-      !pl_buf_ensure(&d->u1g, B * d->C4 * 4 * HW, error) ||
-      !pl_buf_ensure(&d->u2, B * d->C8 * P4, error) ||
-      !pl_buf_ensure(&d->up, B * d->C8 * P4, error) || !pl_buf_ensure(&d->mt, B * C, error) ||
-      !pl_buf_ensure(&d->hyper_in, B * NM * d->C8, error) ||
-      !pl_buf_ensure(&d->masks, B * NM * P4, error) || !pl_buf_ensure(&d->iou_all, B * NM, error) ||
-      !pl_buf_ensure(&d->low, B * d->m * P4, error) || !pl_buf_ensure(&d->iou, B * d->m, error))
+  if (!pl_buf_ensure(&d->pe, k, C * HW, error) || !pl_buf_ensure(&d->kpe, k, HW * C, error) ||
+      !pl_buf_ensure(&d->sparse, k, B * d->Ns * C, error) ||
+      !pl_buf_ensure(&d->tokens, k, nq, error) || !pl_buf_ensure(&d->imgT, k, Bi * HW * C, error) ||
+      !pl_buf_ensure(&d->src, k, B * HW * C, error) ||
+      !pl_buf_ensure(&d->kf_nchw, k, B * C * HW, error) ||
+      !pl_buf_ensure(&d->u1, k, B * d->C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1n, k, B * d->C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1m, k, B * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1r, k, B * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u1g, k, B * d->C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->u2, k, B * d->C8 * P4, error) ||
+      !pl_buf_ensure(&d->up, k, B * d->C8 * P4, error) || !pl_buf_ensure(&d->mt, k, B * C, error) ||
+      !pl_buf_ensure(&d->hyper_in, k, B * NM * d->C8, error) ||
+      !pl_buf_ensure(&d->masks, k, B * NM * P4, error) ||
+      !pl_buf_ensure(&d->iou_all, k, B * NM, error) ||
+      !pl_buf_ensure(&d->low, k, B * d->m * P4, error) ||
+      !pl_buf_ensure(&d->iou, k, B * d->m, error))
     return FALSE;
   int64_t sn = scratch_need(d, B, 0);
   float *scratch = pl_scratch(ctx, sn, error);
   if (!scratch) return FALSE;
 
   /* prompt encoder */
-  sam_dense_pe(d, d->pe.p);
-  k->transpose_forward(d->kpe.p, d->pe.p, 1, C, HW);
-  sam_sparse_embed(d, pr, d->sparse.p);
+  if (!dense_pe(d, error) || !sam_sparse_embed(d, pr, d->sparse.p, error)) return FALSE;
   for (int64_t b = 0; b < B; b++) {
     float *t = d->tokens.p + b * Nq * C;
-    memcpy(t, pl_pv(P, d->iou_token), (size_t)C * sizeof(float));
-    memcpy(t + C, pl_pv(P, d->mask_tokens), (size_t)(NM * C) * sizeof(float));
-    memcpy(t + (1 + NM) * C, d->sparse.p + b * d->Ns * C, (size_t)(d->Ns * C) * sizeof(float));
+    k->copy_on_device(t, pl_pv(P, d->iou_token), (size_t)C * sizeof(float));
+    k->copy_on_device(t + C, pl_pv(P, d->mask_tokens), (size_t)(NM * C) * sizeof(float));
   }
+  if (d->Ns > 0)
+    k->copy_2d(d->tokens.p + (1 + NM) * C, Nq * C, d->sparse.p, d->Ns * C, B, d->Ns * C, 0);
   k->transpose_forward(d->imgT.p, image, Bi, C, HW);
   const float *nm = pl_pv(P, d->no_mask);
-  for (int64_t b = 0; b < B; b++) {
-    const float *s = d->imgT.p + (Bi == 1 ? 0 : b) * HW * C;
-    float *o = d->src.p + b * HW * C;
-    for (int64_t p = 0; p < HW; p++)
-      for (int64_t c = 0; c < C; c++) o[p * C + c] = s[p * C + c] + nm[c];
-  }
+  for (int64_t b = 0; b < B; b++)
+    k->add_rows(d->src.p + b * HW * C, d->imgT.p + (Bi == 1 ? 0 : b) * HW * C, nm, HW, C);
 
   /* two-way transformer */
   const float *Qf, *Kf;
@@ -339,27 +386,23 @@ gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image
   k->gelu_forward(d->up.p, d->u2.p, B * d->C8 * P4);
 
   /* hypernetworks, masks, IoU head */
+  int64_t C8 = d->C8, m = d->m;
   for (int64_t i = 0; i < NM; i++) {
-    for (int64_t b = 0; b < B; b++)
-      memcpy(d->mt.p + b * C, Qf + (b * Nq + 1 + i) * C, (size_t)C * sizeof(float));
+    k->copy_2d(d->mt.p, C, Qf + (1 + i) * C, Nq * C, B, C, 0);
     const float *h = mlp_fwd(k, P, &d->hyper[i], d->mt.p, B, error);
     if (!h) return FALSE;
-    for (int64_t b = 0; b < B; b++)
-      memcpy(d->hyper_in.p + (b * NM + i) * d->C8, h + b * d->C8, (size_t)d->C8 * sizeof(float));
+    k->copy_2d(d->hyper_in.p + i * C8, NM * C8, h, C8, B, C8, 0);
   }
-  k->bmm_forward(d->masks.p, d->hyper_in.p, d->up.p, B, NM, P4, d->C8, 0, NM * d->C8, d->C8 * P4);
-  for (int64_t b = 0; b < B; b++)
-    memcpy(d->mt.p + b * C, Qf + b * Nq * C, (size_t)C * sizeof(float));
+  k->bmm_forward(d->masks.p, d->hyper_in.p, d->up.p, B, NM, P4, C8, 0, NM * C8, C8 * P4);
+  k->copy_2d(d->mt.p, C, Qf, Nq * C, B, C, 0);
   const float *io = mlp_fwd(k, P, &d->iou_head, d->mt.p, B, error);
   if (!io) return FALSE;
-  memcpy(d->iou_all.p, io, (size_t)(B * NM) * sizeof(float));
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t j = 0; j < d->m; j++) {
-      int64_t s = selected(d, j);
-      memcpy(d->low.p + (b * d->m + j) * P4, d->masks.p + (b * NM + s) * P4,
-             (size_t)P4 * sizeof(float));
-      d->iou.p[b * d->m + j] = d->iou_all.p[b * NM + s];
-    }
+  k->copy_on_device(d->iou_all.p, io, (size_t)(B * NM) * sizeof(float));
+  for (int64_t j = 0; j < m; j++) {
+    int64_t s = selected(d, j);
+    k->copy_2d(d->low.p + j * P4, m * P4, d->masks.p + s * P4, NM * P4, B, P4, 0);
+    k->copy_2d(d->iou.p + j, m, d->iou_all.p + s, NM, B, 1, 0);
+  }
   *low_res = d->low.p;
   *iou = d->iou.p;
   return TRUE;
@@ -373,17 +416,19 @@ gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow
   const pl_params *P = &d->P;
   int64_t B = d->B, Bi = d->Bi, C = d->C, HW = d->HW, S = d->S, NM = d->NM, P4 = 16 * HW;
   int64_t Nq = d->Nq, C4 = d->C4, C8 = d->C8;
-  if (!pl_buf_ensure(&d->dmasks, B * NM * P4, error) ||
-      !pl_buf_ensure(&d->dhyper, B * NM * C8, error) ||
-      !pl_buf_ensure(&d->dup, B * C8 * P4, error) || !pl_buf_ensure(&d->du2, B * C8 * P4, error) ||
-      !pl_buf_ensure(&d->du1g, B * C4 * 4 * HW, error) ||
-      !pl_buf_ensure(&d->du1n, B * C4 * 4 * HW, error) ||
-      !pl_buf_ensure(&d->du1, B * C4 * 4 * HW, error) ||
-      !pl_buf_ensure(&d->dkf_nchw, B * C * HW, error) ||
-      !pl_buf_ensure(&d->dKf, B * HW * C, error) || !pl_buf_ensure(&d->dQf, B * Nq * C, error) ||
-      !pl_buf_ensure(&d->diou_all, B * NM, error) ||
-      !pl_buf_ensure(&d->dmt, B * MAX(C8, NM), error) ||
-      !pl_buf_ensure(&d->dimg, Bi * C * HW, error) || !pl_buf_ensure(&d->dtext, B * C, error))
+  if (!pl_buf_ensure(&d->dmasks, k, B * NM * P4, error) ||
+      !pl_buf_ensure(&d->dhyper, k, B * NM * C8, error) ||
+      !pl_buf_ensure(&d->dup, k, B * C8 * P4, error) ||
+      !pl_buf_ensure(&d->du2, k, B * C8 * P4, error) ||
+      !pl_buf_ensure(&d->du1g, k, B * C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->du1n, k, B * C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->du1, k, B * C4 * 4 * HW, error) ||
+      !pl_buf_ensure(&d->dkf_nchw, k, B * C * HW, error) ||
+      !pl_buf_ensure(&d->dKf, k, B * HW * C, error) ||
+      !pl_buf_ensure(&d->dQf, k, B * Nq * C, error) ||
+      !pl_buf_ensure(&d->diou_all, k, B * NM, error) ||
+      !pl_buf_ensure(&d->dmt, k, B * MAX(C8, NM), error) ||
+      !pl_buf_ensure(&d->dimg, k, Bi * C * HW, error) || !pl_buf_ensure(&d->dtext, k, B * C, error))
     return FALSE;
   int64_t sn = scratch_need(d, B, 1);
   float *scratch = pl_scratch(ctx, sn, error);
@@ -391,29 +436,25 @@ gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow
 
   pl_buf_zero(&d->dmasks);
   pl_buf_zero(&d->diou_all);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t j = 0; j < d->m; j++) {
-      int64_t s = selected(d, j);
-      if (dlow)
-        memcpy(d->dmasks.p + (b * NM + s) * P4, dlow + (b * d->m + j) * P4,
-               (size_t)P4 * sizeof(float));
-      if (diou) d->diou_all.p[b * NM + s] = diou[b * d->m + j];
-    }
+  for (int64_t j = 0; j < d->m; j++) {
+    int64_t s = selected(d, j);
+    if (dlow) k->copy_2d(d->dmasks.p + s * P4, NM * P4, dlow + j * P4, d->m * P4, B, P4, 0);
+    if (diou) k->copy_2d(d->diou_all.p + s, NM, diou + j, d->m, B, 1, 0);
+  }
   pl_buf_zero(&d->dhyper);
   pl_buf_zero(&d->dup);
   k->bmm_backward(d->dhyper.p, d->dup.p, d->dmasks.p, d->hyper_in.p, d->up.p, B, NM, P4, C8, 0,
                   NM * C8, C8 * P4);
   pl_buf_zero(&d->dQf);
   for (int64_t i = 0; i < NM; i++) {
-    for (int64_t b = 0; b < B; b++)
-      memcpy(d->dmt.p + b * C8, d->dhyper.p + (b * NM + i) * C8, (size_t)C8 * sizeof(float));
+    k->copy_2d(d->dmt.p, C8, d->dhyper.p + i * C8, NM * C8, B, C8, 0);
     const float *dx = mlp_bwd(k, P, &d->hyper[i], d->dmt.p, B, error);
     if (!dx) return FALSE;
-    for (int64_t b = 0; b < B; b++) k->axpy(d->dQf.p + (b * Nq + 1 + i) * C, 1.0f, dx + b * C, C);
+    k->copy_2d(d->dQf.p + (1 + i) * C, Nq * C, dx, C, B, C, 1);
   }
   const float *dx = mlp_bwd(k, P, &d->iou_head, d->diou_all.p, B, error);
   if (!dx) return FALSE;
-  for (int64_t b = 0; b < B; b++) k->axpy(d->dQf.p + b * Nq * C, 1.0f, dx + b * C, C);
+  k->copy_2d(d->dQf.p, Nq * C, dx, C, B, C, 1);
 
   /* output upscaling */
   pl_buf_zero(&d->du2);
@@ -449,8 +490,7 @@ gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow
   for (int64_t b = 0; b < B; b++)
     k->transpose_backward(d->dimg.p + (Bi == 1 ? 0 : b) * C * HW, dsrc + b * HW * C, 1, C, HW);
   float *gnm = pl_pg(P, d->no_mask);
-  if (gnm)
-    for (int64_t r = 0; r < B * HW; r++) k->axpy(gnm, 1.0f, dsrc + r * C, C);
+  if (gnm) k->sum_rows(gnm, dsrc, B * HW, C);
   if (dimage) *dimage = d->dimg.p;
   if (dtext) *dtext = d->pr.text ? d->dtext.p : NULL;
   return TRUE;

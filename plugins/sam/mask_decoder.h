@@ -6,6 +6,7 @@
 #pragma once
 
 #include "../common/param_list.h"
+#include "sam_host.h"
 #include "two_way.h"
 
 #define SAM_MAX_MASK_TOKENS 16
@@ -35,18 +36,26 @@ typedef struct {
 
 typedef struct sam_decoder sam_decoder;
 
-/* The prompts of one call; NULL pointers are absent prompts. */
+/* The prompts of one call; NULL pointers are absent prompts. The text is
+ * read by kernels (device memory of the decoder's device); coordinates and
+ * labels are read on the host (host memory). */
 typedef struct {
   int64_t B;
-  const float *text;   /* (B, 1, C) LISA text embeddings */
+  const float *text;   /* (B, 1, C) LISA text embeddings, device memory */
   const float *boxes;  /* (B, 4) x0, y0, x1, y1 in input_image_size pixels */
   const float *points; /* (B, Np, 2) x, y in input_image_size pixels */
   const float *labels; /* (B, Np): 1 foreground, 0 background, -1 padding; NULL = all 1 */
   int64_t Np;
 } sam_prompts;
 
-sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, const ps_kernels *k, ps_rng *rng,
+/* A decoder that computes on `device`; its parameters stay host tensors
+ * (initialised from rng, or zero for loading) until sam_decoder_to_device. */
+/* precision: a ps_precision (kernels.h) for the table the decoder computes with */
+sam_decoder *sam_decoder_new(const sam_dec_cfg *cfg, ps_device device, int precision, ps_rng *rng,
                              GError **error);
+/* Moves every parameter to the decoder's device (nothing to do on the CPU). */
+gboolean sam_decoder_to_device(sam_decoder *d, GError **error);
+ps_device sam_decoder_device(const sam_decoder *d);
 void sam_decoder_free(sam_decoder *d);
 pl_params *sam_decoder_params(sam_decoder *d);
 const sam_dec_cfg *sam_decoder_cfg(const sam_decoder *d);
@@ -55,18 +64,21 @@ void sam_decoder_set_multimask(sam_decoder *d, gboolean multimask);
 /* Number of masks per prompt the decoder returns (1 or num_multimask_outputs). */
 int64_t sam_decoder_mask_count(const sam_decoder *d);
 
-/* get_dense_pe(): pe: (C, S, S) with S = image_embedding_size. */
-void sam_dense_pe(const sam_decoder *d, float *pe);
-/* The sparse prompt tokens of `pr`: (B, Ns, C); returns Ns. out may be NULL to count. */
-int64_t sam_sparse_embed(const sam_decoder *d, const sam_prompts *pr, float *out);
+/* get_dense_pe(): pe: (C, S, S) host memory with S = image_embedding_size,
+ * from gauss: (2, C/2) the positional_encoding_gaussian_matrix, host memory. */
+void sam_dense_pe(const sam_decoder *d, const float *gauss, float *pe);
+/* Number of sparse prompt tokens per prompt. */
+int64_t sam_sparse_count(const sam_prompts *pr);
+/* The sparse prompt tokens of `pr`: out (B, Ns, C), device memory. */
+gboolean sam_sparse_embed(sam_decoder *d, const sam_prompts *pr, float *out, GError **error);
 
-/* image: (Bi, C, S, S) with Bi == B or 1 (shared). Outputs (decoder-owned):
- * *low_res: (B, m, 4S, 4S) logits, *iou: (B, m). */
+/* image: (Bi, C, S, S) with Bi == B or 1 (shared), device memory. Outputs
+ * (decoder-owned, device memory): *low_res: (B, m, 4S, 4S) logits, *iou: (B, m). */
 gboolean sam_decoder_forward(sam_decoder *d, ps_context *ctx, const float *image, int64_t Bi,
                              const sam_prompts *pr, const float **low_res, const float **iou,
                              GError **error);
-/* dlow: (B, m, 4S, 4S) and diou: (B, m) (either NULL). Adds parameter
- * gradients; *dimage: (Bi, C, S, S) and *dtext: (B, 1, C) decoder-owned
- * (set when the pointers are non-NULL). */
+/* dlow: (B, m, 4S, 4S) and diou: (B, m) (either NULL), device memory. Adds
+ * parameter gradients; *dimage: (Bi, C, S, S) and *dtext: (B, 1, C)
+ * decoder-owned device memory (set when the pointers are non-NULL). */
 gboolean sam_decoder_backward(sam_decoder *d, ps_context *ctx, const float *dlow, const float *diou,
                               const float **dimage, const float **dtext, GError **error);

@@ -3,7 +3,7 @@
  * and the box-prompted (multimask: masks 1..3) decoder calls. */
 #include <pathseg/error.h>
 
-#include "mask_decoder.h"
+#include "mask_decoder_internal.h"
 #include "sam_fixture.h"
 
 static gboolean put_new(ps_fixture *fx, const char *name, int32_t ndim, const int64_t *shape,
@@ -50,9 +50,8 @@ gboolean sam_decoder_run_fixture(ps_fixture *fx, ps_context *ctx, GError **error
   c.iou_head_hidden_dim = (int64_t)sam_fx_num(o, "iou_head_hidden_dim", 256);
   c.ln_eps = sam_fx_num(o, "transformer_layer_norm_eps", 1e-5);
   c.ln2d_eps = sam_fx_num(o, "layer_norm2d_eps", 1e-6);
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
-  if (!k) return FALSE;
-  sam_decoder *d = sam_decoder_new(&c, k, NULL, error);
+  /* the fixture runs on the host (its inputs and outputs are host tensors) */
+  sam_decoder *d = sam_decoder_new(&c, PS_DEVICE_CPU, 0, NULL, error);
   if (!d) return FALSE;
   gboolean ok = FALSE;
   g_autoptr(ps_tensor) img = NULL;
@@ -68,7 +67,7 @@ gboolean sam_decoder_run_fixture(ps_fixture *fx, ps_context *ctx, GError **error
   /* dense PE, checked against output.dense_pe (= the input.image_pe the reference used) */
   {
     g_autofree float *pe = g_new(float, C *S *S);
-    sam_dense_pe(d, pe);
+    sam_dense_pe(d, sam_gauss_host(d, NULL), pe); /* host parameters: no copy, no error */
     int64_t ps[4] = {1, C, S, S};
     if (!put_new(fx, "dense_pe", 4, ps, pe, error)) goto out;
   }

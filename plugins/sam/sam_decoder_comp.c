@@ -61,21 +61,26 @@ typedef struct {
   /* last forward */
   int64_t B, Bi, m, OH, OW, ch, cw;
   const ps_tensor *text_in;
-  pl_buf labels, full, crop, dlow, dfull, dcrop;
+  pl_buf full, crop, dlow, dfull, dcrop;
+  sam_host_buf labels; /* point labels as floats, host memory */
   ps_tensor *low, *iou, *masks, *dimg, *dtext;
+  /* inputs and output gradients from another device: copies on the
+   * decoder's device (kernels read them) or on the host (prompt
+   * coordinates and labels are read there) */
+  ps_tensor *c_img, *c_text, *h_boxes, *h_points, *h_labels, *c_dlow, *c_diou, *c_dmasks;
 } dec_comp;
 
 static void dec_destroy(void *self) {
   dec_comp *c = self;
   if (!c) return;
   sam_decoder_free(c->d);
-  pl_buf *b[] = {&c->labels, &c->full, &c->crop, &c->dlow, &c->dfull, &c->dcrop};
+  pl_buf *b[] = {&c->full, &c->crop, &c->dlow, &c->dfull, &c->dcrop};
   for (size_t i = 0; i < G_N_ELEMENTS(b); i++) pl_buf_free(b[i]);
-  ps_tensor_free(c->low);
-  ps_tensor_free(c->iou);
-  ps_tensor_free(c->masks);
-  ps_tensor_free(c->dimg);
-  ps_tensor_free(c->dtext);
+  sam_host_buf_free(&c->labels);
+  ps_tensor *t[] = {c->low,    c->iou,    c->masks,   c->dimg,     c->dtext,
+                    c->c_img,  c->c_text, c->h_boxes, c->h_points, c->h_labels,
+                    c->c_dlow, c->c_diou, c->c_dmasks};
+  for (size_t i = 0; i < G_N_ELEMENTS(t); i++) ps_tensor_free(t[i]);
   g_free(c);
 }
 
@@ -97,13 +102,6 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   INT_KEY("iou_head_hidden_dim", iou_head_hidden_dim);
 #undef INT_KEY
   c.multimask_output = ps_config_bool(cfg, "multimask_output");
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "decoder.sam: only the CPU device is implemented (its tensors are host memory)");
-    return NULL;
-  }
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
-  if (!k) return NULL;
   dec_comp *dc = g_new0(dec_comp, 1);
   dc->direct = strcmp(ps_config_string(cfg, "postprocess"), "direct") == 0;
   dc->crop_h = dc->crop_w = c.input_image_size;
@@ -131,11 +129,15 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
     dc->out_h = v[0];
     dc->out_w = v[1];
   }
-  dc->d = sam_decoder_new(&c, k, ps_context_rng(ctx), error);
+  /* initialised (same draws on every device) and loaded on the host, then moved */
+  dc->d = sam_decoder_new(&c, ps_context_device(ctx), ps_context_precision(ctx),
+                          ps_context_rng(ctx), error);
   static const char *const own[] = {"prompt_encoder.", "mask_decoder.", NULL};
-  if (!dc->d || (ps_config_has(cfg, "checkpoint") &&
-                 !sam_params_load_path(sam_decoder_params(dc->d), ps_config_string(cfg, "checkpoint"),
-                                       own, "decoder.sam", NULL, error))) {
+  if (!dc->d ||
+      (ps_config_has(cfg, "checkpoint") &&
+       !sam_params_load_path(sam_decoder_params(dc->d), ps_config_string(cfg, "checkpoint"), own,
+                             "decoder.sam", NULL, error)) ||
+      !sam_decoder_to_device(dc->d, error)) {
     dec_destroy(dc);
     return NULL;
   }
@@ -173,12 +175,24 @@ static gboolean check_f32(const ps_tensor *t, const char *what, int64_t numel_pe
   return TRUE;
 }
 
+/* The decoder's kernel table, checking that the step's context is of the
+ * device the decoder was made for (its parameters and buffers live there). */
+static const ps_kernels *kernels_of(const sam_decoder *d, ps_context *ctx, GError **error) {
+  if (ps_context_device(ctx) != sam_decoder_device(d)) {
+    g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+                "decoder.sam: run with a context of another device than it was created with");
+    return NULL;
+  }
+  return ps_context_kernels(ctx, error); /* the table the decoder was made with */
+}
+
 static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
                             GError **error) {
   dec_comp *c = self;
   sam_decoder *d = c->d;
   const sam_dec_cfg *cfg = sam_decoder_cfg(d);
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
+  ps_device dev = sam_decoder_device(d);
+  const ps_kernels *k = kernels_of(d, ctx, error);
   if (!k) return FALSE;
   int64_t C = cfg->embed_dim, S = cfg->image_embedding_size, L = 4 * S;
   const ps_tensor *img = ps_ports_require(in, "decoder.sam", "image_embeddings", error);
@@ -196,12 +210,18 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   if (B < 0) B = img->shape[0];
   sam_prompts pr = {.B = B};
   if (text) {
-    if (!check_f32(text, "text_embeds", C, error)) return FALSE;
-    pr.text = ps_f32(text);
+    const ps_tensor *t;
+    if (!check_f32(text, "text_embeds", C, error) ||
+        !(t = ps_tensor_on_device(text, dev, &c->c_text, error)))
+      return FALSE;
+    pr.text = ps_f32(t);
   }
   if (boxes) {
-    if (!check_f32(boxes, "boxes", 4, error)) return FALSE;
-    pr.boxes = ps_f32(boxes);
+    const ps_tensor *t;
+    if (!check_f32(boxes, "boxes", 4, error) ||
+        !(t = ps_tensor_on_device(boxes, PS_DEVICE_CPU, &c->h_boxes, error)))
+      return FALSE;
+    pr.boxes = ps_f32(t);
   }
   if (points) {
     if (points->ndim != 3 || points->shape[2] != 2 ||
@@ -210,7 +230,9 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
         g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "decoder.sam: points must be [B, N, 2] f32");
       return FALSE;
     }
-    pr.points = ps_f32(points);
+    const ps_tensor *hp = ps_tensor_on_device(points, PS_DEVICE_CPU, &c->h_points, error);
+    if (!hp) return FALSE;
+    pr.points = ps_f32(hp);
     pr.Np = points->shape[1];
     if (labels) {
       if (ps_tensor_numel(labels) != B * pr.Np) {
@@ -218,7 +240,9 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                     "decoder.sam: point_labels must be [B, N] like points");
         return FALSE;
       }
-      if (!pl_buf_ensure(&c->labels, B * pr.Np, error)) return FALSE;
+      if (!(labels = ps_tensor_on_device(labels, PS_DEVICE_CPU, &c->h_labels, error)) ||
+          !sam_host_buf_ensure(&c->labels, B * pr.Np, error))
+        return FALSE;
       for (int64_t i = 0; i < B * pr.Np; i++) {
         switch (labels->dtype) {
         case PS_DTYPE_F32:
@@ -240,8 +264,9 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
       pr.labels = c->labels.p;
     }
   }
+  const ps_tensor *imgd = ps_tensor_on_device(img, dev, &c->c_img, error);
   const float *low, *iou;
-  if (!sam_decoder_forward(d, ctx, ps_f32(img), img->shape[0], &pr, &low, &iou, error))
+  if (!imgd || !sam_decoder_forward(d, ctx, ps_f32(imgd), img->shape[0], &pr, &low, &iou, error))
     return FALSE;
   int64_t m = sam_decoder_mask_count(d);
   c->B = B;
@@ -249,11 +274,11 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   c->m = m;
   c->text_in = text;
   int64_t ls[4] = {B, m, L, L}, ios[2] = {B, m};
-  if (!ps_tensor_ensure(&c->low, PS_DTYPE_F32, 4, ls, error) ||
-      !ps_tensor_ensure(&c->iou, PS_DTYPE_F32, 2, ios, error))
+  if (!ps_tensor_ensure_on(&c->low, dev, PS_DTYPE_F32, 4, ls, error) ||
+      !ps_tensor_ensure_on(&c->iou, dev, PS_DTYPE_F32, 2, ios, error))
     return FALSE;
-  memcpy(c->low->data, low, c->low->nbytes);
-  memcpy(c->iou->data, iou, c->iou->nbytes);
+  k->copy_on_device(c->low->data, low, c->low->nbytes);
+  k->copy_on_device(c->iou->data, iou, c->iou->nbytes);
 
   /* post-processing */
   int64_t Sin = cfg->input_image_size;
@@ -270,18 +295,17 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     c->OW = c->cw;
   }
   int64_t ms[4] = {B, m, c->OH, c->OW}, NC = B * m;
-  if (!ps_tensor_ensure(&c->masks, PS_DTYPE_F32, 4, ms, error)) return FALSE;
+  if (!ps_tensor_ensure_on(&c->masks, dev, PS_DTYPE_F32, 4, ms, error)) return FALSE;
   if (c->direct) {
     k->resize_forward(ps_f32(c->masks), low, NC, L, L, c->OH, c->OW, 0, 0, PS_RESIZE_BILINEAR);
   } else {
-    if (!pl_buf_ensure(&c->full, NC * Sin * Sin, error) ||
-        !pl_buf_ensure(&c->crop, NC * c->ch * c->cw, error))
+    if (!pl_buf_ensure(&c->full, k, NC * Sin * Sin, error) ||
+        !pl_buf_ensure(&c->crop, k, NC * c->ch * c->cw, error))
       return FALSE;
     k->resize_forward(c->full.p, low, NC, L, L, Sin, Sin, 0, 0, PS_RESIZE_BILINEAR);
-    for (int64_t p = 0; p < NC; p++)
-      for (int64_t y = 0; y < c->ch; y++)
-        memcpy(c->crop.p + (p * c->ch + y) * c->cw, c->full.p + (p * Sin + y) * Sin,
-               (size_t)c->cw * sizeof(float));
+    for (int64_t p = 0; p < NC; p++) /* the top-left ch x cw of each plane */
+      k->copy_2d(c->crop.p + p * c->ch * c->cw, c->cw, c->full.p + p * Sin * Sin, Sin, c->ch, c->cw,
+                 0);
     k->resize_forward(ps_f32(c->masks), c->crop.p, NC, c->ch, c->cw, c->OH, c->OW, 0, 0,
                       PS_RESIZE_BILINEAR);
   }
@@ -296,7 +320,8 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   dec_comp *c = self;
   sam_decoder *d = c->d;
   const sam_dec_cfg *cfg = sam_decoder_cfg(d);
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
+  ps_device dev = sam_decoder_device(d);
+  const ps_kernels *k = kernels_of(d, ctx, error);
   if (!k) return FALSE;
   const ps_tensor *dl = ps_ports_get(grad_out, "low_res_masks");
   const ps_tensor *di = ps_ports_get(grad_out, "iou");
@@ -309,27 +334,31 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
                 "decoder.sam: an output gradient does not match its output's size");
     return FALSE;
   }
+  /* normally on the decoder's device already (the loss's input gradients) */
+  if ((dl && !(dl = ps_tensor_on_device(dl, dev, &c->c_dlow, error))) ||
+      (di && !(di = ps_tensor_on_device(di, dev, &c->c_diou, error))) ||
+      (dm && !(dm = ps_tensor_on_device(dm, dev, &c->c_dmasks, error))))
+    return FALSE;
   int64_t L = 4 * cfg->image_embedding_size, NC = c->B * c->m, Sin = cfg->input_image_size;
-  if (!pl_buf_ensure(&c->dlow, NC * L * L, error)) return FALSE;
+  if (!pl_buf_ensure(&c->dlow, k, NC * L * L, error)) return FALSE;
   if (dl)
-    memcpy(c->dlow.p, dl->data, dl->nbytes);
+    k->copy_on_device(c->dlow.p, dl->data, dl->nbytes);
   else
     pl_buf_zero(&c->dlow);
   if (dm) {
     if (c->direct) {
       k->resize_backward(c->dlow.p, ps_f32(dm), NC, L, L, c->OH, c->OW, 0, 0, PS_RESIZE_BILINEAR);
     } else {
-      if (!pl_buf_ensure(&c->dcrop, NC * c->ch * c->cw, error) ||
-          !pl_buf_ensure(&c->dfull, NC * Sin * Sin, error))
+      if (!pl_buf_ensure(&c->dcrop, k, NC * c->ch * c->cw, error) ||
+          !pl_buf_ensure(&c->dfull, k, NC * Sin * Sin, error))
         return FALSE;
       pl_buf_zero(&c->dcrop);
       k->resize_backward(c->dcrop.p, ps_f32(dm), NC, c->ch, c->cw, c->OH, c->OW, 0, 0,
                          PS_RESIZE_BILINEAR);
       pl_buf_zero(&c->dfull);
       for (int64_t p = 0; p < NC; p++)
-        for (int64_t y = 0; y < c->ch; y++)
-          memcpy(c->dfull.p + (p * Sin + y) * Sin, c->dcrop.p + (p * c->ch + y) * c->cw,
-                 (size_t)c->cw * sizeof(float));
+        k->copy_2d(c->dfull.p + p * Sin * Sin, Sin, c->dcrop.p + p * c->ch * c->cw, c->cw, c->ch,
+                   c->cw, 0);
       k->resize_backward(c->dlow.p, c->dfull.p, NC, L, L, Sin, Sin, 0, 0, PS_RESIZE_BILINEAR);
     }
   }
@@ -340,14 +369,15 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     return FALSE;
   if (pi && pi->needs_grad) {
     int64_t S = cfg->image_embedding_size, s[4] = {c->Bi, cfg->embed_dim, S, S};
-    if (!ps_tensor_ensure(&c->dimg, PS_DTYPE_F32, 4, s, error)) return FALSE;
-    memcpy(c->dimg->data, dimg, c->dimg->nbytes);
+    if (!ps_tensor_ensure_on(&c->dimg, dev, PS_DTYPE_F32, 4, s, error)) return FALSE;
+    k->copy_on_device(c->dimg->data, dimg, c->dimg->nbytes);
     pi->tensor = c->dimg;
   }
   if (pt && pt->needs_grad && c->text_in && dtext) {
-    if (!ps_tensor_ensure(&c->dtext, PS_DTYPE_F32, c->text_in->ndim, c->text_in->shape, error))
+    if (!ps_tensor_ensure_on(&c->dtext, dev, PS_DTYPE_F32, c->text_in->ndim, c->text_in->shape,
+                             error))
       return FALSE;
-    memcpy(c->dtext->data, dtext, c->dtext->nbytes);
+    k->copy_on_device(c->dtext->data, dtext, c->dtext->nbytes);
     pt->tensor = c->dtext;
   }
   return TRUE;

@@ -72,13 +72,6 @@ void sam_enc_cfg_from_config(sam_enc_cfg *c, const ps_config *cfg) {
 static void *enc_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   sam_enc_cfg c;
   sam_enc_cfg_from_config(&c, cfg);
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "encoder.medsam: only the CPU device is implemented (its tensors are host memory)");
-    return NULL;
-  }
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
-  if (!k) return NULL;
   for (int64_t i = c.depth; i < SAM_MAX_DEPTH; i++)
     if (c.global_attn[i]) {
       g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
@@ -87,14 +80,27 @@ static void *enc_create(const ps_config *cfg, ps_context *ctx, GError **error) {
                   i, c.depth);
       return NULL;
     }
-  sam_encoder *e = sam_encoder_new(&c, k, ps_context_rng(ctx), error);
+  /* parameters are initialised (same draws on every device) and loaded on
+   * the host, then moved */
+  sam_encoder *e = sam_encoder_new(&c, ps_context_device(ctx), ps_context_precision(ctx),
+                                   ps_context_rng(ctx), error);
   if (e && ps_config_has(cfg, "checkpoint")) {
     static const char *const own[] = {"image_encoder.", NULL};
     if (!sam_params_load_path(sam_encoder_params(e), ps_config_string(cfg, "checkpoint"), own,
                               "encoder.medsam", NULL, error))
       g_clear_pointer(&e, sam_encoder_free);
   }
+  if (e && !sam_encoder_to_device(e, error)) g_clear_pointer(&e, sam_encoder_free);
   return e;
+}
+
+/* The context a step runs with must be the one the encoder was made for
+ * (its parameters and buffers live in that device's memory). */
+static gboolean same_device(const sam_encoder *e, ps_context *ctx, GError **error) {
+  if (ps_context_device(ctx) == sam_encoder_device(e)) return TRUE;
+  g_set_error(error, PS_ERROR, PS_ERROR_INVALID,
+              "encoder.medsam: run with a context of another device than it was created with");
+  return FALSE;
 }
 
 static void enc_destroy(void *self) {
@@ -108,7 +114,7 @@ static ps_param_list enc_params(void *self) {
 static gboolean enc_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
                             GError **error) {
   const ps_tensor *image = ps_ports_require(in, "encoder.medsam", "image", error);
-  if (!image) return FALSE;
+  if (!image || !same_device(self, ctx, error)) return FALSE;
   ps_tensor *emb = NULL;
   if (!sam_encoder_forward(self, ctx, image, ps_context_training(ctx), ps_context_rng(ctx), &emb,
                            error))
@@ -127,10 +133,15 @@ static gboolean enc_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   int64_t shape[4] = {-1, c->out_chans, G, G};
   if (!ps_tensor_check(d, "encoder.medsam gradient of embeddings", PS_DTYPE_F32, 4, shape, error))
     return FALSE;
+  if (!same_device(e, ctx, error)) return FALSE;
+  /* normally already on the device (the next component's input gradient) */
+  const ps_tensor *dd =
+      ps_tensor_on_device(d, sam_encoder_device(e), sam_encoder_dout_cache(e), error);
+  if (!dd) return FALSE;
   ps_port *ip = ps_ports_find(grad_in, "image");
   gboolean want = ip && ip->needs_grad;
   ps_tensor *dimg = NULL;
-  if (!sam_encoder_backward(e, ctx, ps_f32(d), want ? &dimg : NULL, error)) return FALSE;
+  if (!sam_encoder_backward(e, ctx, ps_f32(dd), want ? &dimg : NULL, error)) return FALSE;
   if (want) ip->tensor = dimg;
   return TRUE;
 }

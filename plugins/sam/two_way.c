@@ -59,9 +59,11 @@ static gboolean attn_fwd(const ps_kernels *k, const pl_params *P, const tw_attn 
                          int64_t B, int64_t Tq, int64_t Tk, float *scratch, int64_t sn,
                          GError **error) {
   int64_t ci = a->ci;
-  if (!pl_buf_ensure(&s->q, B * Tq * ci, error) || !pl_buf_ensure(&s->k, B * Tk * ci, error) ||
-      !pl_buf_ensure(&s->v, B * Tk * ci, error) || !pl_buf_ensure(&s->ao, B * Tq * ci, error) ||
-      !pl_buf_ensure(&s->lse, B * a->nH * Tq, error))
+  if (!pl_buf_ensure(&s->q, k, B * Tq * ci, error) ||
+      !pl_buf_ensure(&s->k, k, B * Tk * ci, error) ||
+      !pl_buf_ensure(&s->v, k, B * Tk * ci, error) ||
+      !pl_buf_ensure(&s->ao, k, B * Tq * ci, error) ||
+      !pl_buf_ensure(&s->lse, k, B * a->nH * Tq, error))
     return FALSE;
   s->qin = qin;
   s->kin = kin;
@@ -83,8 +85,10 @@ static gboolean attn_bwd(const ps_kernels *k, const pl_params *P, const tw_attn 
                          const float *dout, float *dqin, float *dkin, float *dvin, float *scratch,
                          int64_t sn, GError **error) {
   int64_t ci = a->ci, B = s->B, Tq = s->Tq, Tk = s->Tk;
-  if (!pl_buf_ensure(&s->dq, B * Tq * ci, error) || !pl_buf_ensure(&s->dk, B * Tk * ci, error) ||
-      !pl_buf_ensure(&s->dv, B * Tk * ci, error) || !pl_buf_ensure(&s->dao, B * Tq * ci, error))
+  if (!pl_buf_ensure(&s->dq, k, B * Tq * ci, error) ||
+      !pl_buf_ensure(&s->dk, k, B * Tk * ci, error) ||
+      !pl_buf_ensure(&s->dv, k, B * Tk * ci, error) ||
+      !pl_buf_ensure(&s->dao, k, B * Tq * ci, error))
     return FALSE;
   pl_buf_zero(&s->dao);
   pl_buf_zero(&s->dq);
@@ -188,26 +192,20 @@ int64_t tw_scratch(const tw_transformer *t, const ps_kernels *k, int64_t B, int6
   return MAX(need, k->attention_scratch(&df, backward));
 }
 
-/* out: (B, T, C) = x: (B, T, C) + pe: (T, C) broadcast over the batch */
-static void add_bcast(float *out, const float *x, const float *pe, int64_t B, int64_t TC) {
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t i = 0; i < TC; i++) out[b * TC + i] = x[b * TC + i] + pe[i];
-}
-
-static gboolean ensure_layer(tw_layer_act *a, int64_t nq, int64_t nk, int64_t nh, int64_t rows_q,
-                             int64_t rows_k, GError **error) {
+static gboolean ensure_layer(const ps_kernels *k, tw_layer_act *a, int64_t nq, int64_t nk,
+                             int64_t nh, int64_t rows_q, int64_t rows_k, GError **error) {
   pl_buf *q[] = {&a->qpe1,  &a->sa, &a->Q1pre, &a->Q1,    &a->qpe2, &a->ca,
                  &a->Q2pre, &a->Q2, &a->mo,    &a->Q3pre, &a->Q3,   &a->qpe3};
   pl_buf *kb[] = {&a->kpe, &a->ia, &a->K1pre, &a->K1};
   pl_buf *sq[] = {&a->m1, &a->r1, &a->m2, &a->r2, &a->m3, &a->r3};
   for (size_t i = 0; i < G_N_ELEMENTS(q); i++)
-    if (!pl_buf_ensure(q[i], nq, error)) return FALSE;
+    if (!pl_buf_ensure(q[i], k, nq, error)) return FALSE;
   for (size_t i = 0; i < G_N_ELEMENTS(kb); i++)
-    if (!pl_buf_ensure(kb[i], nk, error)) return FALSE;
+    if (!pl_buf_ensure(kb[i], k, nk, error)) return FALSE;
   for (size_t i = 0; i < G_N_ELEMENTS(sq); i++)
-    if (!pl_buf_ensure(sq[i], rows_q, error)) return FALSE;
-  return pl_buf_ensure(&a->m4, rows_k, error) && pl_buf_ensure(&a->r4, rows_k, error) &&
-         pl_buf_ensure(&a->h, nh, error) && pl_buf_ensure(&a->hr, nh, error);
+    if (!pl_buf_ensure(sq[i], k, rows_q, error)) return FALSE;
+  return pl_buf_ensure(&a->m4, k, rows_k, error) && pl_buf_ensure(&a->r4, k, rows_k, error) &&
+         pl_buf_ensure(&a->h, k, nh, error) && pl_buf_ensure(&a->hr, k, nh, error);
 }
 
 gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const pl_params *P,
@@ -225,7 +223,7 @@ gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const pl
   for (int64_t l = 0; l < t->depth; l++) {
     const tw_layer *L = &t->layers[l];
     tw_layer_act *a = &t->act[l];
-    if (!ensure_layer(a, nq, nk, B * Nq * t->mlp_dim, B * Nq, B * HW, error)) return FALSE;
+    if (!ensure_layer(k, a, nq, nk, B * Nq * t->mlp_dim, B * Nq, B * HW, error)) return FALSE;
     a->Q0 = Q;
     a->K0 = K;
     if (L->skip_first_layer_pe) {
@@ -242,7 +240,7 @@ gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const pl
     k->layernorm_forward(a->Q1.p, a->m1.p, a->r1.p, a->Q1pre.p, pl_pv(P, L->n1w), pl_pv(P, L->n1b),
                          B * Nq, C, eps);
     k->add_forward(a->qpe2.p, a->Q1.p, tokens, nq);
-    add_bcast(a->kpe.p, K, kpe, B, HW * C);
+    k->add_rows(a->kpe.p, K, kpe, B, HW * C); /* + the image PE, shared by the batch */
     if (!attn_fwd(k, P, &L->t2i, &a->a_ca, a->ca.p, a->qpe2.p, a->kpe.p, K, B, Nq, HW, scratch, sn,
                   error))
       return FALSE;
@@ -265,13 +263,13 @@ gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const pl
     Q = a->Q3.p;
     K = a->K1.p;
   }
-  if (!pl_buf_ensure(&t->fq, nq, error) || !pl_buf_ensure(&t->fk, nk, error) ||
-      !pl_buf_ensure(&t->fa, nq, error) || !pl_buf_ensure(&t->Qfpre, nq, error) ||
-      !pl_buf_ensure(&t->Qf, nq, error) || !pl_buf_ensure(&t->mf, B * Nq, error) ||
-      !pl_buf_ensure(&t->rf, B * Nq, error))
+  if (!pl_buf_ensure(&t->fq, k, nq, error) || !pl_buf_ensure(&t->fk, k, nk, error) ||
+      !pl_buf_ensure(&t->fa, k, nq, error) || !pl_buf_ensure(&t->Qfpre, k, nq, error) ||
+      !pl_buf_ensure(&t->Qf, k, nq, error) || !pl_buf_ensure(&t->mf, k, B * Nq, error) ||
+      !pl_buf_ensure(&t->rf, k, B * Nq, error))
     return FALSE;
   k->add_forward(t->fq.p, Q, tokens, nq);
-  add_bcast(t->fk.p, K, kpe, B, HW * C);
+  k->add_rows(t->fk.p, K, kpe, B, HW * C);
   if (!attn_fwd(k, P, &t->final_attn, &t->a_f, t->fa.p, t->fq.p, t->fk.p, K, B, Nq, HW, scratch, sn,
                 error))
     return FALSE;
@@ -284,8 +282,8 @@ gboolean tw_transformer_forward(tw_transformer *t, const ps_kernels *k, const pl
   return TRUE;
 }
 
-static void zero(float *x, int64_t n) {
-  memset(x, 0, (size_t)n * sizeof(float));
+static void zero(const ps_kernels *k, float *x, int64_t n) {
+  k->mem_zero(x, (size_t)n * sizeof(float));
 }
 
 gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const pl_params *P,
@@ -293,28 +291,28 @@ gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const p
                                  const float **dtokens, const float **dsrc, GError **error) {
   int64_t C = t->C, B = t->B, Nq = t->Nq, HW = t->HW, nq = B * Nq * C, nk = B * HW * C;
   int64_t nh = B * Nq * t->mlp_dim;
-  if (!pl_buf_ensure(&t->dQa, nq, error) || !pl_buf_ensure(&t->dKa, nk, error) ||
-      !pl_buf_ensure(&t->dPE, nq, error) || !pl_buf_ensure(&t->t1, nq, error) ||
-      !pl_buf_ensure(&t->t2, nq, error) || !pl_buf_ensure(&t->tk1, nk, error) ||
-      !pl_buf_ensure(&t->tk2, nk, error) || !pl_buf_ensure(&t->dh1, nh, error) ||
-      !pl_buf_ensure(&t->dh2, nh, error))
+  if (!pl_buf_ensure(&t->dQa, k, nq, error) || !pl_buf_ensure(&t->dKa, k, nk, error) ||
+      !pl_buf_ensure(&t->dPE, k, nq, error) || !pl_buf_ensure(&t->t1, k, nq, error) ||
+      !pl_buf_ensure(&t->t2, k, nq, error) || !pl_buf_ensure(&t->tk1, k, nk, error) ||
+      !pl_buf_ensure(&t->tk2, k, nk, error) || !pl_buf_ensure(&t->dh1, k, nh, error) ||
+      !pl_buf_ensure(&t->dh2, k, nh, error))
     return FALSE;
   float *dQ = t->dQa.p, *dK = t->dKa.p, *dPE = t->dPE.p, *t1 = t->t1.p, *t2 = t->t2.p;
   float *tk1 = t->tk1.p, *tk2 = t->tk2.p;
-  zero(dPE, nq);
+  zero(k, dPE, nq);
   if (dKin)
-    memcpy(dK, dKin, (size_t)nk * sizeof(float));
+    k->copy_on_device(dK, dKin, (size_t)nk * sizeof(float));
   else
-    zero(dK, nk);
+    zero(k, dK, nk);
 
   /* final attention + norm_final_attn */
-  zero(t1, nq);
+  zero(k, t1, nq);
   if (dQin)
     k->layernorm_backward(t1, pl_pg(P, t->nfw), pl_pg(P, t->nfb), dQin, t->Qfpre.p,
                           pl_pv(P, t->nfw), t->mf.p, t->rf.p, B * Nq, C);
-  memcpy(dQ, t1, (size_t)nq * sizeof(float));
-  zero(t2, nq);
-  zero(tk1, nk);
+  k->copy_on_device(dQ, t1, (size_t)nq * sizeof(float));
+  zero(k, t2, nq);
+  zero(k, tk1, nk);
   if (!attn_bwd(k, P, &t->final_attn, &t->a_f, t1, t2, tk1, dK, scratch, sn, error)) return FALSE;
   k->axpy(dQ, 1.0f, t2, nq);
   k->axpy(dPE, 1.0f, t2, nq);
@@ -324,48 +322,48 @@ gboolean tw_transformer_backward(tw_transformer *t, const ps_kernels *k, const p
     const tw_layer *L = &t->layers[l];
     tw_layer_act *a = &t->act[l];
     /* K = norm4(K0 + i2t(K0+KPE, Q3+PE, Q3)) */
-    zero(tk2, nk);
+    zero(k, tk2, nk);
     k->layernorm_backward(tk2, pl_pg(P, L->n4w), pl_pg(P, L->n4b), dK, a->K1pre.p, pl_pv(P, L->n4w),
                           a->m4.p, a->r4.p, B * HW, C);
-    memcpy(dK, tk2, (size_t)nk * sizeof(float));
-    zero(tk1, nk);
-    zero(t2, nq);
+    k->copy_on_device(dK, tk2, (size_t)nk * sizeof(float));
+    zero(k, tk1, nk);
+    zero(k, t2, nq);
     if (!attn_bwd(k, P, &L->i2t, &a->a_ia, tk2, tk1, t2, dQ, scratch, sn, error)) return FALSE;
     k->axpy(dK, 1.0f, tk1, nk);
     k->axpy(dQ, 1.0f, t2, nq);
     k->axpy(dPE, 1.0f, t2, nq);
     /* Q3 = norm3(Q2 + mlp(Q2)) */
-    zero(t1, nq);
+    zero(k, t1, nq);
     k->layernorm_backward(t1, pl_pg(P, L->n3w), pl_pg(P, L->n3b), dQ, a->Q3pre.p, pl_pv(P, L->n3w),
                           a->m3.p, a->r3.p, B * Nq, C);
-    memcpy(dQ, t1, (size_t)nq * sizeof(float));
-    zero(t->dh1.p, nh);
+    k->copy_on_device(dQ, t1, (size_t)nq * sizeof(float));
+    zero(k, t->dh1.p, nh);
     pl_linear_bwd(k, P, &L->lin2, t->dh1.p, t1, a->hr.p, B * Nq);
-    zero(t->dh2.p, nh);
+    zero(k, t->dh2.p, nh);
     k->relu_backward(t->dh2.p, a->h.p, t->dh1.p, nh);
     pl_linear_bwd(k, P, &L->lin1, dQ, t->dh2.p, a->Q2.p, B * Nq);
     /* Q2 = norm2(Q1 + t2i(Q1+PE, K0+KPE, K0)) */
-    zero(t1, nq);
+    zero(k, t1, nq);
     k->layernorm_backward(t1, pl_pg(P, L->n2w), pl_pg(P, L->n2b), dQ, a->Q2pre.p, pl_pv(P, L->n2w),
                           a->m2.p, a->r2.p, B * Nq, C);
-    memcpy(dQ, t1, (size_t)nq * sizeof(float));
-    zero(t2, nq);
-    zero(tk1, nk);
+    k->copy_on_device(dQ, t1, (size_t)nq * sizeof(float));
+    zero(k, t2, nq);
+    zero(k, tk1, nk);
     if (!attn_bwd(k, P, &L->t2i, &a->a_ca, t1, t2, tk1, dK, scratch, sn, error)) return FALSE;
     k->axpy(dQ, 1.0f, t2, nq);
     k->axpy(dPE, 1.0f, t2, nq);
     k->axpy(dK, 1.0f, tk1, nk);
     /* Q1 = norm1(self-attention part) */
-    zero(t1, nq);
+    zero(k, t1, nq);
     k->layernorm_backward(t1, pl_pg(P, L->n1w), pl_pg(P, L->n1b), dQ, a->Q1pre.p, pl_pv(P, L->n1w),
                           a->m1.p, a->r1.p, B * Nq, C);
     if (L->skip_first_layer_pe) {
-      zero(dQ, nq);
+      zero(k, dQ, nq);
       if (!attn_bwd(k, P, &L->self_attn, &a->a_sa, t1, dQ, dQ, dQ, scratch, sn, error))
         return FALSE;
     } else {
-      memcpy(dQ, t1, (size_t)nq * sizeof(float));
-      zero(t2, nq);
+      k->copy_on_device(dQ, t1, (size_t)nq * sizeof(float));
+      zero(k, t2, nq);
       if (!attn_bwd(k, P, &L->self_attn, &a->a_sa, t1, t2, t2, dQ, scratch, sn, error))
         return FALSE;
       k->axpy(dQ, 1.0f, t2, nq);

@@ -1,7 +1,8 @@
 /* two_way.h — SAM's TwoWayTransformer (segment-anything
  * modeling/transformer.py): the attention module with down-projected width,
  * the two-way layers and the final token-to-image attention, forward and
- * backward over raw buffers. */
+ * backward over raw buffers in the memory of the kernel table k they are
+ * given (device memory on a device), all arithmetic through k. */
 #pragma once
 
 #include "../common/param_list.h"

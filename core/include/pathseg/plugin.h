@@ -146,6 +146,8 @@ ps_device ps_context_device(const ps_context *ctx);
  * (kernels.h: ps_kernels_get_precision); components take their table from
  * here, so that `precision: bf16` reaches their linear products. */
 const struct ps_kernels *ps_context_kernels(const ps_context *ctx, GError **error);
+/* The run's precision (a ps_precision of kernels.h: f32 0, bf16 1). */
+int ps_context_precision(const ps_context *ctx);
 int ps_context_threads(const ps_context *ctx);
 gboolean ps_context_training(const ps_context *ctx); /* dropout on, caches for backward */
 ps_rng *ps_context_rng(ps_context *ctx);
