@@ -48,24 +48,34 @@ gboolean hd_linear_trains(const ps_linear *l) {
   return (l->g_weight && *l->g_weight) || (l->g_bias && *l->g_bias);
 }
 
-gboolean hd_ensure(ps_tensor **t, ps_dtype dtype, int ndim, const int64_t *shape, GError **error) {
-  if (*t && (*t)->dtype == dtype && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
-  g_clear_pointer(t, ps_tensor_free);
-  *t = ps_tensor_new(dtype, ndim, shape, error);
-  return *t != NULL;
+gboolean hd_params_move_to(hd_params *P, ps_device device, GError **error) {
+  for (guint i = 0; i < P->items->len; i++) {
+    ps_param *p = &g_array_index(P->items, ps_param, i);
+    if (!ps_tensor_move_to(p->value, device, error)) {
+      g_prefix_error(error, "parameter %s: ", p->name);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
-gboolean hd_buf(float **p, int64_t *cap, int64_t n, GError **error) {
+gboolean hd_buf(const ps_kernels *k, float **p, int64_t *cap, int64_t n, GError **error) {
   if (n <= *cap && *p) return TRUE;
-  free(*p);
-  *p = malloc(sizeof(float) * (size_t)MAX(n, 1));
+  hd_buf_free(k, p, cap);
+  *p = k->mem_alloc(sizeof(float) * (size_t)MAX(n, 1));
   if (!*p) {
-    *cap = 0;
-    g_set_error(error, PS_ERROR, PS_ERROR_FAILED, "out of memory for %" G_GINT64_FORMAT " floats", n);
+    g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
+                "out of %s memory for %" G_GINT64_FORMAT " floats", k->name, n);
     return FALSE;
   }
   *cap = n;
   return TRUE;
+}
+
+void hd_buf_free(const ps_kernels *k, float **p, int64_t *cap) {
+  if (*p) k->mem_free(*p);
+  *p = NULL;
+  *cap = 0;
 }
 
 ps_port *hd_wants_grad(ps_ports *grad_in, const char *name) {
@@ -73,12 +83,9 @@ ps_port *hd_wants_grad(ps_ports *grad_in, const char *name) {
   return p && p->needs_grad ? p : NULL;
 }
 
-const ps_kernels *hd_cpu_kernels(ps_context *ctx, const char *component, GError **error) {
-  /* Buffers are host memory: the CUDA table would get host pointers. */
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "%s runs on the CPU only (its buffers are host memory)", component);
-    return NULL;
-  }
-  return ps_kernels_get(PS_DEVICE_CPU, error);
+const ps_kernels *hd_kernels(ps_context *ctx, const char *component, GError **error) {
+  /* The device's table at the run's precision. */
+  const ps_kernels *k = ps_context_kernels(ctx, error);
+  if (!k) g_prefix_error(error, "%s: ", component);
+  return k;
 }

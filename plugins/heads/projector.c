@@ -6,7 +6,8 @@
  *     order (r, c), (r, c+1), ..., (r+1, c), ... (row-major inside the block;
  *     what Qwen's view(-1, 4C) sees after its window ordering)
  *   tokens = mlp.2(GELU(mlp.0(x)))   mlp.0: (m*m*C -> m*m*C), mlp.2: (m*m*C -> llm_width)
- * Merged tokens are row-major over the (gh/m, gw/m) grid of blocks. */
+ * Merged tokens are row-major over the (gh/m, gw/m) grid of blocks.
+ * Runs on the context's device; the patch grid is read on the host. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,12 @@ typedef struct {
   ps_linear fc1, fc2;
   /* last forward */
   int64_t B, N, gh, gw, rows; /* rows = B * N / (m*m) */
-  const ps_tensor *x;
+  ps_device dev;
+  const ps_tensor *x; /* the input on the device (the caller's or x_dev) */
   float *xn, *rstd, *g, *h, *a;
   int64_t cap_xn, cap_rstd, cap_g, cap_h, cap_a;
   ps_tensor *tokens, *dpatches;
+  ps_tensor *x_dev, *dt_dev; /* device copies of host inputs / gradients */
 } projector;
 
 static const ps_config_key proj_config[] = {
@@ -51,13 +54,15 @@ static void proj_destroy(void *self) {
   ps_linear_clear(&p->fc1);
   ps_linear_clear(&p->fc2);
   hd_params_clear(&p->P);
-  free(p->xn);
-  free(p->rstd);
-  free(p->g);
-  free(p->h);
-  free(p->a);
+  hd_buf_free(p->k, &p->xn, &p->cap_xn);
+  hd_buf_free(p->k, &p->rstd, &p->cap_rstd);
+  hd_buf_free(p->k, &p->g, &p->cap_g);
+  hd_buf_free(p->k, &p->h, &p->cap_h);
+  hd_buf_free(p->k, &p->a, &p->cap_a);
   ps_tensor_free(p->tokens);
   ps_tensor_free(p->dpatches);
+  ps_tensor_free(p->x_dev);
+  ps_tensor_free(p->dt_dev);
   g_free(p);
 }
 
@@ -73,7 +78,8 @@ static void *proj_create(const ps_config *cfg, ps_context *ctx, GError **error) 
   ps_rng *rng = ps_context_rng(ctx);
   const int64_t vec[] = {p->C};
   int f1, f2;
-  p->k = hd_cpu_kernels(ctx, "projector", error);
+  p->dev = ps_context_device(ctx);
+  p->k = hd_kernels(ctx, "projector", error);
   if (!p->k || (p->ln = hd_param_add(&p->P, "ln_q.weight", PS_ROLE_FULL, 1, vec, error)) < 0 ||
       (f1 = hd_linear_add(&p->P, &p->fc1, "mlp.0", p->K, p->K, std, rng, error)) < 0 ||
       (f2 = hd_linear_add(&p->P, &p->fc2, "mlp.2", p->K, p->out, std, rng, error)) < 0) {
@@ -83,17 +89,34 @@ static void *proj_create(const ps_config *cfg, ps_context *ctx, GError **error) 
   ps_linear_bind(&p->fc1, p->P.items, (guint)f1);
   ps_linear_bind(&p->fc2, p->P.items, (guint)f2);
   for (int64_t c = 0; c < p->C; c++) hd_pv(&p->P, p->ln)[c] = 1.0f;
+  if (!hd_params_move_to(&p->P, p->dev, error)) {
+    g_prefix_error(error, "projector: ");
+    proj_destroy(p);
+    return NULL;
+  }
   return p;
 }
 
 static ps_param_list proj_params(void *self) { return hd_params_list(&((projector *)self)->P); }
 
-/* Row of the merged matrix and column offset for patch (b, y, x). */
-static inline void merged_slot(const projector *p, int64_t b, int64_t y, int64_t x, int64_t *row,
-                               int64_t *col) {
-  const int64_t m = p->m, bw = p->gw / m;
-  *row = (b * (p->gh / m) + y / m) * bw + x / m;
-  *col = ((y % m) * m + (x % m)) * p->C;
+/* Patch (b, y, x) goes to row (b * gh/m + y/m) * gw/m + x/m of the merged
+ * matrix, at column ((y % m) * m + x % m) * C. One patch row (b, y) is thus
+ * gw/m runs of m*C contiguous floats, each landing in the next merged row
+ * at column (y % m) * m * C: one strided block copy per patch row.
+ * merge: g (rows, K) = those blocks of xn (B*N, C); unmerge: the reverse,
+ * xn from g. */
+static void merge_patches(const projector *p, const ps_kernels *k, float *g, float *xn,
+                          gboolean unmerge) {
+  const int64_t m = p->m, C = p->C, K = p->K, bw = p->gw / m;
+  for (int64_t b = 0; b < p->B; b++)
+    for (int64_t y = 0; y < p->gh; y++) {
+      float *merged = g + (b * (p->gh / m) + y / m) * bw * K + (y % m) * m * C;
+      float *row = xn + (b * p->gh + y) * p->gw * C;
+      if (unmerge)
+        k->copy_2d(row, m * C, merged, K, bw, m * C, 0);
+      else
+        k->copy_2d(merged, K, row, m * C, bw, m * C, 0);
+    }
 }
 
 static gboolean proj_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
@@ -110,8 +133,17 @@ static gboolean proj_forward(void *self, ps_context *ctx, const ps_ports *in, ps
     const int64_t gs[] = {2};
     if (!ps_tensor_check(grid, "projector input patch_grid", PS_DTYPE_I32, 1, gs, error))
       return FALSE;
-    gh = ((const int32_t *)grid->data)[0];
-    gw = ((const int32_t *)grid->data)[1];
+    /* Control data: read on the host (two integers copied from a device). */
+    int32_t g2[2];
+    if (grid->device == PS_DEVICE_CPU) {
+      memcpy(g2, grid->data, sizeof g2);
+    } else {
+      const ps_kernels *gk = ps_kernels_get(grid->device, error);
+      if (!gk) return FALSE;
+      gk->copy_to_host(g2, grid->data, sizeof g2);
+    }
+    gh = g2[0];
+    gw = g2[1];
   } else {
     gh = gw = (int64_t)llround(sqrt((double)N));
   }
@@ -128,23 +160,20 @@ static gboolean proj_forward(void *self, ps_context *ctx, const ps_ports *in, ps
   p->gh = gh;
   p->gw = gw;
   p->rows = B * N / (p->m * p->m);
-  p->x = x;
+  p->x = ps_tensor_on_device(x, p->dev, &p->x_dev, error);
+  if (!p->x) return FALSE;
   const ps_kernels *k = p->k;
   const int64_t rows = p->rows, K = p->K, C = p->C;
   const int64_t ts[] = {B, N / (p->m * p->m), p->out};
-  if (!hd_buf(&p->xn, &p->cap_xn, B * N * C, error) || !hd_buf(&p->rstd, &p->cap_rstd, B * N, error) ||
-      !hd_buf(&p->g, &p->cap_g, rows * K, error) || !hd_buf(&p->h, &p->cap_h, rows * K, error) ||
-      !hd_buf(&p->a, &p->cap_a, rows * K, error) ||
-      !hd_ensure(&p->tokens, PS_DTYPE_F32, 3, ts, error))
+  if (!hd_buf(k, &p->xn, &p->cap_xn, B * N * C, error) ||
+      !hd_buf(k, &p->rstd, &p->cap_rstd, B * N, error) ||
+      !hd_buf(k, &p->g, &p->cap_g, rows * K, error) ||
+      !hd_buf(k, &p->h, &p->cap_h, rows * K, error) ||
+      !hd_buf(k, &p->a, &p->cap_a, rows * K, error) ||
+      !ps_tensor_ensure_on(&p->tokens, p->dev, PS_DTYPE_F32, 3, ts, error))
     return FALSE;
-  k->rmsnorm_forward(p->xn, p->rstd, ps_f32(x), hd_pv(&p->P, p->ln), B * N, C, p->eps);
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t y = 0; y < gh; y++)
-      for (int64_t xx = 0; xx < gw; xx++) {
-        int64_t r, c;
-        merged_slot(p, b, y, xx, &r, &c);
-        memcpy(p->g + r * K + c, p->xn + ((b * gh + y) * gw + xx) * C, sizeof(float) * (size_t)C);
-      }
+  k->rmsnorm_forward(p->xn, p->rstd, ps_f32(p->x), hd_pv(&p->P, p->ln), B * N, C, p->eps);
+  merge_patches(p, k, p->g, p->xn, FALSE);
   if (!ps_linear_forward(&p->fc1, k, ctx, p->h, p->g, rows, error)) return FALSE;
   k->gelu_forward(p->a, p->h, rows * K);
   if (!ps_linear_forward(&p->fc2, k, ctx, ps_f32(p->tokens), p->a, rows, error)) return FALSE;
@@ -164,13 +193,15 @@ static gboolean proj_backward(void *self, ps_context *ctx, const ps_ports *grad_
   const int64_t B = p->B, N = p->N, C = p->C, K = p->K, rows = p->rows;
   if (dx_port) {
     const int64_t s[] = {B, N, C};
-    if (!hd_ensure(&p->dpatches, PS_DTYPE_F32, 3, s, error)) return FALSE;
-    memset(p->dpatches->data, 0, p->dpatches->nbytes);
+    if (!ps_tensor_ensure_on(&p->dpatches, p->dev, PS_DTYPE_F32, 3, s, error)) return FALSE;
+    p->k->mem_zero(p->dpatches->data, p->dpatches->nbytes);
     dx_port->tensor = p->dpatches;
   }
   if (!dt) return TRUE;
   if (!ps_tensor_check(dt, "projector gradient of tokens", PS_DTYPE_F32, 3, p->tokens->shape, error))
     return FALSE;
+  dt = ps_tensor_on_device(dt, p->dev, &p->dt_dev, error);
+  if (!dt) return FALSE;
   const ps_kernels *k = p->k;
   float *dln = hd_pg(&p->P, p->ln);
   const gboolean need_dg = dx_port || dln;
@@ -179,28 +210,22 @@ static gboolean proj_backward(void *self, ps_context *ctx, const ps_ports *grad_
   float *da = NULL, *dh = NULL;
   if (need_dh) {
     da = ps_context_scratch(ctx, sizeof(float) * (size_t)(rows * K));
-    memset(da, 0, sizeof(float) * (size_t)(rows * K));
+    k->mem_zero(da, sizeof(float) * (size_t)(rows * K));
   }
   ps_linear_backward(&p->fc2, k, da, ps_f32(dt), rows);
   if (!need_dh) return TRUE;
   dh = ps_context_scratch(ctx, sizeof(float) * (size_t)(rows * K));
-  memset(dh, 0, sizeof(float) * (size_t)(rows * K));
+  k->mem_zero(dh, sizeof(float) * (size_t)(rows * K));
   k->gelu_backward(dh, p->h, da, rows * K);
   float *dg = NULL;
   if (need_dg) {
     dg = da; /* da is no longer needed */
-    memset(dg, 0, sizeof(float) * (size_t)(rows * K));
+    k->mem_zero(dg, sizeof(float) * (size_t)(rows * K));
   }
   ps_linear_backward(&p->fc1, k, dg, dh, rows);
   if (!need_dg) return TRUE;
   float *dxn = dh; /* B*N*C == rows*K floats */
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t y = 0; y < p->gh; y++)
-      for (int64_t xx = 0; xx < p->gw; xx++) {
-        int64_t r, c;
-        merged_slot(p, b, y, xx, &r, &c);
-        memcpy(dxn + ((b * p->gh + y) * p->gw + xx) * C, dg + r * K + c, sizeof(float) * (size_t)C);
-      }
+  merge_patches(p, k, dg, dxn, TRUE);
   k->rmsnorm_backward(dx_port ? ps_f32(p->dpatches) : NULL, dln, dxn, ps_f32(p->x),
                       hd_pv(&p->P, p->ln), p->rstd, B * N, C);
   return TRUE;

@@ -8,7 +8,10 @@
  * `seg_positions`, and this component reads hidden[b, pos - 1]. pos may be T
  * (the <SEG> token was sampled from the last hidden state and not fed back);
  * pos = -1 marks a sequence without <SEG>: its prompt is zero and passes no
- * gradient. Anything else outside [1, T] is an error. */
+ * gradient. Anything else outside [1, T] is an error.
+ *
+ * Runs on the context's device: the positions are control data read on the
+ * host; hidden rows are gathered and scattered with device copies. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,11 +26,13 @@ typedef struct {
   ps_linear fc1, fc2;
   /* last forward */
   int64_t B, T;
-  int64_t *src; /* (B) hidden row used (b*T + pos - 1), or -1 */
-  float *x, *h, *a; /* (B, H) gathered, fc1 output, ReLU output */
+  ps_device dev;
+  int64_t *src; /* (B) host: hidden row used (b*T + pos - 1), or -1 */
+  float *x, *h, *a; /* (B, H) gathered, fc1 output, ReLU output (device) */
   int64_t cap_x, cap_h, cap_a, cap_src;
   gboolean have;
   ps_tensor *prompt, *dhidden;
+  ps_tensor *hid_dev, *dt_dev; /* device copies of host inputs / gradients */
 } seg_adapter;
 
 static const ps_config_key seg_config[] = {
@@ -52,12 +57,14 @@ static void seg_destroy(void *self) {
   ps_linear_clear(&s->fc1);
   ps_linear_clear(&s->fc2);
   hd_params_clear(&s->P);
-  free(s->x);
-  free(s->h);
-  free(s->a);
+  hd_buf_free(s->k, &s->x, &s->cap_x);
+  hd_buf_free(s->k, &s->h, &s->cap_h);
+  hd_buf_free(s->k, &s->a, &s->cap_a);
   g_free(s->src);
   ps_tensor_free(s->prompt);
   ps_tensor_free(s->dhidden);
+  ps_tensor_free(s->hid_dev);
+  ps_tensor_free(s->dt_dev);
   g_free(s);
 }
 
@@ -69,7 +76,8 @@ static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   const double std = ps_config_float(cfg, "init_std");
   ps_rng *rng = ps_context_rng(ctx);
   int f1, f2;
-  s->k = hd_cpu_kernels(ctx, "adapter.seg", error);
+  s->dev = ps_context_device(ctx);
+  s->k = hd_kernels(ctx, "adapter.seg", error);
   if (!s->k ||
       (f1 = hd_linear_add(&s->P, &s->fc1, "text_hidden_fcs.0.0", s->H, s->H, std, rng, error)) < 0 ||
       (f2 = hd_linear_add(&s->P, &s->fc2, "text_hidden_fcs.0.2", s->H, s->out, std, rng, error)) < 0) {
@@ -78,6 +86,11 @@ static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   }
   ps_linear_bind(&s->fc1, s->P.items, (guint)f1);
   ps_linear_bind(&s->fc2, s->P.items, (guint)f2);
+  if (!hd_params_move_to(&s->P, s->dev, error)) {
+    g_prefix_error(error, "adapter.seg: ");
+    seg_destroy(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -104,6 +117,14 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     s->src = g_new(int64_t, B);
     s->cap_src = B;
   }
+  /* The positions decide which rows are read: host data (a copy when they
+   * come from a device). */
+  g_autoptr(ps_tensor) pos_host = NULL;
+  if (pos->device != PS_DEVICE_CPU) {
+    pos_host = ps_tensor_copy(pos, error);
+    if (!pos_host) return FALSE;
+    pos = pos_host;
+  }
   for (int64_t b = 0; b < B; b++) {
     int64_t p = pos->dtype == PS_DTYPE_I64 ? ((const int64_t *)pos->data)[b]
                                             : ((const int32_t *)pos->data)[b];
@@ -122,21 +143,25 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     s->src[b] = b * T + p - 1;
   }
   const int64_t os[] = {B, 1, s->out};
-  if (!hd_buf(&s->x, &s->cap_x, B * H, error) || !hd_buf(&s->h, &s->cap_h, B * H, error) ||
-      !hd_buf(&s->a, &s->cap_a, B * H, error) || !hd_ensure(&s->prompt, PS_DTYPE_F32, 3, os, error))
+  const ps_kernels *k = s->k;
+  if (!hd_buf(k, &s->x, &s->cap_x, B * H, error) || !hd_buf(k, &s->h, &s->cap_h, B * H, error) ||
+      !hd_buf(k, &s->a, &s->cap_a, B * H, error) ||
+      !ps_tensor_ensure_on(&s->prompt, s->dev, PS_DTYPE_F32, 3, os, error))
     return FALSE;
+  const ps_tensor *hd = ps_tensor_on_device(hid, s->dev, &s->hid_dev, error);
+  if (!hd) return FALSE;
   for (int64_t b = 0; b < B; b++) {
     if (s->src[b] < 0)
-      memset(s->x + b * H, 0, sizeof(float) * (size_t)H);
+      k->mem_zero(s->x + b * H, sizeof(float) * (size_t)H);
     else
-      memcpy(s->x + b * H, ps_f32(hid) + s->src[b] * H, sizeof(float) * (size_t)H);
+      k->copy_on_device(s->x + b * H, ps_f32(hd) + s->src[b] * H, sizeof(float) * (size_t)H);
   }
-  const ps_kernels *k = s->k;
   if (!ps_linear_forward(&s->fc1, k, ctx, s->h, s->x, B, error)) return FALSE;
   k->relu_forward(s->a, s->h, B * H);
   if (!ps_linear_forward(&s->fc2, k, ctx, ps_f32(s->prompt), s->a, B, error)) return FALSE;
   for (int64_t b = 0; b < B; b++)
-    if (s->src[b] < 0) memset(ps_f32(s->prompt) + b * s->out, 0, sizeof(float) * (size_t)s->out);
+    if (s->src[b] < 0)
+      k->mem_zero(ps_f32(s->prompt) + b * s->out, sizeof(float) * (size_t)s->out);
   s->B = B;
   s->T = T;
   s->have = TRUE;
@@ -152,11 +177,12 @@ static gboolean seg_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     return FALSE;
   }
   const int64_t B = s->B, T = s->T, H = s->H, O = s->out;
+  const ps_kernels *k = s->k;
   ps_port *dp = hd_wants_grad(grad_in, "hidden");
   if (dp) {
     const int64_t hs[] = {B, T, H};
-    if (!hd_ensure(&s->dhidden, PS_DTYPE_F32, 3, hs, error)) return FALSE;
-    memset(s->dhidden->data, 0, s->dhidden->nbytes);
+    if (!ps_tensor_ensure_on(&s->dhidden, s->dev, PS_DTYPE_F32, 3, hs, error)) return FALSE;
+    k->mem_zero(s->dhidden->data, s->dhidden->nbytes);
     dp->tensor = s->dhidden;
   }
   const ps_tensor *dt = ps_ports_get(grad_out, "prompt");
@@ -164,28 +190,29 @@ static gboolean seg_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   if (!ps_tensor_check(dt, "adapter.seg gradient of prompt", PS_DTYPE_F32, 3, s->prompt->shape,
                        error))
     return FALSE;
-  const ps_kernels *k = s->k;
+  dt = ps_tensor_on_device(dt, s->dev, &s->dt_dev, error);
+  if (!dt) return FALSE;
   /* Rows without <SEG> were zeroed in forward: their gradient is dropped. */
   float *dy = ps_context_scratch(ctx, sizeof(float) * (size_t)(B * O));
-  memcpy(dy, ps_f32(dt), sizeof(float) * (size_t)(B * O));
+  k->copy_on_device(dy, ps_f32(dt), sizeof(float) * (size_t)(B * O));
   for (int64_t b = 0; b < B; b++)
-    if (s->src[b] < 0) memset(dy + b * O, 0, sizeof(float) * (size_t)O);
+    if (s->src[b] < 0) k->mem_zero(dy + b * O, sizeof(float) * (size_t)O);
   const gboolean need_dx = dp != NULL;
   const gboolean need_dh = need_dx || hd_linear_trains(&s->fc1);
   float *da = NULL;
   if (need_dh) {
     da = ps_context_scratch(ctx, sizeof(float) * (size_t)(B * H));
-    memset(da, 0, sizeof(float) * (size_t)(B * H));
+    k->mem_zero(da, sizeof(float) * (size_t)(B * H));
   }
   ps_linear_backward(&s->fc2, k, da, dy, B);
   if (!need_dh) return TRUE;
   float *dh = ps_context_scratch(ctx, sizeof(float) * (size_t)(B * H));
-  memset(dh, 0, sizeof(float) * (size_t)(B * H));
+  k->mem_zero(dh, sizeof(float) * (size_t)(B * H));
   k->relu_backward(dh, s->h, da, B * H);
   float *dx = NULL;
   if (need_dx) {
     dx = da;
-    memset(dx, 0, sizeof(float) * (size_t)(B * H));
+    k->mem_zero(dx, sizeof(float) * (size_t)(B * H));
   }
   ps_linear_backward(&s->fc1, k, dx, dh, B);
   if (need_dx)

@@ -2,7 +2,9 @@
  * hidden states for GAE, values[b, t] = score(dropout(hidden[b, t])), with
  * score a Linear(H, 1) (score.weight [1, H], score.bias [1]) and inverted
  * dropout of probability p in training only (TRL's ValueHead: dropout then
- * linear). */
+ * linear). Runs on the context's device: the dropout mask is drawn on the
+ * host (the same RNG draws on every device) and applied as a product with a
+ * device copy of the mask (1 / (1 - p) where kept, 0 where dropped). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,12 +20,15 @@ typedef struct {
   ps_linear score;
   /* last forward */
   int64_t B, T;
-  const ps_tensor *x;
+  ps_device dev;
+  const ps_tensor *x; /* the input on the device (the caller's or x_dev) */
   gboolean dropped;
-  float *u; /* (B*T, H) dropout(hidden) when dropped */
-  uint8_t *keep;
-  int64_t cap_u, cap_keep;
+  float *u;         /* (B*T, H) device: dropout(hidden) when dropped */
+  float *mask;      /* (B*T, H) device: the dropout scale per entry */
+  float *mask_host; /* (B*T, H) host: the mask as drawn */
+  int64_t cap_u, cap_mask, cap_mask_host;
   ps_tensor *values, *dhidden;
+  ps_tensor *x_dev, *dv_dev; /* device copies of host inputs / gradients */
 } value_head;
 
 static const ps_config_key val_config[] = {
@@ -41,10 +46,13 @@ static void val_destroy(void *self) {
   if (!v) return;
   ps_linear_clear(&v->score);
   hd_params_clear(&v->P);
-  free(v->u);
-  g_free(v->keep);
+  hd_buf_free(v->k, &v->u, &v->cap_u);
+  hd_buf_free(v->k, &v->mask, &v->cap_mask);
+  g_free(v->mask_host);
   ps_tensor_free(v->values);
   ps_tensor_free(v->dhidden);
+  ps_tensor_free(v->x_dev);
+  ps_tensor_free(v->dv_dev);
   g_free(v);
 }
 
@@ -54,13 +62,19 @@ static void *val_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   v->p = (float)ps_config_float(cfg, "dropout");
   hd_params_init(&v->P);
   int f;
-  v->k = hd_cpu_kernels(ctx, "critic.value", error);
+  v->dev = ps_context_device(ctx);
+  v->k = hd_kernels(ctx, "critic.value", error);
   if (!v->k || (f = hd_linear_add(&v->P, &v->score, "score", v->H, 1,
                                   ps_config_float(cfg, "init_std"), ps_context_rng(ctx), error)) < 0) {
     val_destroy(v);
     return NULL;
   }
   ps_linear_bind(&v->score, v->P.items, (guint)f);
+  if (!hd_params_move_to(&v->P, v->dev, error)) {
+    g_prefix_error(error, "critic.value: ");
+    val_destroy(v);
+    return NULL;
+  }
   return v;
 }
 
@@ -75,29 +89,32 @@ static gboolean val_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     return FALSE;
   const int64_t B = x->shape[0], T = x->shape[1], n = B * T * v->H;
   const int64_t vs[] = {B, T};
-  if (!hd_ensure(&v->values, PS_DTYPE_F32, 2, vs, error)) return FALSE;
-  const float *u = ps_f32(x);
+  const ps_kernels *k = v->k;
+  if (!ps_tensor_ensure_on(&v->values, v->dev, PS_DTYPE_F32, 2, vs, error)) return FALSE;
+  const ps_tensor *xd = ps_tensor_on_device(x, v->dev, &v->x_dev, error);
+  if (!xd) return FALSE;
+  const float *u = ps_f32(xd);
   v->dropped = v->p > 0 && ps_context_training(ctx);
   if (v->dropped) {
-    if (!hd_buf(&v->u, &v->cap_u, n, error)) return FALSE;
-    if (v->cap_keep < n) {
-      g_free(v->keep);
-      v->keep = g_new(uint8_t, n);
-      v->cap_keep = n;
+    if (!hd_buf(k, &v->u, &v->cap_u, n, error) || !hd_buf(k, &v->mask, &v->cap_mask, n, error))
+      return FALSE;
+    if (v->cap_mask_host < n) {
+      g_free(v->mask_host);
+      v->mask_host = g_new(float, n);
+      v->cap_mask_host = n;
     }
     /* Inverted dropout as torch: kept entries scaled by 1 / (1 - p). */
     ps_rng *rng = ps_context_rng(ctx);
     const float keep = 1.0f - v->p, inv = 1.0f / keep;
-    for (int64_t i = 0; i < n; i++) {
-      v->keep[i] = ps_rng_uniform(rng) < keep;
-      v->u[i] = v->keep[i] ? ps_f32(x)[i] * inv : 0.0f;
-    }
+    for (int64_t i = 0; i < n; i++) v->mask_host[i] = ps_rng_uniform(rng) < keep ? inv : 0.0f;
+    k->copy_to_device(v->mask, v->mask_host, sizeof(float) * (size_t)n);
+    k->mul_forward(v->u, ps_f32(xd), v->mask, n);
     u = v->u;
   }
-  if (!ps_linear_forward(&v->score, v->k, ctx, ps_f32(v->values), u, B * T, error)) return FALSE;
+  if (!ps_linear_forward(&v->score, k, ctx, ps_f32(v->values), u, B * T, error)) return FALSE;
   v->B = B;
   v->T = T;
-  v->x = x;
+  v->x = xd;
   ps_ports_set(out, "values", v->values);
   return TRUE;
 }
@@ -110,11 +127,12 @@ static gboolean val_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     return FALSE;
   }
   const int64_t B = v->B, T = v->T, H = v->H, n = B * T * H;
+  const ps_kernels *k = v->k;
   ps_port *dp = hd_wants_grad(grad_in, "hidden");
   if (dp) {
     const int64_t hs[] = {B, T, H};
-    if (!hd_ensure(&v->dhidden, PS_DTYPE_F32, 3, hs, error)) return FALSE;
-    memset(v->dhidden->data, 0, v->dhidden->nbytes);
+    if (!ps_tensor_ensure_on(&v->dhidden, v->dev, PS_DTYPE_F32, 3, hs, error)) return FALSE;
+    k->mem_zero(v->dhidden->data, v->dhidden->nbytes);
     dp->tensor = v->dhidden;
   }
   const ps_tensor *dv = ps_ports_get(grad_out, "values");
@@ -122,22 +140,20 @@ static gboolean val_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   if (!ps_tensor_check(dv, "critic.value gradient of values", PS_DTYPE_F32, 2, v->values->shape,
                        error))
     return FALSE;
+  dv = ps_tensor_on_device(dv, v->dev, &v->dv_dev, error);
+  if (!dv) return FALSE;
   if (!v->dropped) {
-    ps_linear_backward(&v->score, v->k, dp ? ps_f32(v->dhidden) : NULL, ps_f32(dv), B * T);
+    ps_linear_backward(&v->score, k, dp ? ps_f32(v->dhidden) : NULL, ps_f32(dv), B * T);
     return TRUE;
   }
   float *du = NULL;
   if (dp) {
     du = ps_context_scratch(ctx, sizeof(float) * (size_t)n);
-    memset(du, 0, sizeof(float) * (size_t)n);
+    k->mem_zero(du, sizeof(float) * (size_t)n);
   }
-  ps_linear_backward(&v->score, v->k, du, ps_f32(dv), B * T);
-  if (dp) {
-    const float inv = 1.0f / (1.0f - v->p);
-    float *dx = ps_f32(v->dhidden);
-    for (int64_t i = 0; i < n; i++)
-      if (v->keep[i]) dx[i] += du[i] * inv;
-  }
+  ps_linear_backward(&v->score, k, du, ps_f32(dv), B * T);
+  /* dx += du * mask (0 where dropped, 1 / (1 - p) where kept). */
+  if (dp) k->mul_backward(ps_f32(v->dhidden), NULL, du, ps_f32(v->x), v->mask, n);
   return TRUE;
 }
 

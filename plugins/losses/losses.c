@@ -2,31 +2,50 @@
  *   loss.segmentation   BCE-with-logits + soft Dice of a predicted mask (the
  *                       seg term of Eq. 2), with hard Dice/IoU as metrics
  *   loss.weighted_sum   sum_i w_i * x_i of scalar losses (Eq. 2's lambdas)
- * Both have a backward, so stage.fit can minimise them directly. */
+ * Both have a backward, so stage.fit can minimise them directly.
+ *
+ * Devices: every tensor a component makes (losses, metrics, gradients) is on
+ * the context's device, one-element losses included; the scalars the host
+ * combines (per-mask losses, incoming loss gradients, the weighted sum's
+ * terms) come back with copy_to_host. Inputs on another device are copied
+ * over (caches freed in destroy). */
 #include <math.h>
+#include <pathseg/error.h>
 #include <pathseg/kernels.h>
 #include <pathseg/plugin.h>
 #include <string.h>
 
-/* F32 outputs kept between steps (ps_tensor_ensure). */
-static gboolean ensure(ps_tensor **t, int32_t ndim, const int64_t *shape, GError **error) {
-  return ps_tensor_ensure(t, PS_DTYPE_F32, ndim, shape, error);
+/* F32 tensors on `device` kept between steps (ps_tensor_ensure_on). */
+static gboolean ensure(ps_tensor **t, ps_device device, int32_t ndim, const int64_t *shape,
+                       GError **error) {
+  return ps_tensor_ensure_on(t, device, PS_DTYPE_F32, ndim, shape, error);
 }
+
+/* Writes the host value v into the one-element device tensor t. */
+static void set_scalar(const ps_kernels *k, ps_tensor *t, float v) {
+  k->copy_to_device(t->data, &v, sizeof v);
+}
+
+/* The value of a one-element f32 tensor on any device. */
+static float get_scalar(const ps_tensor *t) { return ps_tensor_item(t); }
 
 /* ---------------------------------------------------------------------- */
 /* loss.segmentation */
 
 typedef struct {
   const ps_kernels *k;
+  ps_device dev;
   double w_bce, w_dice;
   double pos_weight; /* BCE weight of the positive pixels (PyTorch's pos_weight); 1 = plain */
   ps_dice_desc dice;
   gboolean upsample;
-  const ps_tensor *logits, *target;
+  const ps_tensor *logits, *target; /* on the device (the caller's or the caches) */
+  ps_tensor *logits_dev, *target_dev; /* device copies of host inputs */
   ps_tensor *up;      /* (B, H, W) logits at the target's size */
   ps_tensor *dup;     /* (B, H, W) gradient there */
   ps_tensor *dlogits; /* (B, 1, h, w) */
   ps_tensor *bce, *dsc; /* (B) per-mask losses */
+  ps_tensor *scales;  /* (2, B) d loss / d per-mask BCE and Dice */
   ps_tensor *loss, *hard_dice, *iou; /* (1) */
   int64_t B, H, W, h, w;
 } segloss;
@@ -57,14 +76,16 @@ static const ps_port_desc seg_outputs[] = {
 
 static void seg_destroy(void *self) {
   segloss *s = self;
-  ps_tensor *all[] = {s->up, s->dup, s->dlogits, s->bce, s->dsc, s->loss, s->hard_dice, s->iou};
+  ps_tensor *all[] = {s->up,   s->dup,       s->dlogits, s->bce,        s->dsc,       s->scales,
+                      s->loss, s->hard_dice, s->iou,     s->logits_dev, s->target_dev};
   for (size_t i = 0; i < G_N_ELEMENTS(all); i++) ps_tensor_free(all[i]);
   g_free(s);
 }
 
 static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   segloss *s = g_new0(segloss, 1);
-  s->k = ps_kernels_get(ps_context_device(ctx), error);
+  s->dev = ps_context_device(ctx);
+  s->k = ps_context_kernels(ctx, error);
   s->w_bce = ps_config_float(cfg, "bce_weight");
   s->w_dice = ps_config_float(cfg, "dice_weight");
   s->pos_weight = ps_config_float(cfg, "pos_weight");
@@ -75,8 +96,8 @@ static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   else
     s->dice = (ps_dice_desc){1.0f, 1e-5f, 1e-5f, strcmp(flavour, "monai_squared") == 0};
   const int64_t one[1] = {1};
-  if (!s->k || !ensure(&s->loss, 1, one, error) || !ensure(&s->hard_dice, 1, one, error) ||
-      !ensure(&s->iou, 1, one, error)) {
+  if (!s->k || !ensure(&s->loss, s->dev, 1, one, error) ||
+      !ensure(&s->hard_dice, s->dev, 1, one, error) || !ensure(&s->iou, s->dev, 1, one, error)) {
     seg_destroy(s);
     return NULL;
   }
@@ -114,9 +135,22 @@ static void bce_pos_backward(float *dz, const float *scale, const float *z, cons
   }
 }
 
+/* A host pointer to the floats of t: its data on the CPU, otherwise a copy
+ * in *buf (g_free it). DEVICE: host round trip, needs a kernel — the
+ * pos_weight BCE and the hard Dice/IoU counts have no table entry. */
+static const float *host_floats(const ps_tensor *t, float **buf) {
+  *buf = NULL;
+  if (t->device == PS_DEVICE_CPU) return ps_f32(t);
+  const ps_kernels *k = ps_kernels_get(t->device, NULL);
+  *buf = g_new(float, ps_tensor_numel(t));
+  if (k) k->copy_to_host(*buf, t->data, t->nbytes);
+  return *buf;
+}
+
 static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
                             GError **error) {
   segloss *s = self;
+  const ps_kernels *k = s->k;
   const ps_tensor *x = ps_ports_require(in, "loss.segmentation", "logits", error);
   const ps_tensor *t = x ? ps_ports_require(in, "loss.segmentation", "target", error) : NULL;
   const int64_t any4[4] = {-1, 1, -1, -1};
@@ -128,8 +162,6 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                 " logit masks but %" G_GINT64_FORMAT " targets", x->shape[0], t->shape[0]);
     return FALSE;
   }
-  s->logits = x;
-  s->target = t;
   s->B = x->shape[0];
   s->h = x->shape[2];
   s->w = x->shape[3];
@@ -142,25 +174,37 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                 s->h, s->w, t->shape[2], t->shape[3]);
     return FALSE;
   }
+  s->logits = ps_tensor_on_device(x, s->dev, &s->logits_dev, error);
+  s->target = s->logits ? ps_tensor_on_device(t, s->dev, &s->target_dev, error) : NULL;
+  if (!s->target) return FALSE;
   const int64_t up_shape[3] = {s->B, s->H, s->W}, b_shape[1] = {s->B};
-  if (!ensure(&s->up, 3, up_shape, error) || !ensure(&s->bce, 1, b_shape, error) ||
-      !ensure(&s->dsc, 1, b_shape, error))
+  if (!ensure(&s->up, s->dev, 3, up_shape, error) || !ensure(&s->bce, s->dev, 1, b_shape, error) ||
+      !ensure(&s->dsc, s->dev, 1, b_shape, error))
     return FALSE;
   if (s->upsample)
-    s->k->resize_forward(ps_f32(s->up), ps_f32(x), s->B, s->h, s->w, s->H, s->W, 0, 0,
-                         PS_RESIZE_BILINEAR);
+    k->resize_forward(ps_f32(s->up), ps_f32(s->logits), s->B, s->h, s->w, s->H, s->W, 0, 0,
+                      PS_RESIZE_BILINEAR);
   else
-    memcpy(s->up->data, x->data, x->nbytes);
-  const int64_t P = s->H * s->W;
-  if (s->pos_weight != 1.0)
-    bce_pos_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(t), s->B, P, s->pos_weight);
-  else
-    s->k->bce_logits_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(t), s->B, P);
-  s->k->dice_forward(ps_f32(s->dsc), ps_f32(s->up), ps_f32(t), s->B, P, &s->dice);
+    k->copy_on_device(s->up->data, s->logits->data, s->logits->nbytes);
+  const int64_t P = s->H * s->W, B = s->B;
+  /* Host views of the upsampled logits and the target for what only the
+   * host computes (the pos_weight BCE, the hard metrics). */
+  float *up_buf, *t_buf;
+  const float *up_h = host_floats(s->up, &up_buf), *t_h = host_floats(t, &t_buf);
+  float *bce_h = g_new(float, B), *dsc_h = g_new(float, B);
+  if (s->pos_weight != 1.0) {
+    bce_pos_forward(bce_h, up_h, t_h, B, P, s->pos_weight);
+    k->copy_to_device(s->bce->data, bce_h, sizeof(float) * (size_t)B);
+  } else {
+    k->bce_logits_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(s->target), B, P);
+    k->copy_to_host(bce_h, s->bce->data, sizeof(float) * (size_t)B);
+  }
+  k->dice_forward(ps_f32(s->dsc), ps_f32(s->up), ps_f32(s->target), B, P, &s->dice);
+  k->copy_to_host(dsc_h, s->dsc->data, sizeof(float) * (size_t)B);
   double total = 0, hard = 0, iou = 0;
-  for (int64_t b = 0; b < s->B; b++) {
-    total += s->w_bce * ps_f32(s->bce)[b] + s->w_dice * ps_f32(s->dsc)[b];
-    const float *p = ps_f32(s->up) + b * P, *g = ps_f32(t) + b * P;
+  for (int64_t b = 0; b < B; b++) {
+    total += s->w_bce * bce_h[b] + s->w_dice * dsc_h[b];
+    const float *p = up_h + b * P, *g = t_h + b * P;
     int64_t inter = 0, np = 0, ng = 0;
     for (int64_t i = 0; i < P; i++) {
       int pi = p[i] > 0.0f, gi = g[i] > 0.5f;
@@ -172,9 +216,13 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
     hard += np + ng ? 2.0 * (double)inter / (double)(np + ng) : 1.0;
     iou += np + ng - inter ? (double)inter / (double)(np + ng - inter) : 1.0;
   }
-  ps_f32(s->loss)[0] = (float)(total / (double)s->B);
-  ps_f32(s->hard_dice)[0] = (float)(hard / (double)s->B);
-  ps_f32(s->iou)[0] = (float)(iou / (double)s->B);
+  g_free(up_buf);
+  g_free(t_buf);
+  g_free(bce_h);
+  g_free(dsc_h);
+  set_scalar(k, s->loss, (float)(total / (double)B));
+  set_scalar(k, s->hard_dice, (float)(hard / (double)B));
+  set_scalar(k, s->iou, (float)(iou / (double)B));
   ps_ports_set(out, "loss", s->loss);
   ps_ports_set(out, "dice", s->hard_dice);
   ps_ports_set(out, "iou", s->iou);
@@ -184,32 +232,52 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
 static gboolean seg_backward(void *self, ps_context *ctx, const ps_ports *grad_out,
                              ps_ports *grad_in, GError **error) {
   segloss *s = self;
+  const ps_kernels *k = s->k;
   const ps_tensor *dl = ps_ports_get(grad_out, "loss");
   ps_port *p = ps_ports_find(grad_in, "logits");
   if (!dl || !p || !p->needs_grad) return TRUE;
-  const int64_t P = s->H * s->W;
-  const int64_t up_shape[3] = {s->B, s->H, s->W};
-  if (!ensure(&s->dup, 3, up_shape, error) ||
-      !ensure(&s->dlogits, s->logits->ndim, s->logits->shape, error))
+  const int64_t P = s->H * s->W, B = s->B;
+  const int64_t up_shape[3] = {B, s->H, s->W}, sc_shape[1] = {2 * (B > 0 ? B : 1)};
+  if (!ensure(&s->dup, s->dev, 3, up_shape, error) ||
+      !ensure(&s->dlogits, s->dev, s->logits->ndim, s->logits->shape, error) ||
+      !ensure(&s->scales, s->dev, 1, sc_shape, error))
     return FALSE;
-  memset(s->dup->data, 0, s->dup->nbytes);
-  /* d loss / d per-mask term = weight / B */
-  float per_bce[s->B > 0 ? s->B : 1], per_dice[s->B > 0 ? s->B : 1];
-  for (int64_t b = 0; b < s->B; b++) {
-    per_bce[b] = (float)(ps_f32(dl)[0] * s->w_bce / (double)s->B);
-    per_dice[b] = (float)(ps_f32(dl)[0] * s->w_dice / (double)s->B);
+  k->mem_zero(s->dup->data, s->dup->nbytes);
+  /* d loss / d per-mask term = weight / B: (2, B) [BCE row, Dice row]. */
+  const double g = get_scalar(dl);
+  float *sc = g_new(float, 2 * (B > 0 ? B : 1));
+  for (int64_t b = 0; b < B; b++) {
+    sc[b] = (float)(g * s->w_bce / (double)B);
+    sc[B + b] = (float)(g * s->w_dice / (double)B);
   }
-  if (s->pos_weight != 1.0)
-    bce_pos_backward(ps_f32(s->dup), per_bce, ps_f32(s->up), ps_f32(s->target), s->B, P, s->pos_weight);
-  else
-    s->k->bce_logits_backward(ps_f32(s->dup), per_bce, ps_f32(s->up), ps_f32(s->target), s->B, P);
-  s->k->dice_backward(ps_f32(s->dup), per_dice, ps_f32(s->up), ps_f32(s->target), s->B, P, &s->dice);
-  memset(s->dlogits->data, 0, s->dlogits->nbytes);
+  k->copy_to_device(s->scales->data, sc, sizeof(float) * (size_t)(2 * B));
+  if (s->pos_weight != 1.0) {
+    /* dup is zero here: the host adds into a zeroed copy, which replaces it. */
+    float *up_buf, *t_buf;
+    const float *up_h = host_floats(s->up, &up_buf), *t_h = host_floats(s->target, &t_buf);
+    if (s->dev == PS_DEVICE_CPU) {
+      bce_pos_backward(ps_f32(s->dup), sc, up_h, t_h, B, P, s->pos_weight);
+    } else {
+      float *dup_h = g_new0(float, B * P);
+      bce_pos_backward(dup_h, sc, up_h, t_h, B, P, s->pos_weight);
+      k->copy_to_device(s->dup->data, dup_h, s->dup->nbytes);
+      g_free(dup_h);
+    }
+    g_free(up_buf);
+    g_free(t_buf);
+  } else {
+    k->bce_logits_backward(ps_f32(s->dup), ps_f32(s->scales), ps_f32(s->up), ps_f32(s->target), B,
+                           P);
+  }
+  g_free(sc);
+  k->dice_backward(ps_f32(s->dup), ps_f32(s->scales) + B, ps_f32(s->up), ps_f32(s->target), B, P,
+                   &s->dice);
+  k->mem_zero(s->dlogits->data, s->dlogits->nbytes);
   if (s->upsample)
-    s->k->resize_backward(ps_f32(s->dlogits), ps_f32(s->dup), s->B, s->h, s->w, s->H, s->W, 0, 0,
-                          PS_RESIZE_BILINEAR);
+    k->resize_backward(ps_f32(s->dlogits), ps_f32(s->dup), B, s->h, s->w, s->H, s->W, 0, 0,
+                       PS_RESIZE_BILINEAR);
   else
-    memcpy(s->dlogits->data, s->dup->data, s->dup->nbytes);
+    k->copy_on_device(s->dlogits->data, s->dup->data, s->dup->nbytes);
   p->tensor = s->dlogits;
   return TRUE;
 }
@@ -231,6 +299,8 @@ static const ps_component_desc seg_desc = {
 static const char *const term_names[SUM_TERMS] = {"a", "b", "c", "d"};
 
 typedef struct {
+  const ps_kernels *k;
+  ps_device dev;
   double w[SUM_TERMS];
   ps_tensor *loss;
   ps_tensor *grad[SUM_TERMS];
@@ -264,9 +334,11 @@ static void *sum_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   }
   wsum *s = g_new0(wsum, 1);
   for (size_t i = 0; i < n; i++) s->w[i] = w[i];
+  s->dev = ps_context_device(ctx);
+  s->k = ps_context_kernels(ctx, error);
   const int64_t one[1] = {1};
-  gboolean ok = ensure(&s->loss, 1, one, error);
-  for (int i = 0; ok && i < SUM_TERMS; i++) ok = ensure(&s->grad[i], 1, one, error);
+  gboolean ok = s->k && ensure(&s->loss, s->dev, 1, one, error);
+  for (int i = 0; ok && i < SUM_TERMS; i++) ok = ensure(&s->grad[i], s->dev, 1, one, error);
   if (!ok) {
     sum_destroy(s);
     return NULL;
@@ -286,9 +358,9 @@ static gboolean sum_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                   term_names[i]);
       return FALSE;
     }
-    total += s->w[i] * ps_f32(t)[0];
+    total += s->w[i] * get_scalar(t); /* the term from any device */
   }
-  ps_f32(s->loss)[0] = (float)total;
+  set_scalar(s->k, s->loss, (float)total);
   ps_ports_set(out, "loss", s->loss);
   return TRUE;
 }
@@ -298,10 +370,11 @@ static gboolean sum_backward(void *self, ps_context *ctx, const ps_ports *grad_o
   wsum *s = self;
   const ps_tensor *dl = ps_ports_get(grad_out, "loss");
   if (!dl) return TRUE;
+  const double g = get_scalar(dl);
   for (int i = 0; i < SUM_TERMS; i++) {
     ps_port *p = ps_ports_find(grad_in, term_names[i]);
     if (!p || !p->needs_grad) continue;
-    ps_f32(s->grad[i])[0] = (float)(s->w[i] * ps_f32(dl)[0]);
+    set_scalar(s->k, s->grad[i], (float)(s->w[i] * g));
     p->tensor = s->grad[i];
   }
   return TRUE;

@@ -54,6 +54,10 @@ void rp_encoder_free(rp_encoder *e);
 const rp_cfg *rp_encoder_cfg(const rp_encoder *e);
 ps_param_list rp_encoder_params(rp_encoder *e);
 
+/* Moves every parameter to `device` (after initialising or loading them on
+ * the host); the kernel table given to rp_encoder_new must be that device's.
+ * Activations and outputs are then made in that table's memory. */
+gboolean rp_encoder_to_device(rp_encoder *e, ps_device device, GError **error);
 /* Loads every parameter by its checkpoint name; `get` returns an f32 tensor
  * that the caller frees, or NULL with an error. LoRA matrices are loaded
  * only when `get` knows them (`has`). */
@@ -77,13 +81,16 @@ typedef struct rp_outputs {
 /* Batch and patch count of the last forward; FALSE before any. */
 gboolean rp_encoder_last_geometry(const rp_encoder *e, int64_t *B, int64_t *N);
 
-/* image: (B, in_chans, H, W), H and W multiples of patch_size. With
- * `training`, activations of every block are kept for backward (and LoRA
- * dropout is on); otherwise one block's worth of buffers is reused. */
+/* image: (B, in_chans, H, W), H and W multiples of patch_size, on any device
+ * (copied to the encoder's when elsewhere). With `training`, activations of
+ * every block are kept for backward (and LoRA dropout is on); otherwise one
+ * block's worth of buffers is reused. Outputs are on the encoder's device,
+ * except the patch grid (a host tensor: control data). */
 gboolean rp_encoder_forward(rp_encoder *e, ps_context *ctx, const ps_tensor *image,
                             rp_outputs *out, GError **error);
 /* Gradients of the loss w.r.t. the outputs of the last (training) forward:
- * dcls (B, D), dregs (B, R, D), dpatches (B, N, D), each may be NULL.
+ * dcls (B, D), dregs (B, R, D), dpatches (B, N, D), each may be NULL, all
+ * memory of the encoder's device.
  * Parameter gradients are added where a parameter has a grad buffer; when
  * dimage is non-NULL it receives a tensor (owned by the encoder) with the
  * gradient w.r.t. the image. No work is done below the lowest block that
@@ -106,7 +113,8 @@ typedef struct rp_pos_interp {
  * output size would differ from the patch grid (the official assert). */
 gboolean rp_pos_interp_plan(rp_pos_interp *p, int64_t M, int64_t H, int64_t W, int64_t patch,
                             double offset, gboolean antialias, GError **error);
-/* out: (1 + gh*gw, D) from pos: (1 + M*M, D); scratch: 2 * D * max(M*M, gh*gw) floats. */
+/* out: (1 + gh*gw, D) from pos: (1 + M*M, D); scratch: 2 * D * max(M*M, gh*gw) floats.
+ * Every pointer is memory of k's device. */
 void rp_pos_interp_forward(const rp_pos_interp *p, const ps_kernels *k, float *out,
                            const float *pos, int64_t D, float *scratch);
 /* dpos: (1 + M*M, D) += the adjoint applied to dout: (1 + gh*gw, D); same scratch. */

@@ -1,5 +1,6 @@
 /* ruipath_comp.c — the `encoder.ruipath` component: config schema, ports and
- * vtable around the model in ruipath_encoder.c. */
+ * vtable around the model in ruipath_encoder.c, on the context's device
+ * (gradients that arrive on another device are copied over). */
 #include <string.h>
 
 #include <pathseg/error.h>
@@ -101,30 +102,50 @@ static gboolean cfg_from_config(rp_cfg *c, const ps_config *cfg, GError **error)
   return TRUE;
 }
 
+/* The component: the encoder and device copies of output gradients that
+ * arrive on another device (freed with it). */
+typedef struct {
+  rp_encoder *e;
+  ps_device device;
+  ps_tensor *g_cache[3]; /* cls, registers, patches */
+} enc_comp;
+
+static void enc_destroy(void *self) {
+  enc_comp *w = self;
+  if (!w) return;
+  rp_encoder_free(w->e);
+  for (int i = 0; i < 3; i++) ps_tensor_free(w->g_cache[i]);
+  g_free(w);
+}
+
 static void *enc_create(const ps_config *cfg, ps_context *ctx, GError **error) {
   rp_cfg c;
   if (!cfg_from_config(&c, cfg, error)) return NULL;
-  /* Activations live in host memory: the CUDA table would get host pointers. */
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "encoder.ruipath runs on the CPU only (its activations are host memory)");
+  const ps_device device = ps_context_device(ctx);
+  /* The device's table at the run's precision. */
+  const ps_kernels *k = ps_context_kernels(ctx, error);
+  if (!k) return NULL;
+  enc_comp *w = g_new0(enc_comp, 1);
+  w->device = device;
+  /* Parameters are drawn on the host (the same RNG draws on every device),
+   * then moved. */
+  w->e = rp_encoder_new(&c, k, ps_context_rng(ctx), error);
+  if (!w->e || !rp_encoder_to_device(w->e, device, error)) {
+    enc_destroy(w);
     return NULL;
   }
-  const ps_kernels *k = ps_kernels_get(ps_context_device(ctx), error);
-  if (!k) return NULL;
-  return rp_encoder_new(&c, k, ps_context_rng(ctx), error);
+  return w;
 }
 
-static void enc_destroy(void *self) { rp_encoder_free(self); }
-
-static ps_param_list enc_params(void *self) { return rp_encoder_params(self); }
+static ps_param_list enc_params(void *self) { return rp_encoder_params(((enc_comp *)self)->e); }
 
 static gboolean enc_forward(void *self, ps_context *ctx, const ps_ports *in, ps_ports *out,
                             GError **error) {
+  enc_comp *w = self;
   const ps_tensor *image = ps_ports_require(in, "encoder.ruipath", "image", error);
   if (!image) return FALSE;
   rp_outputs o;
-  if (!rp_encoder_forward(self, ctx, image, &o, error)) return FALSE;
+  if (!rp_encoder_forward(w->e, ctx, image, &o, error)) return FALSE;
   ps_ports_set(out, "cls", o.cls);
   ps_ports_set(out, "registers", o.registers);
   ps_ports_set(out, "patches", o.patches);
@@ -132,21 +153,25 @@ static gboolean enc_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   return TRUE;
 }
 
-/* The gradient of output `name`, checked against the forward's output shape. */
+/* The gradient of output `name` on the encoder's device, checked against
+ * the forward's output shape; *cache holds a copy when it is elsewhere. */
 static gboolean grad_of(const ps_ports *grad_out, const char *name, const int64_t *shape, int ndim,
-                        const float **g, GError **error) {
+                        ps_device device, ps_tensor **cache, const float **g, GError **error) {
   const ps_tensor *t = ps_ports_get(grad_out, name);
   *g = NULL;
   if (!t) return TRUE;
   g_autofree char *what = g_strdup_printf("encoder.ruipath gradient of %s", name);
   if (!ps_tensor_check(t, what, PS_DTYPE_F32, ndim, shape, error)) return FALSE;
+  t = ps_tensor_on_device(t, device, cache, error);
+  if (!t) return FALSE;
   *g = ps_f32(t);
   return TRUE;
 }
 
 static gboolean enc_backward(void *self, ps_context *ctx, const ps_ports *grad_out,
                              ps_ports *grad_in, GError **error) {
-  rp_encoder *e = self;
+  enc_comp *w = self;
+  rp_encoder *e = w->e;
   /* Shapes come from the last forward. */
   const rp_cfg *c = rp_encoder_cfg(e);
   ps_port *ip = ps_ports_find(grad_in, "image");
@@ -158,9 +183,9 @@ static gboolean enc_backward(void *self, ps_context *ctx, const ps_ports *grad_o
     return FALSE;
   }
   const int64_t s_cls[] = {B, D}, s_regs[] = {B, R, D}, s_pat[] = {B, N, D};
-  if (!grad_of(grad_out, "cls", s_cls, 2, &dcls, error) ||
-      !grad_of(grad_out, "registers", s_regs, 3, &dregs, error) ||
-      !grad_of(grad_out, "patches", s_pat, 3, &dpatches, error))
+  if (!grad_of(grad_out, "cls", s_cls, 2, w->device, &w->g_cache[0], &dcls, error) ||
+      !grad_of(grad_out, "registers", s_regs, 3, w->device, &w->g_cache[1], &dregs, error) ||
+      !grad_of(grad_out, "patches", s_pat, 3, w->device, &w->g_cache[2], &dpatches, error))
     return FALSE;
   ps_tensor *dimg = NULL;
   if (!rp_encoder_backward(e, ctx, dcls, dregs, dpatches, want ? &dimg : NULL, error)) return FALSE;

@@ -6,7 +6,14 @@
  * pre-norm output) and every block keeps what its backward reads; outside
  * training one slice is updated in place and one block's buffers are reused,
  * so inference memory does not grow with depth. All buffers live in one
- * allocation that is replaced only when the batch or image size changes. */
+ * allocation that is replaced only when the batch or image size changes.
+ *
+ * Devices: parameters are built and initialised (or loaded) on the host and
+ * then moved to the context's device (rp_encoder_to_device); activations,
+ * outputs and gradients live in the memory of the kernel table the encoder
+ * was made with, and every operation on them goes through that table, so
+ * the host never reads them (the patch grid, a host tensor, is the one
+ * exception: it is control data). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +44,8 @@ typedef struct {
 
 struct rp_encoder {
   rp_cfg c;
-  const ps_kernels *k;
+  const ps_kernels *k; /* its memory holds activations (and parameters after to_device) */
+  ps_device device;    /* where the parameters are */
   int64_t D, F, H, hd, M, R;
   GArray *params;   /* ps_param */
   GPtrArray *names; /* owned parameter names */
@@ -49,9 +57,11 @@ struct rp_encoder {
   int64_t B, T, N, gh, gw, img_h, img_w;
   gboolean trained; /* the last forward kept every block's activations */
   rp_pos_interp interp;
-  const ps_tensor *image; /* the last forward's input (the caller keeps it alive) */
+  const ps_tensor *image; /* the last forward's input on the device (caller's or img_dev) */
+  ps_tensor *img_dev;     /* a device copy of a host image */
 
-  /* The one allocation of activations, carved into the pointers below. */
+  /* The one allocation of activations (memory of k), carved into the
+   * pointers below. */
   float *arena;
   size_t arena_floats;
   int64_t shape_key[4]; /* B, gh, gw, trained: the arena's layout */
@@ -241,7 +251,8 @@ void rp_encoder_free(rp_encoder *e) {
   if (e->owned) g_ptr_array_free(e->owned, TRUE);
   if (e->params) g_array_free(e->params, TRUE);
   if (e->names) g_ptr_array_free(e->names, TRUE);
-  free(e->arena);
+  if (e->arena) e->k->mem_free(e->arena);
+  ps_tensor_free(e->img_dev);
   ps_tensor_free(e->t_cls);
   ps_tensor_free(e->t_regs);
   ps_tensor_free(e->t_patches);
@@ -271,8 +282,20 @@ gboolean rp_encoder_load(rp_encoder *e, rp_getter get, rp_has has, void *user, c
     g_autofree char *label = g_strdup_printf("%s: parameter %s", what, p->name);
     if (!ps_tensor_check(t, label, PS_DTYPE_F32, p->value->ndim, p->value->shape, error))
       return FALSE;
-    memcpy(p->value->data, t->data, p->value->nbytes);
+    if (!ps_tensor_copy_into(p->value, t, error)) return FALSE;
   }
+  return TRUE;
+}
+
+gboolean rp_encoder_to_device(rp_encoder *e, ps_device device, GError **error) {
+  for (guint i = 0; i < e->params->len; i++) {
+    ps_param *p = P(e, (int)i);
+    if (!ps_tensor_move_to(p->value, device, error)) {
+      g_prefix_error(error, "encoder.ruipath: parameter %s: ", p->name);
+      return FALSE;
+    }
+  }
+  e->device = device;
   return TRUE;
 }
 
@@ -322,28 +345,18 @@ static size_t lay_out(rp_encoder *e, float *base) {
   return off;
 }
 
-/* Replaces `*t` by a new tensor unless it already has the shape. */
-static gboolean ensure_tensor(ps_tensor **t, ps_dtype dt, int ndim, const int64_t *shape,
-                              GError **error) {
-  if (*t && (*t)->dtype == dt && ps_tensor_has_shape(*t, ndim, shape)) return TRUE;
-  g_clear_pointer(t, ps_tensor_free);
-  *t = ps_tensor_new(dt, ndim, shape, error);
-  return *t != NULL;
-}
-
 static gboolean ensure_memory(rp_encoder *e, GError **error) {
   const int64_t key[4] = {e->B, e->gh, e->gw, e->trained};
   const gboolean relaid = !e->arena || memcmp(key, e->shape_key, sizeof key) != 0;
   if (relaid) {
     size_t need = lay_out(e, NULL);
     if (need > e->arena_floats) {
-      free(e->arena);
-      e->arena = NULL;
+      if (e->arena) e->k->mem_free(e->arena);
       e->arena_floats = 0;
-      if (posix_memalign((void **)&e->arena, 64, need * sizeof(float)) != 0) {
-        e->arena = NULL;
+      e->arena = e->k->mem_alloc(need * sizeof(float));
+      if (!e->arena) {
         g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
-                    "encoder.ruipath: out of memory for %zu MiB of activations",
+                    "encoder.ruipath: out of %s memory for %zu MiB of activations", e->k->name,
                     need * sizeof(float) >> 20);
         return FALSE;
       }
@@ -355,11 +368,13 @@ static gboolean ensure_memory(rp_encoder *e, GError **error) {
   const int64_t D = e->D;
   const int64_t s_cls[] = {e->B, D}, s_regs[] = {e->B, e->R, D}, s_pat[] = {e->B, e->N, D},
                 s_grid[] = {2}, s_pos[] = {1, 1 + e->N, D};
-  if (!ensure_tensor(&e->t_cls, PS_DTYPE_F32, 2, s_cls, error) ||
-      !ensure_tensor(&e->t_regs, PS_DTYPE_F32, 3, s_regs, error) ||
-      !ensure_tensor(&e->t_patches, PS_DTYPE_F32, 3, s_pat, error) ||
-      !ensure_tensor(&e->t_grid, PS_DTYPE_I32, 1, s_grid, error) ||
-      !ensure_tensor(&e->t_pos, PS_DTYPE_F32, 3, s_pos, error))
+  /* The patch grid is control data that consumers read on the host. */
+  const ps_device dev = e->device;
+  if (!ps_tensor_ensure_on(&e->t_cls, dev, PS_DTYPE_F32, 2, s_cls, error) ||
+      !ps_tensor_ensure_on(&e->t_regs, dev, PS_DTYPE_F32, 3, s_regs, error) ||
+      !ps_tensor_ensure_on(&e->t_patches, dev, PS_DTYPE_F32, 3, s_pat, error) ||
+      !ps_tensor_ensure_on(&e->t_grid, PS_DEVICE_CPU, PS_DTYPE_I32, 1, s_grid, error) ||
+      !ps_tensor_ensure_on(&e->t_pos, dev, PS_DTYPE_F32, 3, s_pos, error))
     return FALSE;
   /* Views of the stream for the fixture traces (training only), remade
    * only when the layout moved. */
@@ -374,6 +389,8 @@ static gboolean ensure_memory(rp_encoder *e, GError **error) {
                                                       e->stream + e->c.depth * slice, error)
                                  : NULL;
       if (!e->t_prenorm) return FALSE;
+      /* Views of the arena: device memory when the arena is (not owned). */
+      e->t_tokens->device = e->t_prenorm->device = dev;
     }
   }
   return TRUE;
@@ -381,15 +398,23 @@ static gboolean ensure_memory(rp_encoder *e, GError **error) {
 
 /* ---- forward ---------------------------------------------------------------- */
 
-/* out = x + gamma * y per row (gamma NULL: 1); in place when out == x. Local
- * because the residual may update the stream in place (inference), which
- * layerscale + add through the table cannot express without a temporary. */
-static void residual(float *out, const float *x, const float *y, const float *gamma, int64_t rows,
-                     int64_t D) {
-#pragma omp parallel for schedule(static) if (rows * D > 65536)
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t d = 0; d < D; d++)
-      out[r * D + d] = x[r * D + d] + (gamma ? gamma[d] : 1.0f) * y[r * D + d];
+/* out = x + gamma * y per row (gamma NULL: 1); out: (rows, D), x: (rows, D),
+ * y: (rows, D), gamma: (D). In place (out == x) in inference, where y is a
+ * reused buffer that nothing reads again: it takes gamma * y, then x += it.
+ * In training y is kept for backward and out is a separate slice: out =
+ * gamma * y, then out += x. Either way each element is fl(fl(gamma y) + x). */
+static void residual(const ps_kernels *k, float *out, const float *x, float *y, const float *gamma,
+                     int64_t rows, int64_t D) {
+  const int64_t n = rows * D;
+  if (out == x) {
+    if (gamma) k->layerscale_forward(y, y, gamma, rows, D);
+    k->axpy(out, 1.0f, y, n);
+  } else if (gamma) {
+    k->layerscale_forward(out, y, gamma, rows, D);
+    k->axpy(out, 1.0f, x, n);
+  } else {
+    k->add_forward(out, x, y, n);
+  }
 }
 
 static ps_attention_desc att_desc(const rp_encoder *e) {
@@ -431,13 +456,13 @@ static gboolean block_forward(rp_encoder *e, ps_context *ctx, int i, GError **er
   float *scr = scratch_floats(ctx, sf);
   k->attention_forward(A->att, A->lse, A->qkv, A->qkv + D, A->qkv + 2 * D, &ad, scr, sf);
   if (!ps_linear_forward(&b->proj, k, ctx, A->y1, A->att, rows, error)) return FALSE;
-  residual(xmid, xin, A->y1, b->ls1 >= 0 ? PV(e, b->ls1) : NULL, rows, D);
+  residual(k, xmid, xin, A->y1, b->ls1 >= 0 ? PV(e, b->ls1) : NULL, rows, D);
 
   k->layernorm_forward(A->ln2, A->mean2, A->rstd2, xmid, PV(e, b->n2w), PV(e, b->n2b), rows, D, eps);
   if (!ps_linear_forward(&b->fc1, k, ctx, A->h, A->ln2, rows, error)) return FALSE;
   k->gelu_forward(A->a, A->h, rows * e->F);
   if (!ps_linear_forward(&b->fc2, k, ctx, A->y2, A->a, rows, error)) return FALSE;
-  residual(xout, xmid, A->y2, b->ls2 >= 0 ? PV(e, b->ls2) : NULL, rows, D);
+  residual(k, xout, xmid, A->y2, b->ls2 >= 0 ? PV(e, b->ls2) : NULL, rows, D);
   return TRUE;
 }
 
@@ -470,51 +495,46 @@ gboolean rp_encoder_forward(rp_encoder *e, ps_context *ctx, const ps_tensor *ima
   e->N = e->gh * e->gw;
   e->T = 1 + e->R + e->N;
   e->trained = ps_context_training(ctx);
-  e->image = image;
-  if (!ensure_memory(e, error)) return FALSE;
+  /* Shapes above come from the caller's tensor; kernels read the device copy. */
+  e->image = ps_tensor_on_device(image, e->device, &e->img_dev, error);
+  if (!e->image || !ensure_memory(e, error)) return FALSE;
 
   const int64_t B = e->B, D = e->D, N = e->N, T = e->T, R = e->R;
   /* Patch embedding: (B, C, H, W) -> (B, D, gh, gw). */
   ps_conv2d_desc cd = conv_desc(e);
   int64_t csf = k->conv2d_scratch(&cd);
-  k->conv2d_forward(e->pe, ps_f32(image), PV(e, e->pe_w), PV(e, e->pe_b), &cd,
+  k->conv2d_forward(e->pe, ps_f32(e->image), PV(e, e->pe_w), PV(e, e->pe_b), &cd,
                     scratch_floats(ctx, csf), csf);
   /* Position embedding for this grid. */
   float *pscr = scratch_floats(ctx, 2 * D * MAX(e->M * e->M, N));
   rp_pos_interp_forward(&e->interp, k, e->pos_i, PV(e, e->pos), D, pscr);
   /* Tokens [cls + pos0, registers, patches + pos]: registers are inserted
-   * after the position embedding was added, so they get none. */
-  const float *cls = PV(e, e->cls), *regs = e->reg >= 0 ? PV(e, e->reg) : NULL;
+   * after the position embedding was added, so they get none. Per image:
+   * the cls row, the (N, D) transpose of the conv's (D, N) output plus the
+   * position rows in place, and the register rows broadcast to every image
+   * (source stride 0). */
+  const float *cls = PV(e, e->cls);
   float *x0 = e->stream;
-#pragma omp parallel for schedule(static) if (B * T * D > 65536)
-  for (int64_t u = 0; u < B * T; u++) {
-    const int64_t b = u / T, t = u % T;
-    float *row = x0 + u * D;
-    if (t == 0) {
-      for (int64_t d = 0; d < D; d++) row[d] = cls[d] + e->pos_i[d];
-    } else if (t <= R) {
-      memcpy(row, regs + (t - 1) * D, sizeof(float) * (size_t)D);
-    } else {
-      const int64_t n = t - 1 - R;
-      const float *pe = e->pe + b * D * N + n, *pos = e->pos_i + (1 + n) * D;
-      for (int64_t d = 0; d < D; d++) row[d] = pe[d * N] + pos[d];
-    }
+  for (int64_t b = 0; b < B; b++) {
+    float *img = x0 + b * T * D, *patches = img + (1 + R) * D;
+    k->add_forward(img, cls, e->pos_i, D);
+    k->transpose_forward(patches, e->pe + b * D * N, 1, D, N);
+    k->add_forward(patches, patches, e->pos_i + D, N * D);
   }
+  if (R > 0) k->copy_2d(x0 + D, T * D, PV(e, e->reg), 0, B, R * D, 0);
   for (int i = 0; i < (int)c->depth; i++)
     if (!block_forward(e, ctx, i, error)) return FALSE;
 
   const float *last = e->stream + (e->trained ? c->depth : 0) * B * T * D;
   k->layernorm_forward(e->normed, e->nmean, e->nrstd, last, PV(e, e->nw), PV(e, e->nb), B * T, D,
                        (float)c->layer_norm_eps);
-  for (int64_t b = 0; b < B; b++) {
-    const float *src = e->normed + b * T * D;
-    memcpy(ps_f32(e->t_cls) + b * D, src, sizeof(float) * (size_t)D);
-    if (R > 0) memcpy(ps_f32(e->t_regs) + b * R * D, src + D, sizeof(float) * (size_t)(R * D));
-    memcpy(ps_f32(e->t_patches) + b * N * D, src + (1 + R) * D, sizeof(float) * (size_t)(N * D));
-  }
-  ((int32_t *)e->t_grid->data)[0] = (int32_t)e->gh;
+  /* Split the normed tokens of each image (T rows) into the three outputs. */
+  k->copy_2d(ps_f32(e->t_cls), D, e->normed, T * D, B, D, 0);
+  if (R > 0) k->copy_2d(ps_f32(e->t_regs), R * D, e->normed + D, T * D, B, R * D, 0);
+  k->copy_2d(ps_f32(e->t_patches), N * D, e->normed + (1 + R) * D, T * D, B, N * D, 0);
+  ((int32_t *)e->t_grid->data)[0] = (int32_t)e->gh; /* host tensor */
   ((int32_t *)e->t_grid->data)[1] = (int32_t)e->gw;
-  memcpy(e->t_pos->data, e->pos_i, e->t_pos->nbytes);
+  k->copy_on_device(e->t_pos->data, e->pos_i, e->t_pos->nbytes);
   out->cls = e->t_cls;
   out->registers = e->t_regs;
   out->patches = e->t_patches;
@@ -568,24 +588,24 @@ static void block_backward(rp_encoder *e, int i, float *dx, gboolean need_in, rp
 
   /* MLP branch: xout = xmid + ls2 * y2. dx stays the gradient of xmid. */
   if (need_dy2) {
-    memset(w->dy, 0, sizeof(float) * (size_t)(rows * D));
+    k->mem_zero(w->dy, sizeof(float) * (size_t)(rows * D));
     if (b->ls2 >= 0)
       k->layerscale_backward(w->dy, PG(e, b->ls2), dx, A->y2, PV(e, b->ls2), rows, D);
     else
-      memcpy(w->dy, dx, sizeof(float) * (size_t)(rows * D));
+      k->copy_on_device(w->dy, dx, sizeof(float) * (size_t)(rows * D));
     float *da = NULL;
     if (need_dh) {
       da = w->dF1;
-      memset(da, 0, sizeof(float) * (size_t)(rows * F));
+      k->mem_zero(da, sizeof(float) * (size_t)(rows * F));
     }
     ps_linear_backward(&b->fc2, k, da, w->dy, rows);
     if (need_dh) {
-      memset(w->dF2, 0, sizeof(float) * (size_t)(rows * F));
+      k->mem_zero(w->dF2, sizeof(float) * (size_t)(rows * F));
       k->gelu_backward(w->dF2, A->h, da, rows * F);
       float *dln2 = NULL;
       if (need_dln2) {
         dln2 = w->dln;
-        memset(dln2, 0, sizeof(float) * (size_t)(rows * D));
+        k->mem_zero(dln2, sizeof(float) * (size_t)(rows * D));
       }
       ps_linear_backward(&b->fc1, k, dln2, w->dF2, rows);
       if (need_dln2)
@@ -603,26 +623,26 @@ static void block_backward(rp_encoder *e, int i, float *dx, gboolean need_in, rp
       k->layerscale_backward(NULL, PG(e, b->ls1), dx, A->y1, PV(e, b->ls1), rows, D);
     return;
   }
-  memset(w->dy, 0, sizeof(float) * (size_t)(rows * D));
+  k->mem_zero(w->dy, sizeof(float) * (size_t)(rows * D));
   if (b->ls1 >= 0)
     k->layerscale_backward(w->dy, PG(e, b->ls1), dx, A->y1, PV(e, b->ls1), rows, D);
   else
-    memcpy(w->dy, dx, sizeof(float) * (size_t)(rows * D));
+    k->copy_on_device(w->dy, dx, sizeof(float) * (size_t)(rows * D));
   float *datt = NULL;
   if (need_dqkv) {
     datt = w->datt;
-    memset(datt, 0, sizeof(float) * (size_t)(rows * D));
+    k->mem_zero(datt, sizeof(float) * (size_t)(rows * D));
   }
   ps_linear_backward(&b->proj, k, datt, w->dy, rows);
   if (!need_dqkv) return;
-  memset(w->dqkv, 0, sizeof(float) * (size_t)(rows * 3 * D));
+  k->mem_zero(w->dqkv, sizeof(float) * (size_t)(rows * 3 * D));
   ps_attention_desc ad = att_desc(e);
   k->attention_backward(w->dqkv, w->dqkv + D, w->dqkv + 2 * D, NULL, NULL, NULL, datt, A->qkv,
                         A->qkv + D, A->qkv + 2 * D, A->att, A->lse, &ad, w->ascr, w->ascr_n);
   float *dln1 = NULL;
   if (need_dln1) {
     dln1 = w->dln;
-    memset(dln1, 0, sizeof(float) * (size_t)(rows * D));
+    k->mem_zero(dln1, sizeof(float) * (size_t)(rows * D));
   }
   ps_linear_backward(&b->qkv, k, dln1, w->dqkv, rows);
   if (need_dln1)
@@ -658,8 +678,9 @@ gboolean rp_encoder_backward(rp_encoder *e, ps_context *ctx, const float *dcls, 
     /* No gradient flows in: the parameters' gradients are unchanged, but
      * an image gradient must still be an (all-zero) tensor. */
     if (dimage) {
-      if (!ensure_tensor(&e->dimage, PS_DTYPE_F32, 4, e->image->shape, error)) return FALSE;
-      memset(e->dimage->data, 0, e->dimage->nbytes);
+      if (!ps_tensor_ensure_on(&e->dimage, e->device, PS_DTYPE_F32, 4, e->image->shape, error))
+        return FALSE;
+      k->mem_zero(e->dimage->data, e->dimage->nbytes);
       *dimage = e->dimage;
     }
     return TRUE;
@@ -667,15 +688,12 @@ gboolean rp_encoder_backward(rp_encoder *e, ps_context *ctx, const float *dcls, 
 
   /* Gradient of the final norm's output, assembled from the three outputs. */
   float *dnormed = scratch_floats(ctx, rows * D);
-  memset(dnormed, 0, sizeof(float) * (size_t)(rows * D));
-  for (int64_t b = 0; b < B; b++) {
-    float *dst = dnormed + b * T * D;
-    if (dcls) memcpy(dst, dcls + b * D, sizeof(float) * (size_t)D);
-    if (dregs && R > 0) memcpy(dst + D, dregs + b * R * D, sizeof(float) * (size_t)(R * D));
-    if (dpatches) memcpy(dst + (1 + R) * D, dpatches + b * N * D, sizeof(float) * (size_t)(N * D));
-  }
+  k->mem_zero(dnormed, sizeof(float) * (size_t)(rows * D));
+  if (dcls) k->copy_2d(dnormed, T * D, dcls, D, B, D, 0);
+  if (dregs && R > 0) k->copy_2d(dnormed + D, T * D, dregs, R * D, B, R * D, 0);
+  if (dpatches) k->copy_2d(dnormed + (1 + R) * D, T * D, dpatches, N * D, B, N * D, 0);
   float *dx = scratch_floats(ctx, rows * D);
-  memset(dx, 0, sizeof(float) * (size_t)(rows * D));
+  k->mem_zero(dx, sizeof(float) * (size_t)(rows * D));
   k->layernorm_backward(need[depth] ? dx : NULL, PG(e, e->nw), PG(e, e->nb), dnormed,
                         e->stream + depth * rows * D, PV(e, e->nw), e->nmean, e->nrstd, rows, D);
   if (!need[depth]) return TRUE;
@@ -705,7 +723,7 @@ gboolean rp_encoder_backward(rp_encoder *e, ps_context *ctx, const float *dcls, 
     /* The interpolated table is shared by the batch: sum, then the adjoint
      * of the bicubic resampling. */
     float *dpos_i = scratch_floats(ctx, (1 + N) * D);
-    memset(dpos_i, 0, sizeof(float) * (size_t)((1 + N) * D));
+    k->mem_zero(dpos_i, sizeof(float) * (size_t)((1 + N) * D));
     for (int64_t b = 0; b < B; b++) {
       k->axpy(dpos_i, 1.0f, dx + b * T * D, D);
       k->axpy(dpos_i + D, 1.0f, dx + (b * T + 1 + R) * D, N * D);
@@ -720,8 +738,9 @@ gboolean rp_encoder_backward(rp_encoder *e, ps_context *ctx, const float *dcls, 
       k->transpose_forward(dpe + b * D * N, dx + (b * T + 1 + R) * D, 1, N, D);
     float *dimg = NULL;
     if (dimage) {
-      if (!ensure_tensor(&e->dimage, PS_DTYPE_F32, 4, e->image->shape, error)) return FALSE;
-      memset(e->dimage->data, 0, e->dimage->nbytes);
+      if (!ps_tensor_ensure_on(&e->dimage, e->device, PS_DTYPE_F32, 4, e->image->shape, error))
+        return FALSE;
+      k->mem_zero(e->dimage->data, e->dimage->nbytes);
       dimg = ps_f32(e->dimage);
       *dimage = e->dimage;
     }

@@ -9,13 +9,51 @@
  *   offset == 0: size = (gh, gw), the kernel uses M / out
  *   bicubic in float32, antialias as configured; the cls row is copied.
  * The patch rows (M*M, D) are transposed to D planes of M x M, resampled and
- * transposed back. */
+ * transposed back. Buffers are memory of the kernel table's device; the
+ * antialiased resampling, which the table lacks, runs on the host (a round
+ * trip on devices other than the CPU). */
 #include <math.h>
 #include <string.h>
 
 #include <pathseg/error.h>
 
 #include "ruipath.h"
+
+/* The antialiased resampling of planes on any device. On the CPU table it
+ * runs in place; elsewhere src and dst go through host copies.
+ * DEVICE: host round trip, needs a kernel (an antialiased resize entry). */
+static gboolean host_table(const ps_kernels *k) { return strcmp(k->name, "cpu") == 0; }
+
+static void aa_forward_on(const ps_kernels *k, float *out, const float *inp, int64_t NC,
+                          int64_t H, int64_t W, int64_t OH, int64_t OW, float sh, float sw) {
+  /* out: (NC, OH, OW); inp: (NC, H, W) */
+  if (host_table(k)) {
+    rp_resize_aa_forward(out, inp, NC, H, W, OH, OW, sh, sw);
+    return;
+  }
+  float *hi = g_new(float, NC * H * W), *ho = g_new(float, NC * OH * OW);
+  k->copy_to_host(hi, inp, sizeof(float) * (size_t)(NC * H * W));
+  rp_resize_aa_forward(ho, hi, NC, H, W, OH, OW, sh, sw);
+  k->copy_to_device(out, ho, sizeof(float) * (size_t)(NC * OH * OW));
+  g_free(hi);
+  g_free(ho);
+}
+
+static void aa_backward_on(const ps_kernels *k, float *dinp, const float *dout, int64_t NC,
+                           int64_t H, int64_t W, int64_t OH, int64_t OW, float sh, float sw) {
+  /* dinp: (NC, H, W) +=; dout: (NC, OH, OW) */
+  if (host_table(k)) {
+    rp_resize_aa_backward(dinp, dout, NC, H, W, OH, OW, sh, sw);
+    return;
+  }
+  float *hd = g_new(float, NC * H * W), *ho = g_new(float, NC * OH * OW);
+  k->copy_to_host(hd, dinp, sizeof(float) * (size_t)(NC * H * W));
+  k->copy_to_host(ho, dout, sizeof(float) * (size_t)(NC * OH * OW));
+  rp_resize_aa_backward(hd, ho, NC, H, W, OH, OW, sh, sw);
+  k->copy_to_device(dinp, hd, sizeof(float) * (size_t)(NC * H * W));
+  g_free(hd);
+  g_free(ho);
+}
 
 gboolean rp_pos_interp_plan(rp_pos_interp *p, int64_t M, int64_t H, int64_t W, int64_t patch,
                             double offset, gboolean antialias, GError **error) {
@@ -55,15 +93,15 @@ void rp_pos_interp_forward(const rp_pos_interp *p, const ps_kernels *k, float *o
   /* out: (1 + gh*gw, D); pos: (1 + M*M, D) */
   const int64_t MM = p->M * p->M, N = p->gh * p->gw;
   if (p->identity) {
-    memcpy(out, pos, sizeof(float) * (size_t)((1 + MM) * D));
+    k->copy_on_device(out, pos, sizeof(float) * (size_t)((1 + MM) * D));
     return;
   }
   float *planes = scratch;                  /* (D, M*M) */
   float *rs = scratch + D * MAX(MM, N);     /* (D, gh*gw) */
-  memcpy(out, pos, sizeof(float) * (size_t)D); /* cls row */
+  k->copy_on_device(out, pos, sizeof(float) * (size_t)D); /* cls row */
   k->transpose_forward(planes, pos + D, 1, MM, D);
   if (p->antialias)
-    rp_resize_aa_forward(rs, planes, D, p->M, p->M, p->gh, p->gw, p->scale_h, p->scale_w);
+    aa_forward_on(k, rs, planes, D, p->M, p->M, p->gh, p->gw, p->scale_h, p->scale_w);
   else
     k->resize_forward(rs, planes, D, p->M, p->M, p->gh, p->gw, p->scale_h, p->scale_w,
                       PS_RESIZE_BICUBIC);
@@ -82,9 +120,9 @@ void rp_pos_interp_backward(const rp_pos_interp *p, const ps_kernels *k, float *
   float *drs = scratch + D * MAX(MM, N); /* (D, gh*gw) */
   k->axpy(dpos, 1.0f, dout, D);
   k->transpose_forward(drs, dout + D, 1, N, D);
-  memset(dplanes, 0, sizeof(float) * (size_t)(D * MM));
+  k->mem_zero(dplanes, sizeof(float) * (size_t)(D * MM));
   if (p->antialias)
-    rp_resize_aa_backward(dplanes, drs, D, p->M, p->M, p->gh, p->gw, p->scale_h, p->scale_w);
+    aa_backward_on(k, dplanes, drs, D, p->M, p->M, p->gh, p->gw, p->scale_h, p->scale_w);
   else
     k->resize_backward(dplanes, drs, D, p->M, p->M, p->gh, p->gw, p->scale_h, p->scale_w,
                        PS_RESIZE_BICUBIC);
