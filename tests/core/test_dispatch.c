@@ -19,16 +19,21 @@ int main(void) {
   GError *error = NULL;
   const ps_kernels *cpu = ps_kernels_get(PS_DEVICE_CPU, &error);
   PS_CHECK(cpu && strcmp(cpu->name, "cpu") == 0);
-  /* Every f32 entry of the CPU table is filled; the bf16 entries (CUDA only,
-   * from linear_forward_bf16 to the end) are all NULL on the CPU. */
+  /* Every f32 entry of the CPU table is filled, and so is every entry of
+   * ABI 1.2 (memory, layout, optimizer: from mem_alloc to the end); the bf16
+   * entries (CUDA only, linear_forward_bf16 up to mem_alloc) are all NULL on
+   * the CPU. */
   const void *const *slots = (const void *const *)((const char *)cpu + sizeof(const char *));
   size_t n = (offsetof(ps_kernels, linear_forward_bf16) - sizeof(const char *)) / sizeof(void *);
+  size_t n_bf16_end = (offsetof(ps_kernels, mem_alloc) - sizeof(const char *)) / sizeof(void *);
   size_t n_all = (sizeof(ps_kernels) - sizeof(const char *)) / sizeof(void *);
   size_t missing = 0, bf16 = 0;
   for (size_t i = 0; i < n; i++) missing += slots[i] == NULL;
-  for (size_t i = n; i < n_all; i++) bf16 += slots[i] != NULL;
+  for (size_t i = n; i < n_bf16_end; i++) bf16 += slots[i] != NULL;
+  for (size_t i = n_bf16_end; i < n_all; i++) missing += slots[i] == NULL;
   PS_CHECK_MSG(missing == 0, "%zu CPU kernels are NULL", missing);
-  PS_CHECK_MSG(bf16 == 0 && n_all > n, "%zu CPU bf16 kernels are set", bf16);
+  PS_CHECK_MSG(bf16 == 0 && n_bf16_end > n && n_all > n_bf16_end, "%zu CPU bf16 kernels are set",
+               bf16);
 
   /* A CPU forward pass loads nothing of CUDA. */
   float x[6] = {1, 2, 3, 4, 5, 6}, w[6] = {1, 0, 0, 1, 1, 1}, y[4];

@@ -96,10 +96,14 @@ static void test_view_copy(void) {
   PS_CHECK(ps_f32(c)[0] == 1.0f);
   ps_tensor_free(NULL);
 
-  ps_tensor gpu = *v;
-  gpu.device = PS_DEVICE_CUDA;
-  PS_CHECK_FAILS_WITH(ps_tensor_copy(&gpu, &err), err, "not on the CPU");
-  PS_CHECK_FAILS_WITH(ps_tensor_to_f32(&gpu, &err), err, "not on the CPU");
+  /* A device tensor is copied through its device's table: without a GPU
+   * that is a clear error naming CUDA (test_device_emu covers the copies). */
+  if (!g_file_test("/dev/nvidia0", G_FILE_TEST_EXISTS) && !g_getenv("PATHSEG_CUDA_LIBRARY")) {
+    ps_tensor gpu = *v;
+    gpu.device = PS_DEVICE_CUDA;
+    PS_CHECK_FAILS_WITH(ps_tensor_copy(&gpu, &err), err, "CUDA");
+    PS_CHECK_FAILS_WITH(ps_tensor_to_f32(&gpu, &err), err, "CUDA");
+  }
 }
 
 static void test_to_f32(void) {
