@@ -485,6 +485,11 @@ gboolean ps_run_execute(const ps_pipeline *pipeline, ps_registry *reg,
     ps_run_log(&run, "%d ranks (%s backend): data-parallel stages shard each batch; rank 0 writes",
                ranks, ps_comm_backend(run.comm));
   log_blas(&run);
+  if (pipeline->device != PS_DEVICE_CPU) {
+    const ps_kernels *k = ps_context_kernels(run.ctx, NULL);
+    ps_run_log(&run, "device %s: %s kernels, precision %s", k ? "cuda" : "?", k ? k->name : "?",
+               pipeline->precision == PS_PRECISION_BF16 ? "bf16" : "f32");
+  }
 
   cancel_requested = 0;
   previous = signal(SIGINT, on_sigint);

@@ -55,7 +55,7 @@ gboolean pl_params_load(pl_params *P, pl_tensor_getter get, void *user, const ch
     g_autofree char *label = g_strdup_printf("%s: parameter %s", what, p->name);
     if (!ps_tensor_check(t, label, PS_DTYPE_F32, p->value->ndim, p->value->shape, error))
       return FALSE;
-    memcpy(p->value->data, t->data, p->value->nbytes);
+    if (!ps_tensor_copy_into(p->value, t, error)) return FALSE;
   }
   return TRUE;
 }
@@ -113,24 +113,37 @@ gboolean pl_linear_trains(const pl_params *P, const pl_linear *l) {
   return pl_pg(P, l->w) != NULL || pl_pg(P, l->b) != NULL;
 }
 
-gboolean pl_buf_ensure(pl_buf *b, int64_t n, GError **error) {
-  if (b->p && b->n == n) return TRUE;
+gboolean pl_buf_ensure(pl_buf *b, const ps_kernels *k, int64_t n, GError **error) {
+  if (b->p && b->n == n && b->k == k) return TRUE;
   pl_buf_free(b);
   if (n <= 0) return TRUE;
-  b->p = g_try_malloc0_n((gsize)n, sizeof(float));
+  b->p = k->mem_alloc((size_t)n * sizeof(float));
   if (!b->p) {
     g_set_error(error, PS_ERROR, PS_ERROR_FAILED,
-                "out of memory for a buffer of %" G_GINT64_FORMAT " floats", n);
+                "out of %s memory for a buffer of %" G_GINT64_FORMAT " floats", k->name, n);
     return FALSE;
   }
   b->n = n;
+  b->k = k;
   return TRUE;
 }
 
 void pl_buf_free(pl_buf *b) {
-  g_free(b->p);
+  if (b->p) b->k->mem_free(b->p);
   b->p = NULL;
   b->n = 0;
+  b->k = NULL;
+}
+
+gboolean pl_params_move_to(pl_params *P, ps_device device, GError **error) {
+  for (guint i = 0; i < P->items->len; i++) {
+    ps_param *p = pl_param(P, (int)i);
+    if (!ps_tensor_move_to(p->value, device, error)) {
+      g_prefix_error(error, "parameter %s: ", p->name);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
 float *pl_scratch(ps_context *ctx, int64_t n, GError **error) {
@@ -144,6 +157,7 @@ float *pl_scratch(ps_context *ctx, int64_t n, GError **error) {
 float *pl_scratch_zero(ps_context *ctx, int64_t n) {
   size_t bytes = (size_t)(n > 0 ? n : 1) * sizeof(float);
   float *s = ps_context_scratch(ctx, bytes);
-  if (s) memset(s, 0, bytes);
+  const ps_kernels *k = ps_kernels_get(ps_context_device(ctx), NULL);
+  if (s && k) k->mem_zero(s, bytes);
   return s;
 }

@@ -92,20 +92,29 @@ gboolean pl_linear_trains(const pl_params *P, const pl_linear *l);
 
 /* ---- buffers --------------------------------------------------------------- */
 
-/* A float buffer of n elements (reallocated, zero-filled, only when n changes). */
+/* A float buffer of n elements in the memory of the kernel table k
+ * (reallocated, zero-filled, only when n or the table changes). */
 typedef struct {
   float *p;
   int64_t n;
+  const ps_kernels *k; /* the table that allocated p */
 } pl_buf;
 
-gboolean pl_buf_ensure(pl_buf *b, int64_t n, GError **error);
+gboolean pl_buf_ensure(pl_buf *b, const ps_kernels *k, int64_t n, GError **error);
 void pl_buf_free(pl_buf *b);
 static inline void pl_buf_zero(pl_buf *b) {
-  if (b->p) memset(b->p, 0, (size_t)b->n * sizeof(float));
+  if (b->p) b->k->mem_zero(b->p, (size_t)b->n * sizeof(float));
 }
 
 /* Scratch from the context for n floats (valid until the stage resets it),
- * uninitialised; NULL with an error when there is none. */
+ * uninitialised; NULL with an error when there is none. It is memory of the
+ * context's device. */
 float *pl_scratch(ps_context *ctx, int64_t n, GError **error);
 /* The same, zero-filled, for callers that accumulate into it. */
 float *pl_scratch_zero(ps_context *ctx, int64_t n);
+
+/* ---- devices ------------------------------------------------------------------ */
+
+/* Moves every parameter value to `device` (in place: the list's tensors keep
+ * their headers). Initialise and load on the host first. */
+gboolean pl_params_move_to(pl_params *P, ps_device device, GError **error);

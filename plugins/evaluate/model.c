@@ -284,6 +284,8 @@ static gboolean visual_tokens(ev_model *m, ps_tensor *image, gboolean with_encod
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s.tokens is not [1, N, D]", m->projector);
     return FALSE;
   }
+  g_autoptr(ps_tensor) host = NULL; /* outputs may live on a device */
+  if (!(t = ps_tensor_on_device(t, PS_DEVICE_CPU, &host, error))) return FALSE;
   g_array_append_vals(tokens, t->data, (guint)(t->shape[1] * t->shape[2]));
   *n_out = t->shape[1];
   *D_out = t->shape[2];
@@ -299,6 +301,10 @@ static gboolean region_tokens(ev_model *m, const ev_reference *ref, GArray *toke
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s.patches / patch_grid missing", m->visual);
     return FALSE;
   }
+  g_autoptr(ps_tensor) patches_host = NULL, grid_host = NULL; /* outputs may live on a device */
+  if (!(patches = ps_tensor_on_device(patches, PS_DEVICE_CPU, &patches_host, error)) ||
+      !(grid = ps_tensor_on_device(grid, PS_DEVICE_CPU, &grid_host, error)))
+    return FALSE;
   const int gh = ((const int32_t *)grid->data)[0], gw = ((const int32_t *)grid->data)[1];
   const int64_t C = patches->shape[2];
   const float *f = ps_f32(patches);
@@ -362,6 +368,8 @@ static gboolean region_tokens(ev_model *m, const ev_reference *ref, GArray *toke
                   m->projector, mg, mg);
       return FALSE;
     }
+    g_autoptr(ps_tensor) host = NULL;
+    if (!(t = ps_tensor_on_device(t, PS_DEVICE_CPU, &host, error))) return FALSE;
     g_array_append_vals(tokens, t->data, (guint)t->shape[2]);
   }
   return TRUE;
@@ -480,6 +488,8 @@ gboolean ev_predict(ev_model *m, const uint8_t *rgb, int w, int h, const char *q
                 S);
     return FALSE;
   }
+  g_autoptr(ps_tensor) masks_host = NULL;
+  if (!(masks = ps_tensor_on_device(masks, PS_DEVICE_CPU, &masks_host, error))) return FALSE;
   ev_resize_f32(ps_f32(masks), S, S, out->logits, w, h); /* mask 0 */
   for (int64_t p = 0; p < (int64_t)w * h; p++) out->mask[p] = out->logits[p] > 0 ? 255 : 0;
   return TRUE;

@@ -8,7 +8,10 @@
  *        -> loss [1], pred [B, L, p*p*C], mask [B, L] (1 = removed),
  *           ids_restore [B, L] i64, latent [B, 1+len_keep, D].
  * backward: from loss (and pred, when a gradient reaches it) into every
- *           training parameter and, when asked, the image. */
+ *           training parameter and, when asked, the image.
+ * Runs on the context's device: parameters move there once initialised,
+ * outputs and gradients live there; the noise and the masking bookkeeping
+ * (ids_restore) are made on the host and copied. */
 #include <string.h>
 
 #include <pathseg/error.h>
@@ -53,19 +56,25 @@ static const ps_port_desc mae_outputs[] = {
 
 typedef struct {
   mae_model m;
+  ps_device device;
   const ps_kernels *k;
-  pl_buf noise;
-  ps_tensor *out[5]; /* loss, pred, mask, ids_restore, latent */
+  float *noise; /* host (noise_cap), drawn when the input is unbound */
+  int64_t noise_cap;
+  ps_tensor *out[5]; /* loss, pred, mask, ids_restore, latent (on the device) */
   ps_tensor *dimage; /* [B, C, img, img] gradient of the input, when asked */
+  /* inputs on the device they are needed on (when they arrive elsewhere) */
+  ps_tensor *cache_image, *cache_noise, *cache_dloss, *cache_dpred;
 } mae_comp;
 
 static void mae_comp_destroy(void *self) {
   mae_comp *c = self;
   if (!c) return;
   mae_model_clear(&c->m);
-  pl_buf_free(&c->noise);
+  g_free(c->noise);
   for (int i = 0; i < 5; i++) ps_tensor_free(c->out[i]);
   ps_tensor_free(c->dimage);
+  ps_tensor *caches[] = {c->cache_image, c->cache_noise, c->cache_dloss, c->cache_dpred};
+  for (size_t i = 0; i < G_N_ELEMENTS(caches); i++) ps_tensor_free(caches[i]);
   g_free(c);
 }
 
@@ -98,14 +107,12 @@ static void *mae_comp_create(const ps_config *cfg, ps_context *ctx, GError **err
   c.eps = ps_config_float(cfg, "layer_norm_eps");
   c.norm_pix = ps_config_bool(cfg, "norm_pix_loss");
   c.mask_ratio = ps_config_float(cfg, "mask_ratio");
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "ssl.mae: only the CPU device is implemented (its tensors are host memory)");
-    return NULL;
-  }
   mae_comp *self = g_new0(mae_comp, 1);
-  self->k = ps_kernels_get(PS_DEVICE_CPU, error);
-  if (!self->k || !mae_model_init(&self->m, &c, ps_context_rng(ctx), error)) {
+  self->device = ps_context_device(ctx);
+  self->k = ps_context_kernels(ctx, error); /* at the run's precision */
+  /* initialised on the host (the same draws on every device), then moved */
+  if (!self->k || !mae_model_init(&self->m, &c, ps_context_rng(ctx), error) ||
+      !pl_params_move_to(&self->m.P, self->device, error)) {
     g_prefix_error(error, "ssl.mae: ");
     mae_comp_destroy(self);
     return NULL;
@@ -132,27 +139,37 @@ static gboolean mae_comp_forward(void *self, ps_context *ctx, const ps_ports *in
     const int64_t nshape[2] = {B, L};
     if (!ps_tensor_check(noise, "ssl.mae input noise", PS_DTYPE_F32, 2, nshape, error))
       return FALSE;
+    /* the masking is host bookkeeping: the noise is needed there */
+    if (!(noise = ps_tensor_on_device(noise, PS_DEVICE_CPU, &s->cache_noise, error))) return FALSE;
     np = ps_f32(noise);
   } else {
-    if (!pl_buf_ensure(&s->noise, B * L, error)) return FALSE;
-    for (int64_t i = 0; i < B * L; i++) s->noise.p[i] = ps_rng_uniform(ps_context_rng(ctx));
-    np = s->noise.p;
+    if (s->noise_cap < B * L) {
+      s->noise = g_renew(float, s->noise, B *L);
+      s->noise_cap = B * L;
+    }
+    for (int64_t i = 0; i < B * L; i++) s->noise[i] = ps_rng_uniform(ps_context_rng(ctx));
+    np = s->noise;
   }
-  if (!mae_model_forward(&s->m, s->k, ctx, ps_f32(image), np, B, error)) return FALSE;
+  if (!(image = ps_tensor_on_device(image, s->device, &s->cache_image, error)) ||
+      !mae_model_forward(&s->m, s->k, ctx, ps_f32(image), np, B, error))
+    return FALSE;
   const mae_model *m = &s->m;
   const int64_t one = 1, pshape[3] = {B, L, m->P_dim}, mshape[2] = {B, L},
                 lshape[3] = {B, 1 + m->Lk, c->embed_dim};
-  if (!ps_tensor_ensure(&s->out[0], PS_DTYPE_F32, 1, &one, error) ||
-      !ps_tensor_ensure(&s->out[1], PS_DTYPE_F32, 3, pshape, error) ||
-      !ps_tensor_ensure(&s->out[2], PS_DTYPE_F32, 2, mshape, error) ||
-      !ps_tensor_ensure(&s->out[3], PS_DTYPE_I64, 2, mshape, error) ||
-      !ps_tensor_ensure(&s->out[4], PS_DTYPE_F32, 3, lshape, error))
+  const ps_device dev = s->device;
+  if (!ps_tensor_ensure_on(&s->out[0], dev, PS_DTYPE_F32, 1, &one, error) ||
+      !ps_tensor_ensure_on(&s->out[1], dev, PS_DTYPE_F32, 3, pshape, error) ||
+      !ps_tensor_ensure_on(&s->out[2], dev, PS_DTYPE_F32, 2, mshape, error) ||
+      !ps_tensor_ensure_on(&s->out[3], dev, PS_DTYPE_I64, 2, mshape, error) ||
+      !ps_tensor_ensure_on(&s->out[4], dev, PS_DTYPE_F32, 3, lshape, error))
     return FALSE;
-  ps_f32(s->out[0])[0] = (float)m->loss;
-  memcpy(s->out[1]->data, m->pred.p, s->out[1]->nbytes);
-  memcpy(s->out[2]->data, m->mask.p, s->out[2]->nbytes);
-  memcpy(s->out[3]->data, m->ids_restore, s->out[3]->nbytes);
-  memcpy(s->out[4]->data, m->latent.p, s->out[4]->nbytes);
+  const ps_kernels *k = s->k;
+  const float loss = (float)m->loss;
+  k->copy_to_device(s->out[0]->data, &loss, sizeof loss);
+  k->copy_on_device(s->out[1]->data, m->pred.p, s->out[1]->nbytes);
+  k->copy_on_device(s->out[2]->data, m->mask.p, s->out[2]->nbytes);
+  k->copy_to_device(s->out[3]->data, m->ids_restore, s->out[3]->nbytes);
+  k->copy_on_device(s->out[4]->data, m->latent.p, s->out[4]->nbytes);
   static const char *const names[5] = {"loss", "pred", "mask", "ids_restore", "latent"};
   for (int i = 0; i < 5; i++) ps_ports_set(out, names[i], s->out[i]);
   return TRUE;
@@ -173,12 +190,15 @@ static gboolean mae_comp_backward(void *self, ps_context *ctx, const ps_ports *g
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "ssl.mae: gradient of pred has the wrong size");
     return FALSE;
   }
+  /* the loss's gradient is a scalar the host needs; pred's is read by kernels */
+  if (dl && !(dl = ps_tensor_on_device(dl, PS_DEVICE_CPU, &s->cache_dloss, error))) return FALSE;
+  if (dp && !(dp = ps_tensor_on_device(dp, s->device, &s->cache_dpred, error))) return FALSE;
   ps_port *ip = ps_ports_find(grad_in, "image");
   float *dimg = NULL;
   if (ip && ip->needs_grad) {
     const int64_t shape[4] = {s->m.B, s->m.c.in_chans, s->m.c.img_size, s->m.c.img_size};
-    if (!ps_tensor_ensure(&s->dimage, PS_DTYPE_F32, 4, shape, error)) return FALSE;
-    memset(s->dimage->data, 0, s->dimage->nbytes);
+    if (!ps_tensor_ensure_on(&s->dimage, s->device, PS_DTYPE_F32, 4, shape, error)) return FALSE;
+    s->k->mem_zero(s->dimage->data, s->dimage->nbytes);
     dimg = ps_f32(s->dimage);
   }
   if (!mae_model_backward(&s->m, s->k, ctx, dl ? ps_f32(dl)[0] : 0.0, dp ? ps_f32(dp) : NULL, dimg,

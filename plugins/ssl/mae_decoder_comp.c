@@ -15,7 +15,10 @@
  * (attention is permutation-equivariant and positions are added after
  * unshuffling). decoder_pos_embed is the fixed 2-D sin-cos table of the h x w
  * grid, computed rather than stored (it is not trained).
- * backward: into the decoder's parameters and, when asked, the features. */
+ * backward: into the decoder's parameters and, when asked, the features.
+ * Runs on the context's device: the mask is bookkeeping (host; copied there
+ * when it arrives on the device), the kept tokens are a row gather and their
+ * mean a batched product with a 1/Lk weight row. */
 #include <string.h>
 
 #include <pathseg/error.h>
@@ -51,14 +54,18 @@ static const ps_port_desc dec_outputs[] = {
 typedef struct {
   pl_params P;
   mae_decoder d;
+  ps_device device;
   const ps_kernels *k;
   int64_t patch, chans;
   /* forward state */
   int64_t B, C, gh, gw, L, Lk;
-  int64_t *ids_shuffle, *ids_restore; /* (B, L) */
+  int64_t *ids_shuffle, *ids_restore; /* (B, L), host */
   int64_t ids_cap;
+  mae_ids rows;          /* (B, 1+Lk): token row of each latent row (-1: the cls slot) */
   pl_buf tokens, latent; /* (B, L, C), (B, 1+Lk, C) */
+  pl_buf wmean, cls;     /* (Lk) of 1/Lk; (B, C) the cls slots */
   ps_tensor *pred, *dfeat;
+  ps_tensor *cache_feat, *cache_mask, *cache_dpred; /* inputs moved to where they are needed */
 } dec_comp;
 
 static void dec_destroy(void *self) {
@@ -68,10 +75,11 @@ static void dec_destroy(void *self) {
   pl_params_clear(&c->P);
   g_free(c->ids_shuffle);
   g_free(c->ids_restore);
-  pl_buf_free(&c->tokens);
-  pl_buf_free(&c->latent);
-  ps_tensor_free(c->pred);
-  ps_tensor_free(c->dfeat);
+  mae_ids_clear(&c->rows);
+  pl_buf *bufs[] = {&c->tokens, &c->latent, &c->wmean, &c->cls};
+  for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
+  ps_tensor *ts[] = {c->pred, c->dfeat, c->cache_feat, c->cache_mask, c->cache_dpred};
+  for (size_t i = 0; i < G_N_ELEMENTS(ts); i++) ps_tensor_free(ts[i]);
   g_free(c);
 }
 
@@ -90,21 +98,18 @@ static void *dec_create(const ps_config *cfg, ps_context *ctx, GError **error) {
                 dim, heads);
     return NULL;
   }
-  if (ps_context_device(ctx) != PS_DEVICE_CPU) {
-    g_set_error(
-        error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-        "ssl.mae_decoder: only the CPU device is implemented (its tensors are host memory)");
-    return NULL;
-  }
   dec_comp *c = g_new0(dec_comp, 1);
   pl_params_init(&c->P);
   c->patch = ps_config_int(cfg, "patch_size");
   c->chans = ps_config_int(cfg, "in_chans");
-  c->k = ps_kernels_get(PS_DEVICE_CPU, error);
+  c->device = ps_context_device(ctx);
+  c->k = ps_context_kernels(ctx, error); /* at the run's precision */
+  /* initialised on the host (the same draws on every device), then moved */
   if (!c->k ||
       !mae_decoder_init(&c->d, &c->P, in_dim, dim, depth, heads, ps_config_float(cfg, "mlp_ratio"),
                         ps_config_float(cfg, "layer_norm_eps"), c->patch * c->patch * c->chans,
-                        FALSE, 0, 0, PS_ROLE_FULL, ps_context_rng(ctx), error)) {
+                        FALSE, 0, 0, PS_ROLE_FULL, ps_context_rng(ctx), error) ||
+      !pl_params_move_to(&c->P, c->device, error)) {
     g_prefix_error(error, "ssl.mae_decoder: ");
     dec_destroy(c);
     return NULL;
@@ -138,6 +143,15 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   }
   if (!ps_tensor_check(mask, "ssl.mae_decoder input mask", PS_DTYPE_F32, 2, mshape, error))
     return FALSE;
+  if (B * L > G_MAXINT32) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                "ssl.mae_decoder: %" G_GINT64_FORMAT " tokens exceed the int32 row ids", B * L);
+    return FALSE;
+  }
+  /* the mask decides the bookkeeping on the host; the features are read by kernels */
+  if (!(mask = ps_tensor_on_device(mask, PS_DEVICE_CPU, &c->cache_mask, error)) ||
+      !(feat = ps_tensor_on_device(feat, c->device, &c->cache_feat, error)))
+    return FALSE;
   if (c->ids_cap < B * L) {
     c->ids_shuffle = g_renew(int64_t, c->ids_shuffle, B * L);
     c->ids_restore = g_renew(int64_t, c->ids_restore, B * L);
@@ -153,8 +167,10 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
                 "ssl.mae_decoder: the mask removes every patch; at least one must be kept");
     return FALSE;
   }
-  if (!pl_buf_ensure(&c->tokens, B * L * C, error) ||
-      !pl_buf_ensure(&c->latent, B * (1 + Lk) * C, error))
+  const ps_kernels *k = c->k;
+  if (!pl_buf_ensure(&c->tokens, k, B * L * C, error) ||
+      !pl_buf_ensure(&c->latent, k, B * (1 + Lk) * C, error) ||
+      !pl_buf_ensure(&c->wmean, k, Lk, error) || !pl_buf_ensure(&c->cls, k, B * C, error))
     return FALSE;
   c->B = B;
   c->C = C;
@@ -162,20 +178,25 @@ static gboolean dec_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   c->gw = gw;
   c->L = L;
   c->Lk = Lk;
-  /* (B, C, L) -> (B, L, C); latent = [mean of kept; kept in ascending order] */
-  c->k->transpose_forward(c->tokens.p, ps_f32(feat), B, C, L);
+  /* (B, C, L) -> (B, L, C); latent = [mean of kept; kept in ascending order]:
+   * a row gather (the cls slots get id -1, a zero row), then for every image
+   * the (1, Lk) row of 1/Lk times its (Lk, C) kept rows into its cls slot. */
+  k->transpose_forward(c->tokens.p, ps_f32(feat), B, C, L);
+  int32_t *rows = mae_ids_host(&c->rows, B * (1 + Lk));
   for (int64_t b = 0; b < B; b++) {
-    float *lat = c->latent.p + b * (1 + Lk) * C;
-    memset(lat, 0, (size_t)C * sizeof(float));
-    for (int64_t r = 0; r < Lk; r++) {
-      const float *t = c->tokens.p + (b * L + c->ids_shuffle[b * L + r]) * C;
-      memcpy(lat + (1 + r) * C, t, (size_t)C * sizeof(float));
-      c->k->axpy(lat, 1.0f / (float)Lk, t, C);
-    }
+    rows[b * (1 + Lk)] = -1;
+    for (int64_t r = 0; r < Lk; r++)
+      rows[b * (1 + Lk) + 1 + r] = (int32_t)(b * L + c->ids_shuffle[b * L + r]);
   }
+  const int32_t *drows = mae_ids_upload(&c->rows, k, B * (1 + Lk), error);
+  if (!drows) return FALSE;
+  k->embedding_forward(c->latent.p, drows, c->tokens.p, B * (1 + Lk), B * L, C);
+  k->fill(c->wmean.p, 1.0f / (float)Lk, Lk);
+  k->bmm_forward(c->cls.p, c->wmean.p, c->latent.p + C, B, 1, C, Lk, 0, 0, (1 + Lk) * C);
+  k->copy_2d(c->latent.p, (1 + Lk) * C, c->cls.p, C, B, C, 0);
   const int64_t pshape[3] = {B, L, c->d.out_dim};
-  if (!ps_tensor_ensure(&c->pred, PS_DTYPE_F32, 3, pshape, error)) return FALSE;
-  if (!mae_decoder_forward(&c->d, c->k, &c->P, ctx, c->latent.p, c->ids_restore, B, gh, gw, Lk,
+  if (!ps_tensor_ensure_on(&c->pred, c->device, PS_DTYPE_F32, 3, pshape, error)) return FALSE;
+  if (!mae_decoder_forward(&c->d, k, &c->P, ctx, c->latent.p, c->ids_restore, B, gh, gw, Lk,
                            ps_f32(c->pred), error)) {
     g_prefix_error(error, "ssl.mae_decoder: ");
     return FALSE;
@@ -195,23 +216,25 @@ static gboolean dec_backward(void *self, ps_context *ctx, const ps_ports *grad_o
                 "ssl.mae_decoder: the gradient of pred does not match the last forward");
     return FALSE;
   }
+  if (!(dpred = ps_tensor_on_device(dpred, c->device, &c->cache_dpred, error))) return FALSE;
+  const ps_kernels *k = c->k;
   ps_port *fp = ps_ports_find(grad_in, "features");
   const gboolean want = fp && fp->needs_grad;
   float *dlatent = want ? pl_scratch_zero(ctx, B * (1 + Lk) * C) : NULL;
-  if (!mae_decoder_backward(&c->d, c->k, &c->P, ctx, ps_f32(dpred), dlatent, error)) return FALSE;
+  if (!mae_decoder_backward(&c->d, k, &c->P, ctx, ps_f32(dpred), dlatent, error)) return FALSE;
   if (!want) return TRUE;
+  /* the mean in the cls slot: every kept row gets 1/Lk of its slot's gradient
+   * (the batched product's backward), then the gather's scatter-add */
+  float *dcls = pl_scratch(ctx, B * C, error);
+  if (!dcls) return FALSE;
+  k->copy_2d(dcls, C, dlatent, (1 + Lk) * C, B, C, 0);
+  k->bmm_backward(NULL, dlatent + C, dcls, c->wmean.p, c->latent.p + C, B, 1, C, Lk, 0, 0,
+                  (1 + Lk) * C);
   float *dtok = pl_scratch_zero(ctx, B * L * C);
-  for (int64_t b = 0; b < B; b++) {
-    const float *dl = dlatent + b * (1 + Lk) * C;
-    for (int64_t r = 0; r < Lk; r++) {
-      float *dt = dtok + (b * L + c->ids_shuffle[b * L + r]) * C;
-      c->k->axpy(dt, 1.0f, dl + (1 + r) * C, C);
-      c->k->axpy(dt, 1.0f / (float)Lk, dl, C); /* the mean in the cls slot */
-    }
-  }
+  k->embedding_backward(dtok, (const int32_t *)c->rows.dev.p, dlatent, B * (1 + Lk), B * L, C);
   const int64_t fshape[4] = {B, C, c->gh, c->gw};
-  if (!ps_tensor_ensure(&c->dfeat, PS_DTYPE_F32, 4, fshape, error)) return FALSE;
-  c->k->transpose_forward(ps_f32(c->dfeat), dtok, B, L, C);
+  if (!ps_tensor_ensure_on(&c->dfeat, c->device, PS_DTYPE_F32, 4, fshape, error)) return FALSE;
+  k->transpose_forward(ps_f32(c->dfeat), dtok, B, L, C);
   fp->tensor = c->dfeat;
   return TRUE;
 }

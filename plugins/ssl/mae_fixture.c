@@ -1,7 +1,9 @@
 /* mae_fixture.c — the "fixture" capability of ssl.mae: the `mae.loss`
  * reference (the official MaskedAutoencoderViT at a tiny size, torch.rand
  * replaced by input.noise) through mae_vit.c, every size read from the
- * fixture's config and every parameter loaded by its state_dict name. */
+ * fixture's config and every parameter loaded by its state_dict name. Runs
+ * on the context's device (weights loaded on the host, then moved; results
+ * copied back to compare). */
 #include <json-glib/json-glib.h>
 #include <string.h>
 
@@ -80,7 +82,8 @@ gboolean ssl_mae_fixture_run(ps_fixture *fx, ps_context *ctx, mae_model **model_
   c.norm_pix = cfg_num(o, "norm_pix_loss", c.norm_pix ? 1.0 : 0.0) != 0.0;
   c.mask_ratio = cfg_num(o, "mask_ratio", c.mask_ratio);
 
-  const ps_kernels *k = ps_kernels_get(PS_DEVICE_CPU, error);
+  const ps_device device = ps_context_device(ctx);
+  const ps_kernels *k = ps_kernels_get(device, error);
   if (!k) return FALSE;
   mae_model *m = g_new0(mae_model, 1);
   gboolean ok = mae_model_init(m, &c, NULL, error) &&
@@ -113,12 +116,16 @@ gboolean ssl_mae_fixture_run(ps_fixture *fx, ps_context *ctx, mae_model **model_
     const int64_t nshape[2] = {B, L};
     ok = ps_tensor_check(noise, "mae.loss fixture: input.noise", PS_DTYPE_F32, 2, nshape, error);
   }
-  ok = ok && mae_model_forward(m, k, ctx, ps_f32(imgs), ps_f32(noise), B, error);
+  g_autoptr(ps_tensor) dimgs = ok ? ps_tensor_to_device(imgs, device, error) : NULL;
+  ok = ok && dimgs && pl_params_move_to(&m->P, device, error) &&
+       mae_model_forward(m, k, ctx, ps_f32(dimgs), ps_f32(noise), B, error);
   if (ok) {
     float loss = (float)m->loss;
+    g_autofree float *pred = g_new(float, B *L * m->P_dim);
+    k->copy_to_host(pred, m->pred.p, (size_t)(B * L * m->P_dim) * sizeof(float));
     ok = put_like(fx, "loss", PS_DTYPE_F32, &loss, 1, error) &&
-         put_like(fx, "pred", PS_DTYPE_F32, m->pred.p, B * L * m->P_dim, error) &&
-         put_like(fx, "mask", PS_DTYPE_F32, m->mask.p, B * L, error) &&
+         put_like(fx, "pred", PS_DTYPE_F32, pred, B * L * m->P_dim, error) &&
+         put_like(fx, "mask", PS_DTYPE_F32, m->mask_h, B * L, error) &&
          put_like(fx, "ids_restore", PS_DTYPE_I64, m->ids_restore, B * L, error);
   }
   if (ok && model_out) {

@@ -3,7 +3,11 @@
  *
  * Backward follows the forward in reverse, one op at a time, with every
  * temporary gradient in the context's scratch arena (zero-filled before the
- * kernels add into it), so a step allocates nothing once its sizes are known. */
+ * kernels add into it), so a step allocates nothing once its sizes are known.
+ * Nothing here reads or writes a tensor on the host: the masking's gathers
+ * and scatters are embedding_forward/backward over int32 row ids built on the
+ * host from the host-side masking bookkeeping, so the same code runs on any
+ * device. */
 #include "mae_vit.h"
 
 #include <math.h>
@@ -63,12 +67,13 @@ gboolean mae_block_forward(const mae_block *b, const ps_kernels *k, const pl_par
                            mae_block_act *a, ps_context *ctx, float *y, const float *x, int64_t B,
                            int64_t T, GError **error) {
   const int64_t N = B * T, C = b->dim, Hd = b->hidden;
-  if (!pl_buf_ensure(&a->ln1, N * C, error) || !pl_buf_ensure(&a->mean1, N, error) ||
-      !pl_buf_ensure(&a->rstd1, N, error) || !pl_buf_ensure(&a->qkv, N * 3 * C, error) ||
-      !pl_buf_ensure(&a->ao, N * C, error) || !pl_buf_ensure(&a->lse, B * b->heads * T, error) ||
-      !pl_buf_ensure(&a->x1, N * C, error) || !pl_buf_ensure(&a->ln2, N * C, error) ||
-      !pl_buf_ensure(&a->mean2, N, error) || !pl_buf_ensure(&a->rstd2, N, error) ||
-      !pl_buf_ensure(&a->h, N * Hd, error) || !pl_buf_ensure(&a->g, N * Hd, error))
+  if (!pl_buf_ensure(&a->ln1, k, N * C, error) || !pl_buf_ensure(&a->mean1, k, N, error) ||
+      !pl_buf_ensure(&a->rstd1, k, N, error) || !pl_buf_ensure(&a->qkv, k, N * 3 * C, error) ||
+      !pl_buf_ensure(&a->ao, k, N * C, error) ||
+      !pl_buf_ensure(&a->lse, k, B * b->heads * T, error) ||
+      !pl_buf_ensure(&a->x1, k, N * C, error) || !pl_buf_ensure(&a->ln2, k, N * C, error) ||
+      !pl_buf_ensure(&a->mean2, k, N, error) || !pl_buf_ensure(&a->rstd2, k, N, error) ||
+      !pl_buf_ensure(&a->h, k, N * Hd, error) || !pl_buf_ensure(&a->g, k, N * Hd, error))
     return FALSE;
   const float eps = (float)b->eps;
   /* x1 = x + proj(attn(norm1(x))) */
@@ -102,7 +107,7 @@ void mae_block_backward(const mae_block *b, const ps_kernels *k, const pl_params
   float *dln2 = pl_scratch_zero(ctx, N * C);
   pl_linear_bwd(k, P, &b->fc1, dln2, dh, a->ln2.p, N);
   float *dx1 = pl_scratch_zero(ctx, N * C);
-  memcpy(dx1, dy, (size_t)(N * C) * sizeof(float)); /* the residual */
+  k->copy_on_device(dx1, dy, (size_t)(N * C) * sizeof(float)); /* the residual */
   k->layernorm_backward(dx1, pl_pg(P, b->n2w), pl_pg(P, b->n2b), dln2, a->x1.p, pl_pv(P, b->n2w),
                         a->mean2.p, a->rstd2.p, N, C);
   /* attention branch */
@@ -166,15 +171,17 @@ void mae_decoder_clear(mae_decoder *d) {
   g_free(d->acts);
   g_free(d->blocks);
   g_free(d->ids_restore);
+  mae_ids_clear(&d->rows);
   pl_buf *bufs[] = {&d->table, &d->latent, &d->emb,   &d->xs,
                     &d->lnf,   &d->meanf,  &d->rstdf, &d->predfull};
   for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
   memset(d, 0, sizeof *d);
 }
 
-/* The (1 + L, dim) position table: the parameter, or the decoder's own. */
-static const float *decoder_pos(mae_decoder *d, const pl_params *P, int64_t gh, int64_t gw,
-                                GError **error) {
+/* The (1 + L, dim) position table in k's memory: the parameter, or the
+ * decoder's own (computed on the host when the grid changes, then copied). */
+static const float *decoder_pos(mae_decoder *d, const ps_kernels *k, const pl_params *P, int64_t gh,
+                                int64_t gw, GError **error) {
   const int64_t L = gh * gw;
   if (d->pos >= 0) {
     const ps_tensor *t = pl_param(P, d->pos)->value;
@@ -188,9 +195,11 @@ static const float *decoder_pos(mae_decoder *d, const pl_params *P, int64_t gh, 
     }
     return ps_f32(t);
   }
-  if (d->table_gh != gh || d->table_gw != gw || !d->table.p) {
-    if (!pl_buf_ensure(&d->table, (1 + L) * d->dim, error)) return NULL;
-    mae_sincos_2d(d->table.p, d->dim, gh, gw, TRUE);
+  if (d->table_gh != gh || d->table_gw != gw || !d->table.p || d->table.k != k) {
+    if (!pl_buf_ensure(&d->table, k, (1 + L) * d->dim, error)) return NULL;
+    g_autofree float *host = g_new(float, (1 + L) * d->dim);
+    mae_sincos_2d(host, d->dim, gh, gw, TRUE);
+    k->copy_to_device(d->table.p, host, (size_t)((1 + L) * d->dim) * sizeof(float));
     d->table_gh = gh;
     d->table_gw = gw;
   }
@@ -202,40 +211,43 @@ gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const pl_param
                              int64_t B, int64_t gh, int64_t gw, int64_t Lk, float *pred,
                              GError **error) {
   const int64_t L = gh * gw, T = 1 + L, E = d->dim, N0 = B * (1 + Lk);
-  const float *pos = decoder_pos(d, P, gh, gw, error);
+  const float *pos = decoder_pos(d, k, P, gh, gw, error);
   if (!pos) return FALSE;
-  if (!pl_buf_ensure(&d->latent, N0 * d->in_dim, error) || !pl_buf_ensure(&d->emb, N0 * E, error) ||
-      !pl_buf_ensure(&d->xs, (d->depth + 1) * B * T * E, error) ||
-      !pl_buf_ensure(&d->lnf, B * T * E, error) || !pl_buf_ensure(&d->meanf, B * T, error) ||
-      !pl_buf_ensure(&d->rstdf, B * T, error) ||
-      !pl_buf_ensure(&d->predfull, B * T * d->out_dim, error))
+  if (!pl_buf_ensure(&d->latent, k, N0 * d->in_dim, error) ||
+      !pl_buf_ensure(&d->emb, k, (N0 + 1) * E, error) ||
+      !pl_buf_ensure(&d->xs, k, (d->depth + 1) * B * T * E, error) ||
+      !pl_buf_ensure(&d->lnf, k, B * T * E, error) || !pl_buf_ensure(&d->meanf, k, B * T, error) ||
+      !pl_buf_ensure(&d->rstdf, k, B * T, error) ||
+      !pl_buf_ensure(&d->predfull, k, B * T * d->out_dim, error))
     return FALSE;
   if (d->ids_cap < B * L) {
     d->ids_restore = g_renew(int64_t, d->ids_restore, B * L);
     d->ids_cap = B * L;
   }
   memcpy(d->ids_restore, ids_restore, (size_t)(B * L) * sizeof(int64_t));
-  memcpy(d->latent.p, latent, (size_t)(N0 * d->in_dim) * sizeof(float));
+  k->copy_on_device(d->latent.p, latent, (size_t)(N0 * d->in_dim) * sizeof(float));
   d->B = B;
   d->L = L;
   d->Lk = Lk;
 
+  /* x_ = gather(cat(x[:, 1:], mask_tokens), ids_restore); x = cat(x[:, :1], x_) + pos:
+   * emb holds the embedded rows and, after them (row N0), the mask token; a
+   * row gather puts each token's source in place, then pos is added to every
+   * image's (1 + L, E) block. */
   pl_linear_fwd(k, P, &d->embed, d->emb.p, d->latent.p, N0);
-  /* x_ = gather(cat(x[:, 1:], mask_tokens), ids_restore); x = cat(x[:, :1], x_) + pos */
-  const float *mt = pl_pv(P, d->mask_token);
-  float *x0 = d->xs.p;
+  k->copy_on_device(d->emb.p + N0 * E, pl_pv(P, d->mask_token), (size_t)E * sizeof(float));
+  int32_t *rows = mae_ids_host(&d->rows, B * T);
   for (int64_t b = 0; b < B; b++) {
-    const float *e = d->emb.p + b * (1 + Lk) * E;
-    float *row = x0 + b * T * E;
-    for (int64_t c = 0; c < E; c++) row[c] = e[c] + pos[c];
+    rows[b * T] = (int32_t)(b * (1 + Lk));
     for (int64_t l = 0; l < L; l++) {
       const int64_t j = d->ids_restore[b * L + l];
-      const float *src = j < Lk ? e + (1 + j) * E : mt;
-      float *dst = row + (1 + l) * E;
-      const float *pp = pos + (1 + l) * E;
-      for (int64_t c = 0; c < E; c++) dst[c] = src[c] + pp[c];
+      rows[b * T + 1 + l] = (int32_t)(j < Lk ? b * (1 + Lk) + 1 + j : N0);
     }
   }
+  const int32_t *drows = mae_ids_upload(&d->rows, k, B * T, error);
+  if (!drows) return FALSE;
+  k->embedding_forward(d->xs.p, drows, d->emb.p, B * T, N0 + 1, E);
+  k->add_rows(d->xs.p, d->xs.p, pos, B, T * E);
   for (int64_t i = 0; i < d->depth; i++)
     if (!mae_block_forward(&d->blocks[i], k, P, &d->acts[i], ctx, d->xs.p + (i + 1) * B * T * E,
                            d->xs.p + i * B * T * E, B, T, error))
@@ -244,8 +256,7 @@ gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const pl_param
                        pl_pv(P, d->norm_w), pl_pv(P, d->norm_b), B * T, E, (float)d->eps);
   pl_linear_fwd(k, P, &d->pred, d->predfull.p, d->lnf.p, B * T);
   const int64_t O = d->out_dim;
-  for (int64_t b = 0; b < B; b++) /* drop the cls row */
-    memcpy(pred + b * L * O, d->predfull.p + (b * T + 1) * O, (size_t)(L * O) * sizeof(float));
+  k->copy_2d(pred, L * O, d->predfull.p + O, T * O, B, L * O, 0); /* drop the cls row */
   return TRUE;
 }
 
@@ -254,8 +265,7 @@ gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const pl_para
   const int64_t B = d->B, L = d->L, Lk = d->Lk, T = 1 + L, E = d->dim, O = d->out_dim;
   const int64_t N = B * T, N0 = B * (1 + Lk);
   float *dpf = pl_scratch_zero(ctx, N * O);
-  for (int64_t b = 0; b < B; b++)
-    memcpy(dpf + (b * T + 1) * O, dpred + b * L * O, (size_t)(L * O) * sizeof(float));
+  k->copy_2d(dpf + O, T * O, dpred, L * O, B, L * O, 0);
   float *dlnf = pl_scratch_zero(ctx, N * E);
   pl_linear_bwd(k, P, &d->pred, dlnf, dpf, d->lnf.p, N);
   float *dx = pl_scratch_zero(ctx, N * E);
@@ -267,23 +277,14 @@ gboolean mae_decoder_backward(mae_decoder *d, const ps_kernels *k, const pl_para
     mae_block_backward(&d->blocks[i], k, P, &d->acts[i], ctx, dprev, dx, d->xs.p + i * N * E, B, T);
     dx = dprev;
   }
-  /* Undo the unshuffle: kept rows go back to their embedding, the others to the mask token. */
-  float *demb = pl_scratch_zero(ctx, N0 * E);
+  /* Undo the unshuffle: the gather's scatter-add sends kept rows back to their
+   * embedding and the others to the mask token's row N0. */
+  float *demb = pl_scratch_zero(ctx, (N0 + 1) * E);
+  k->embedding_backward(demb, (const int32_t *)d->rows.dev.p, dx, N, N0 + 1, E);
   float *dmt = pl_pg(P, d->mask_token);
+  if (dmt) k->axpy(dmt, 1.0f, demb + N0 * E, E);
   float *dpos = d->pos >= 0 ? pl_pg(P, d->pos) : NULL;
-  for (int64_t b = 0; b < B; b++) {
-    const float *row = dx + b * T * E;
-    float *de = demb + b * (1 + Lk) * E;
-    for (int64_t c = 0; c < E; c++) de[c] += row[c];
-    for (int64_t l = 0; l < L; l++) {
-      const int64_t j = d->ids_restore[b * L + l];
-      float *dst = j < Lk ? de + (1 + j) * E : dmt;
-      if (dst)
-        for (int64_t c = 0; c < E; c++) dst[c] += row[(1 + l) * E + c];
-    }
-    if (dpos)
-      for (int64_t i = 0; i < T * E; i++) dpos[i] += row[i];
-  }
+  if (dpos) k->sum_rows(dpos, dx, B, T * E);
   pl_linear_bwd(k, P, &d->embed, dlatent, demb, d->latent.p, N0);
   (void)error;
   return TRUE;
@@ -378,6 +379,9 @@ void mae_model_clear(mae_model *m) {
   mae_decoder_clear(&m->dec);
   g_free(m->ids_shuffle);
   g_free(m->ids_restore);
+  g_free(m->mask_h);
+  mae_ids_clear(&m->rows);
+  mae_ids_clear(&m->loss_rows);
   pl_buf *bufs[] = {&m->imgs,  &m->conv, &m->xs,     &m->latent, &m->meanf,
                     &m->rstdf, &m->mask, &m->target, &m->pred,   &m->dpred1};
   for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
@@ -409,16 +413,25 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "MAE: empty batch");
     return FALSE;
   }
-  if (!pl_buf_ensure(&m->imgs, B * C * HW, error) || !pl_buf_ensure(&m->conv, B * D * L, error) ||
-      !pl_buf_ensure(&m->xs, (c->depth + 1) * B * T * D, error) ||
-      !pl_buf_ensure(&m->latent, B * T * D, error) || !pl_buf_ensure(&m->meanf, B * T, error) ||
-      !pl_buf_ensure(&m->rstdf, B * T, error) || !pl_buf_ensure(&m->mask, B * L, error) ||
-      !pl_buf_ensure(&m->target, B * L * PD, error) ||
-      !pl_buf_ensure(&m->pred, B * L * PD, error) || !pl_buf_ensure(&m->dpred1, B * L * PD, error))
+  if (!pl_buf_ensure(&m->imgs, k, B * C * HW, error) ||
+      !pl_buf_ensure(&m->conv, k, B * D * L, error) ||
+      !pl_buf_ensure(&m->xs, k, (c->depth + 1) * B * T * D, error) ||
+      !pl_buf_ensure(&m->latent, k, B * T * D, error) ||
+      !pl_buf_ensure(&m->meanf, k, B * T, error) || !pl_buf_ensure(&m->rstdf, k, B * T, error) ||
+      !pl_buf_ensure(&m->mask, k, B * L, error) ||
+      !pl_buf_ensure(&m->target, k, B * L * PD, error) ||
+      !pl_buf_ensure(&m->pred, k, B * L * PD, error) ||
+      !pl_buf_ensure(&m->dpred1, k, B * L * PD, error))
     return FALSE;
+  if (B * L + 1 > G_MAXINT32) {
+    g_set_error(error, PS_ERROR, PS_ERROR_SHAPE,
+                "MAE: %" G_GINT64_FORMAT " patches exceed the int32 row ids", B * L);
+    return FALSE;
+  }
   if (m->ids_cap < B * L) {
     m->ids_shuffle = g_renew(int64_t, m->ids_shuffle, B * L);
     m->ids_restore = g_renew(int64_t, m->ids_restore, B * L);
+    m->mask_h = g_renew(float, m->mask_h, B *L);
     m->ids_cap = B * L;
   }
   m->B = B;
@@ -426,29 +439,33 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
   m->L = L;
   m->Lk = Lk;
   m->P_dim = PD;
-  memcpy(m->imgs.p, imgs, (size_t)(B * C * HW) * sizeof(float));
+  k->copy_on_device(m->imgs.p, imgs, (size_t)(B * C * HW) * sizeof(float));
 
   /* patch_embed (conv p x p, stride p) -> (B, L, D), + pos_embed[:, 1:] */
   ps_conv2d_desc cd = patch_desc(m, B);
   int64_t ns = k->conv2d_scratch(&cd);
   float *s = ps_context_scratch(ctx, (size_t)MAX(ns, 1) * sizeof(float));
   k->conv2d_forward(m->conv.p, m->imgs.p, pl_pv(P, m->patch_w), pl_pv(P, m->patch_b), &cd, s, ns);
-  float *tok = pl_scratch_zero(ctx, B * L * D);
+  /* tok: the (B*L, D) patch tokens, then one row of cls_token + pos_embed[:, :1] */
+  float *tok = pl_scratch_zero(ctx, B * L * D + D);
   k->transpose_forward(tok, m->conv.p, B, D, L);
   const float *pos = pl_pv(P, m->pos);
-  for (int64_t b = 0; b < B; b++) k->add_forward(tok + b * L * D, tok + b * L * D, pos + D, L * D);
+  k->add_rows(tok, tok, pos + D, B, L * D);
+  k->add_forward(tok + B * L * D, pl_pv(P, m->cls), pos, D);
 
-  /* random_masking, then cls_token + pos_embed[:, :1] in front */
-  mae_masking_from_noise(m->ids_shuffle, m->ids_restore, m->mask.p, noise, B, L, Lk);
-  const float *cls = pl_pv(P, m->cls);
-  float *x0 = m->xs.p;
+  /* random_masking on the host (noise, ids and mask are bookkeeping), then a
+   * row gather puts the cls row and each image's kept tokens in place. */
+  mae_masking_from_noise(m->ids_shuffle, m->ids_restore, m->mask_h, noise, B, L, Lk);
+  k->copy_to_device(m->mask.p, m->mask_h, (size_t)(B * L) * sizeof(float));
+  int32_t *rows = mae_ids_host(&m->rows, B * T);
   for (int64_t b = 0; b < B; b++) {
-    float *row = x0 + b * T * D;
-    for (int64_t i = 0; i < D; i++) row[i] = cls[i] + pos[i];
+    rows[b * T] = (int32_t)(B * L);
     for (int64_t r = 0; r < Lk; r++)
-      memcpy(row + (1 + r) * D, tok + (b * L + m->ids_shuffle[b * L + r]) * D,
-             (size_t)D * sizeof(float));
+      rows[b * T + 1 + r] = (int32_t)(b * L + m->ids_shuffle[b * L + r]);
   }
+  const int32_t *drows = mae_ids_upload(&m->rows, k, B * T, error);
+  if (!drows) return FALSE;
+  k->embedding_forward(m->xs.p, drows, tok, B * T, B * L + 1, D);
   for (int64_t i = 0; i < c->depth; i++)
     if (!mae_block_forward(&m->blocks[i], k, P, &m->acts[i], ctx, m->xs.p + (i + 1) * B * T * D,
                            m->xs.p + i * B * T * D, B, T, error))
@@ -459,11 +476,10 @@ gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, c
   if (!mae_decoder_forward(&m->dec, k, P, ctx, m->latent.p, m->ids_restore, B, g, g, Lk, m->pred.p,
                            error))
     return FALSE;
-  mae_patchify(m->target.p, m->imgs.p, B, C, g, g, p);
+  if (!mae_patchify_dev(k, ctx, m->target.p, m->imgs.p, B, C, g, g, p, error)) return FALSE;
   pl_buf_zero(&m->dpred1);
-  m->loss =
-      mae_loss(m->dpred1.p, m->pred.p, m->target.p, m->mask.p, B, L, PD, c->norm_pix, 1e-6, 1.0);
-  return TRUE;
+  return mae_loss_dev(k, ctx, &m->loss_rows, m->dpred1.p, m->pred.p, m->target.p, m->mask_h, B, L,
+                      PD, c->norm_pix, 1e-6, 1.0, &m->loss, error);
 }
 
 gboolean mae_model_backward(mae_model *m, const ps_kernels *k, ps_context *ctx, double dloss,
@@ -490,19 +506,16 @@ gboolean mae_model_backward(mae_model *m, const ps_kernels *k, ps_context *ctx, 
     mae_block_backward(&m->blocks[i], k, P, &m->acts[i], ctx, dprev, dx, m->xs.p + i * N * D, B, T);
     dx = dprev;
   }
-  /* cls (and pos_embed when someone trains it), then scatter the kept rows back. */
+  /* The gather's scatter-add: kept rows back to their patch tokens, every
+   * image's cls row into the extra row B*L (cls_token and pos_embed[:, :1]);
+   * pos_embed (when someone trains it) also gets the column sums of the tokens. */
   float *dcls = pl_pg(P, m->cls), *dpos = pl_pg(P, m->pos);
-  float *dtok = pl_scratch_zero(ctx, B * L * D);
-  for (int64_t b = 0; b < B; b++) {
-    const float *row = dx + b * T * D;
-    for (int64_t i = 0; i < D; i++) {
-      if (dcls) dcls[i] += row[i];
-      if (dpos) dpos[i] += row[i];
-    }
-    for (int64_t r = 0; r < Lk; r++)
-      memcpy(dtok + (b * L + m->ids_shuffle[b * L + r]) * D, row + (1 + r) * D,
-             (size_t)D * sizeof(float));
-    if (dpos) k->axpy(dpos + D, 1.0f, dtok + b * L * D, L * D);
+  float *dtok = pl_scratch_zero(ctx, B * L * D + D);
+  k->embedding_backward(dtok, (const int32_t *)m->rows.dev.p, dx, N, B * L + 1, D);
+  if (dcls) k->axpy(dcls, 1.0f, dtok + B * L * D, D);
+  if (dpos) {
+    k->axpy(dpos, 1.0f, dtok + B * L * D, D);
+    k->sum_rows(dpos + D, dtok, B, L * D);
   }
   float *dw = pl_pg(P, m->patch_w), *db = pl_pg(P, m->patch_b);
   if (!dw && !db && !dimgs) return TRUE;

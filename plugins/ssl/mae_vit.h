@@ -8,10 +8,18 @@
  *     encoder blocks and norm, the decoder and the normalised-pixel loss.
  * Parameters carry the official state_dict names (patch_embed.proj.weight,
  * blocks.0.attn.qkv.weight, decoder_pred.bias, ...), so the official MAE
- * checkpoints and the reference fixture load by name. */
+ * checkpoints and the reference fixture load by name.
+ *
+ * Devices: every float pointer below (parameters, activations, gradients,
+ * inputs, outputs) is memory of the kernel table `k` the functions are run
+ * with, and the host never dereferences it; only the bookkeeping of the
+ * masking (noise, ids, the mask copy in mask_h) is host memory. Models are
+ * initialised on the host; the caller moves the parameters to the device
+ * (pl_params_move_to) before the first forward. */
 #pragma once
 
 #include "mae.h"
+#include "mae_device.h"
 #include "../common/param_list.h"
 
 /* ---- the timm Block -------------------------------------------------------- */
@@ -49,16 +57,17 @@ typedef struct {
   pl_linear embed, pred;
   int mask_token, norm_w, norm_b;
   int pos;      /* index of the decoder_pos_embed parameter, or -1: own table */
-  pl_buf table; /* own sin-cos table (1 + gh*gw, dim) when pos < 0 */
+  pl_buf table; /* own sin-cos table (1 + gh*gw, dim) when pos < 0, in k's memory */
   int64_t table_gh, table_gw;
   mae_block *blocks;
   mae_block_act *acts;
   /* Forward state for backward. */
   int64_t B, L, Lk;
-  int64_t *ids_restore; /* (B, L) copy */
+  int64_t *ids_restore; /* (B, L) host copy */
   int64_t ids_cap;
+  mae_ids rows;             /* (B, 1+L): the row of emb each token of xs starts from */
   pl_buf latent;            /* (B, 1+Lk, in_dim) copy of the input */
-  pl_buf emb;               /* (B, 1+Lk, dim) */
+  pl_buf emb;               /* (B*(1+Lk) + 1, dim): embedded latent, then the mask token */
   pl_buf xs;                /* (depth+1, B, 1+L, dim): block inputs, then the last output */
   pl_buf lnf, meanf, rstdf; /* decoder_norm */
   pl_buf predfull;          /* (B, 1+L, out_dim) */
@@ -75,7 +84,7 @@ gboolean mae_decoder_init(mae_decoder *d, pl_params *P, int64_t in_dim, int64_t 
                           GError **error);
 void mae_decoder_clear(mae_decoder *d);
 /* latent: (B, 1+Lk, in_dim) (cls first, then the kept tokens in ids_shuffle
- * order); ids_restore: (B, L) for a gh x gw grid (L = gh*gw);
+ * order); ids_restore: (B, L) for a gh x gw grid (L = gh*gw), on the host;
  * pred: (B, L, out_dim). */
 gboolean mae_decoder_forward(mae_decoder *d, const ps_kernels *k, const pl_params *P,
                              ps_context *ctx, const float *latent, const int64_t *ids_restore,
@@ -108,8 +117,11 @@ typedef struct {
   mae_decoder dec;
   /* Forward state. */
   int64_t B, gh, L, Lk, P_dim;
-  int64_t *ids_shuffle, *ids_restore; /* (B, L) */
+  int64_t *ids_shuffle, *ids_restore; /* (B, L), host */
+  float *mask_h;                      /* (B, L), host copy of mask */
   int64_t ids_cap;
+  mae_ids rows;                /* (B, 1+Lk): the row of the token table each xs row copies */
+  mae_ids loss_rows;           /* the removed patches (mae_loss_dev) */
   pl_buf imgs;                 /* (B, C, H, W) copy of the input */
   pl_buf conv;                 /* (B, D, L) patch embedding */
   pl_buf xs;                   /* (depth+1, B, 1+Lk, D) */
@@ -125,11 +137,12 @@ typedef struct {
 gboolean mae_model_init(mae_model *m, const mae_cfg *c, ps_rng *rng, GError **error);
 void mae_model_clear(mae_model *m);
 /* model(imgs, mask_ratio) with torch.rand replaced by `noise`:
- * imgs: (B, C, img, img); noise: (B, L). Results in m->loss, m->pred,
- * m->mask, m->ids_restore, m->latent. */
+ * imgs: (B, C, img, img) in k's memory; noise: (B, L) on the host. Results in
+ * m->loss (host), m->pred, m->mask (and m->mask_h), m->ids_restore (host),
+ * m->latent. */
 gboolean mae_model_forward(mae_model *m, const ps_kernels *k, ps_context *ctx, const float *imgs,
                            const float *noise, int64_t B, GError **error);
 /* Backward of dloss * loss + sum(dpred_extra * pred) (dpred_extra (B, L, P)
- * or NULL); dimgs: (B, C, img, img) += d/dimgs (may be NULL). */
+ * or NULL); dimgs: (B, C, img, img) += d/dimgs (may be NULL). Both in k's memory. */
 gboolean mae_model_backward(mae_model *m, const ps_kernels *k, ps_context *ctx, double dloss,
                             const float *dpred_extra, float *dimgs, GError **error);

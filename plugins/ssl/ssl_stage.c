@@ -39,7 +39,13 @@
  * Gradients of both terms accumulate before one AdamW step on the encoder
  * and decoder parameters whose roles are in train_roles. Metrics per step:
  * mae_loss, stain_loss, stain_dist (the term without alpha, when computed),
- * var_loss and token_std (with the guard), total, lr, grad_norm. */
+ * var_loss and token_std (with the guard), total, lr, grad_norm.
+ *
+ * Devices: the stage's own bookkeeping (noise, masks, the masked image, the
+ * views' conversion, the stain vectors) is host work on the batch; what the
+ * components output (pred, the feature map) lives on the context's device,
+ * and the losses over it run through the kernel table (mae_device.h, the
+ * *_dev functions of ssl_stain.h), reading back only scalars. */
 #include <math.h>
 #include <string.h>
 
@@ -48,6 +54,7 @@
 #include <pathseg/run.h>
 
 #include "mae.h"
+#include "mae_device.h"
 #include "../common/param_list.h"
 #include "ssl_plugin.h"
 #include "ssl_stain.h"
@@ -207,20 +214,35 @@ typedef struct {
   int64_t patch, chans;
   gboolean stain; /* compute the views this run */
   ps_rng noise_base;
+  ps_context *ctx;
+  ps_device device; /* the context's: where pred, the feature map and their gradients live */
+  const ps_kernels *k;
   /* step buffers, reused while the batch shape stays the same */
-  pl_buf noise, target, zs, dz, stains;
+  float *noise, *target_h, *stains; /* host: (B, L), (B, L, P), (2B, 6) */
+  int64_t noise_cap, target_cap, stains_cap;
+  pl_buf target, zs, dz; /* device: (B, L, P), (2B, C), (2B, C) */
+  mae_ids loss_rows;
+  ssl_var_dev var;
   double *var_stats; /* (C, 3) count, sum, sum of squares per channel */
   int64_t var_n;
-  ps_tensor *mask, *masked, *dpred, *pair, *demb;
+  ps_tensor *mask, *masked, *pair; /* host */
+  ps_tensor *dpred, *demb;         /* device */
+  ps_tensor *cache_img, *cache_pred, *cache_emb, *cache_vi, *cache_vs;
   GArray *ports; /* ps_port: the batch fields plus the stage's own */
   ps_ports data; /* a view of `ports` handed to the graph */
 } step_state;
 
 static void step_state_clear(step_state *st) {
-  pl_buf *bufs[] = {&st->noise, &st->target, &st->zs, &st->dz, &st->stains};
+  pl_buf *bufs[] = {&st->target, &st->zs, &st->dz};
   g_clear_pointer(&st->var_stats, g_free);
+  g_clear_pointer(&st->noise, g_free);
+  g_clear_pointer(&st->target_h, g_free);
+  g_clear_pointer(&st->stains, g_free);
+  mae_ids_clear(&st->loss_rows);
+  ssl_var_dev_clear(&st->var);
   for (size_t i = 0; i < G_N_ELEMENTS(bufs); i++) pl_buf_free(bufs[i]);
-  ps_tensor *ts[] = {st->mask, st->masked, st->dpred, st->pair, st->demb};
+  ps_tensor *ts[] = {st->mask,      st->masked,     st->dpred,     st->pair,     st->demb,
+                     st->cache_img, st->cache_pred, st->cache_emb, st->cache_vi, st->cache_vs};
   for (size_t i = 0; i < G_N_ELEMENTS(ts); i++) ps_tensor_free(ts[i]);
   if (st->ports) g_array_free(st->ports, TRUE);
 }
@@ -299,7 +321,9 @@ static gboolean check_wiring(ssl_stage *s, ps_run *run, step_state *st, GError *
   ps_rng_seed(&base, s->seed ^ (uint64_t)ps_run_pipeline(run)->seed * 0x9e3779b97f4a7c15ULL);
   st->noise_base = ps_rng_fork(&base, 0x6d6165 /* "mae" */);
   st->ports = g_array_new(FALSE, TRUE, sizeof(ps_port));
-  return TRUE;
+  st->ctx = ps_run_context(run);
+  st->device = ps_context_device(st->ctx);
+  return (st->k = ps_context_kernels(st->ctx, error)) != NULL;
 }
 
 /* The batch's fields with f1 (and f2, when not NULL) set to t1 (t2), added
@@ -322,6 +346,15 @@ static const ps_ports *with_field(step_state *st, const ps_ports *batch, const c
 /* ---------------------------------------------------------------------- */
 /* One step. */
 
+/* A host array of at least n floats in *p (capacity *cap). */
+static float *host_floats(float **p, int64_t *cap, int64_t n) {
+  if (*cap < n) {
+    *p = g_renew(float, *p, n);
+    *cap = n;
+  }
+  return *p;
+}
+
 typedef struct {
   double mae, stain, dist, var, token_std;
   gboolean have_dist;
@@ -329,7 +362,7 @@ typedef struct {
 
 static gboolean mae_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_ports *batch,
                          int64_t step, step_losses *out, GError **error) {
-  ps_tensor *img = ps_ports_get(batch, s->image_field);
+  const ps_tensor *img = ps_ports_get(batch, s->image_field);
   const int64_t ishape[4] = {-1, st->chans, -1, -1};
   if (!img) {
     g_set_error(error, PS_ERROR, PS_ERROR_NOT_FOUND,
@@ -339,6 +372,8 @@ static gboolean mae_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
   }
   if (!ps_tensor_check(img, "stage.ssl_pretrain image_field", PS_DTYPE_F32, 4, ishape, error))
     return FALSE;
+  /* the masking is host work on the batch */
+  if (!(img = ps_tensor_on_device(img, PS_DEVICE_CPU, &st->cache_img, error))) return FALSE;
   const int64_t B = img->shape[0], C = img->shape[1], H = img->shape[2], W = img->shape[3];
   const int64_t p = st->patch;
   if (H % p || W % p) {
@@ -357,15 +392,18 @@ static gboolean mae_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
     return FALSE;
   }
   const int64_t mshape[2] = {B, L}, pshape[3] = {B, L, PD};
-  if (!pl_buf_ensure(&st->noise, B * L, error) || !pl_buf_ensure(&st->target, B * L * PD, error) ||
+  const ps_kernels *k = st->k;
+  float *noise = host_floats(&st->noise, &st->noise_cap, B * L);
+  float *target_h = host_floats(&st->target_h, &st->target_cap, B * L * PD);
+  if (!pl_buf_ensure(&st->target, k, B * L * PD, error) ||
       !ps_tensor_ensure(&st->mask, PS_DTYPE_F32, 2, mshape, error) ||
       !ps_tensor_ensure(&st->masked, PS_DTYPE_F32, 4, img->shape, error) ||
-      !ps_tensor_ensure(&st->dpred, PS_DTYPE_F32, 3, pshape, error))
+      !ps_tensor_ensure_on(&st->dpred, st->device, PS_DTYPE_F32, 3, pshape, error))
     return FALSE;
   /* noise = torch.rand(N, L) of this step, then MAE's random_masking */
   ps_rng r = ps_rng_fork(&st->noise_base, (uint64_t)step);
-  for (int64_t i = 0; i < B * L; i++) st->noise.p[i] = ps_rng_uniform(&r);
-  mae_masking_from_noise(NULL, NULL, ps_f32(st->mask), st->noise.p, B, L, Lk);
+  for (int64_t i = 0; i < B * L; i++) noise[i] = ps_rng_uniform(&r);
+  mae_masking_from_noise(NULL, NULL, ps_f32(st->mask), noise, B, L, Lk);
   mae_mask_image(ps_f32(st->masked), ps_f32(img), ps_f32(st->mask), B, C, gh, gw, p, s->fill);
 
   const ps_ports *data = with_field(st, batch, st->enc_field, st->masked, st->mask_field, st->mask);
@@ -380,10 +418,14 @@ static gboolean mae_pass(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
         error, "(does the encoder's feature grid match %" G_GINT64_FORMAT "-pixel patches?) ", p);
     return FALSE;
   }
-  mae_patchify(st->target.p, ps_f32(img), B, C, gh, gw, p);
-  memset(st->dpred->data, 0, st->dpred->nbytes);
-  out->mae = mae_loss(ps_f32(st->dpred), ps_f32(pred), st->target.p, ps_f32(st->mask), B, L, PD,
-                      s->norm_pix, 1e-6, 1.0);
+  /* the target on the host from the batch, then to pred's device for the loss */
+  mae_patchify(target_h, ps_f32(img), B, C, gh, gw, p);
+  k->copy_to_device(st->target.p, target_h, (size_t)(B * L * PD) * sizeof(float));
+  if (!(pred = ps_tensor_on_device(pred, st->device, &st->cache_pred, error))) return FALSE;
+  k->mem_zero(st->dpred->data, st->dpred->nbytes);
+  if (!mae_loss_dev(k, st->ctx, &st->loss_rows, ps_f32(st->dpred), ps_f32(pred), st->target.p,
+                    ps_f32(st->mask), B, L, PD, s->norm_pix, 1e-6, 1.0, &out->mae, error))
+    return FALSE;
   if (!isfinite(out->mae)) return TRUE; /* the caller stops with the step named */
   return ps_graph_seed_grad(g, s->decoder, "pred", st->dpred, error) && ps_graph_backward(g, error);
 }
@@ -407,9 +449,13 @@ static gboolean run_view(ssl_stage *s, ps_graph *g, step_state *st, const ps_por
   if (!ps_tensor_check(vi, wi, PS_DTYPE_U8, 4, ishape, error) ||
       !ps_tensor_check(vs, ws, PS_DTYPE_F32, 2, sshape, error))
     return FALSE;
+  /* the views' outputs are batch data: converted on the host */
+  if (!(vi = ps_tensor_on_device(vi, PS_DEVICE_CPU, &st->cache_vi, error)) ||
+      !(vs = ps_tensor_on_device(vs, PS_DEVICE_CPU, &st->cache_vs, error)))
+    return FALSE;
   const int64_t C = st->chans;
   ssl_u8_hwc_to_f32_chw(ps_f32(st->pair) + slot * B * C * H * W, vi->data, B, H, W, C);
-  memcpy(st->stains.p + slot * B * 6, vs->data, vs->nbytes);
+  memcpy(st->stains + slot * B * 6, vs->data, vs->nbytes);
   return TRUE;
 }
 
@@ -418,9 +464,8 @@ static gboolean stain_pass(ssl_stage *s, ps_run *run, ps_graph *g, step_state *s
   const ps_tensor *img = ps_ports_get(batch, s->image_field);
   const int64_t B = img->shape[0], C = img->shape[1], H = img->shape[2], W = img->shape[3];
   const int64_t pshape[4] = {2 * B, C, H, W};
-  if (!ps_tensor_ensure(&st->pair, PS_DTYPE_F32, 4, pshape, error) ||
-      !pl_buf_ensure(&st->stains, 2 * B * 6, error))
-    return FALSE;
+  if (!ps_tensor_ensure(&st->pair, PS_DTYPE_F32, 4, pshape, error)) return FALSE;
+  host_floats(&st->stains, &st->stains_cap, 2 * B * 6);
   for (int64_t v = 0; v < 2; v++)
     if (!run_view(s, g, st, batch, s->views[s->n_views == 2 ? v : 0], v, B, H, W, error))
       return FALSE;
@@ -436,30 +481,38 @@ static gboolean stain_pass(ssl_stage *s, ps_run *run, ps_graph *g, step_state *s
     return FALSE;
   }
   const int64_t E = emb->shape[1], HW = emb->shape[2] * emb->shape[3];
-  if (!pl_buf_ensure(&st->zs, 2 * B * E, error) || !pl_buf_ensure(&st->dz, 2 * B * E, error))
+  const ps_kernels *k = st->k;
+  ps_context *ctx = st->ctx;
+  if (!(emb = ps_tensor_on_device(emb, st->device, &st->cache_emb, error)) ||
+      !pl_buf_ensure(&st->zs, k, 2 * B * E, error) || !pl_buf_ensure(&st->dz, k, 2 * B * E, error))
     return FALSE;
-  ssl_pool_mean(st->zs.p, ps_f32(emb), 2 * B, E, HW);
+  if (!ssl_pool_mean_dev(k, ctx, st->zs.p, ps_f32(emb), 2 * B, E, HW, error)) return FALSE;
   pl_buf_zero(&st->dz);
-  out->stain = ssl_stain_loss(st->dz.p, st->dz.p + B * E, st->zs.p, st->zs.p + B * E, st->stains.p,
-                              st->stains.p + B * 6, B, E, 6, s->alpha, 1.0, &out->dist);
+  if (!ssl_stain_loss_dev(k, ctx, st->dz.p, st->dz.p + B * E, st->zs.p, st->zs.p + B * E,
+                          st->stains, st->stains + B * 6, B, E, 6, s->alpha, 1.0, &out->stain,
+                          &out->dist, error))
+    return FALSE;
   out->have_dist = TRUE;
   const gboolean guard = s->var_weight > 0.0;
   if ((s->alpha <= 0.0 && !guard) || !isfinite(out->stain)) return TRUE;
-  if (!ps_tensor_ensure(&st->demb, PS_DTYPE_F32, 4, emb->shape, error)) return FALSE;
-  ssl_pool_mean_backward(ps_f32(st->demb), st->dz.p, 2 * B, E, HW); /* zeros when alpha is 0 */
+  if (!ps_tensor_ensure_on(&st->demb, st->device, PS_DTYPE_F32, 4, emb->shape, error) ||
+      !ssl_pool_mean_backward_dev(k, ctx, ps_f32(st->demb), st->dz.p, 2 * B, E, HW, error))
+    return FALSE; /* demb is zeros when alpha is 0 */
   if (guard) {
     if (st->var_n != E) { /* once per channel count, not per step */
       st->var_stats = g_renew(double, st->var_stats, (size_t)(3 * E));
       st->var_n = E;
     }
     memset(st->var_stats, 0, sizeof(double) * (size_t)(3 * E));
-    ssl_variance_stats(st->var_stats, ps_f32(emb), 2 * B, E, HW);
+    if (!ssl_variance_stats_dev(&st->var, k, ctx, st->var_stats, ps_f32(emb), 2 * B, E, HW, error))
+      return FALSE;
     ps_comm *comm = ps_run_comm(run);
     if (ps_comm_size(comm) > 1 &&
         !ps_comm_allreduce_f64(comm, st->var_stats, (size_t)(3 * E), error))
       return FALSE;
-    out->var = ssl_variance_loss(ps_f32(st->demb), ps_f32(emb), st->var_stats, 2 * B, E, HW,
-                                 s->var_weight, s->var_target, &out->token_std);
+    if (!ssl_variance_loss_dev(&st->var, k, ps_f32(st->demb), st->var_stats, 2 * B, E, HW,
+                               s->var_weight, s->var_target, &out->var, &out->token_std, error))
+      return FALSE;
     if (!isfinite(out->var)) return TRUE; /* the caller reports the term */
   }
   return ps_graph_seed_grad(g, s->encoder, s->enc_out, st->demb, error) &&
