@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_quickstart_device.sh — the quickstart's training stages (ssl_pretrain,
 # vlm_pretrain, sft) and its evaluation with `device: cuda` on the CUDA
-# emulator (kernels/emu), against the same run on the CPU. The emulator's
+# emulator (kernels/emu), against the same run on the CPU; then once more at
+# `precision: bf16`. The emulator's
 # kernels are the CPU's, so every logged loss, gradient norm, validation
 # metric and evaluation number must be equal as text; its device memory
 # faults when host code touches it, so a component or stage that reads
@@ -28,10 +29,11 @@ sets=(--set stages.build.tiles=24 --set stages.build.zeroshot_tiles=4 --set stag
       --set stages.evaluate.max_new_tokens=8 --set stages.report.enabled=false
       --set threads=1)
 
-run() { # DEVICE OUTDIR
-  local out
+run() { # DEVICE OUTDIR [more --set ...]
+  local out dev="$1" dir="$2"
+  shift 2
   out=$(env PATHSEG_CUDA_LIBRARY="$emu" "$bin" run "$src/pipelines/quickstart.yaml" --quiet \
-    "${sets[@]}" --set device="$1" --set run_dir="$2" 2>&1)
+    "${sets[@]}" --set device="$dev" --set run_dir="$dir" "$@" 2>&1)
   local status=$?
   if [[ $status -ne 0 ]]; then
     echo "device=$1: status $status" >&2
@@ -63,5 +65,21 @@ if [[ $failed -eq 0 ]]; then
     cmp -s "$a/$f" "$b/$f" || { echo "$f differs" >&2; failed=1; }
   done
 fi
-[[ $failed -eq 0 ]] && echo "quickstart on the emulated device matches the CPU" 
+# precision: bf16 (bf16 products, f32 everything else): the same stages run,
+# every training loss within 1% of f32's, and not all of them equal to it.
+if [[ $failed -eq 0 ]]; then
+  if run cuda runs-bf16 --set precision=bf16; then
+    c=$(ls -d runs-bf16/*/ | head -1)
+    grep -q "precision bf16" "$c/log.txt" || { echo "the bf16 run did not say bf16" >&2; failed=1; }
+    losses() { grep -o '"\(loss\|mae_loss\)": [-0-9.e+]*' "$1/metrics.jsonl" | sed 's/.*: //'; }
+    if ! paste <(losses "$a") <(losses "$c") | awk '
+        { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 0.01 * ($1 < 0 ? -$1 : $1)) far++; if ($1 != $2) diff++ }
+        END { if (n < 9 || far > 0 || diff == 0) { printf "bf16: %d losses, %d off by >1%%, %d differ\n", n, far, diff > "/dev/stderr"; exit 1 } }'; then
+      failed=1
+    fi
+  else
+    failed=1
+  fi
+fi
+[[ $failed -eq 0 ]] && echo "quickstart on the emulated device matches the CPU (f32) and trains at bf16" 
 exit $failed
