@@ -6,7 +6,9 @@
 # found it) and through the own kernels (PATHSEG_NO_CUDNN=1). The cuDNN
 # algorithm choices are logged (PATHSEG_CUDNN_LOG=1). Then the NCCL backend of
 # data-parallel runs on one GPU (comm/nccl/nccl_smoke.c: every collective on
-# device and host memory, one rank), when CMake found NCCL and MPI.
+# device and host memory, one rank), when CMake found NCCL and MPI. Then
+# training on the GPU: tools/gpu-train-check.sh (the quickstart's stages on
+# cpu, cuda and cuda + bf16, losses compared).
 # Meant for a machine with an NVIDIA GPU (fits in 8 minutes on one H100); on
 # a machine without one it builds, says "no CUDA device" and exits 2.
 #
@@ -71,6 +73,17 @@ if [[ $rc -eq 0 && $have_nccl -eq 1 ]]; then
   [[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "gpu-check: nccl_smoke FAIL" | tee -a "$out"; rc=1; }
 elif [[ $have_nccl -eq 0 ]]; then
   echo "gpu-check: NCCL or MPI not found by CMake: the NCCL backend was not checked" | tee -a "$out"
+fi
+if [[ $rc -eq 0 ]]; then
+  # Training on the GPU: the quickstart's stages on cpu, cuda f32 and cuda
+  # bf16 (tools/gpu-train-check.sh); needs the whole build.
+  echo "gpu-check: building the pipeline command and the plugins"
+  cmake --build "$build" -j "$jobs" >"$build/gpu-check-build.log" 2>&1 ||
+    { tail -20 "$build/gpu-check-build.log"; echo "gpu-check: build FAIL" | tee -a "$out"; rc=1; }
+  if [[ $rc -eq 0 ]]; then
+    timeout 240 "$src/tools/gpu-train-check.sh" "$build" 2>&1 | tee -a "$out"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+  fi
 fi
 if grep -q "FAIL" "$out"; then
   echo "gpu-check: failed outputs:"
