@@ -350,6 +350,19 @@ static void check_memory_optim(void) {
     cmp("sum_rows", "drow", &drow);
     rm(&out), rm(&x), rm(&row), rm(&drow);
   }
+  if (HAVE(mask_counts)) {
+    const int64_t M = 5, P = 300007;
+    buf x = mk(M * P, 1), t = mk(M * P, 1);
+    int64_t hc[15], gc[15], *dc = d_alloc(sizeof gc);
+    CPU->mask_counts(hc, x.h, t.h, M, P);
+    GPU->mask_counts(dc, x.d, t.d, M, P);
+    d_copy(gc, dc, sizeof gc, cudaMemcpyDeviceToHost);
+    int ok = memcmp(hc, gc, sizeof hc) == 0;
+    printf("  %-4s %-27s %-16s %s\n", ok ? "ok" : "FAIL", "mask_counts", "counts",
+           ok ? "exact" : "differ");
+    ok ? n_pass++ : n_fail++;
+    d_free(dc), rm(&x), rm(&t);
+  }
   if (HAVE(sum_squares) && HAVE(find_nonfinite)) {
     buf x = mk(n, 1);
     double hs = CPU->sum_squares(x.h, n), gs = GPU->sum_squares(x.d, n);

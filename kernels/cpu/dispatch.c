@@ -75,6 +75,7 @@ static const ps_kernels cpu_kernels = {
     .copy_2d = ps_cpu_copy_2d,
     .add_rows = ps_cpu_add_rows,
     .sum_rows = ps_cpu_sum_rows,
+    .mask_counts = ps_cpu_mask_counts,
     .sum_squares = ps_cpu_sum_squares,
     .find_nonfinite = ps_cpu_find_nonfinite,
     .adamw_step = ps_cpu_adamw_step,

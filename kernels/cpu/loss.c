@@ -84,3 +84,20 @@ void ps_cpu_dice_backward(float *dlogits, const float *dlosses, const float *log
     }
   }
 }
+
+void ps_cpu_mask_counts(int64_t *counts, const float *logits, const float *targets, int64_t M,
+                        int64_t P) {
+  /* counts: (M, 3); logits, targets: (M, P) */
+#pragma omp parallel for if (M * P > 65536)
+  for (int64_t m = 0; m < M; m++) {
+    const float *x = logits + m * P, *t = targets + m * P;
+    int64_t np = 0, nt = 0, both = 0;
+    for (int64_t i = 0; i < P; i++) {
+      int pi = x[i] > 0.0f, ti = t[i] > 0.5f;
+      np += pi;
+      nt += ti;
+      both += pi & ti;
+    }
+    counts[3 * m] = np, counts[3 * m + 1] = nt, counts[3 * m + 2] = both;
+  }
+}

@@ -147,6 +147,8 @@ void ps_cpu_dice_forward(float *losses, const float *logits, const float *target
                          int64_t P, const ps_dice_desc *d);
 void ps_cpu_dice_backward(float *dlogits, const float *dlosses, const float *logits,
                           const float *targets, int64_t M, int64_t P, const ps_dice_desc *d);
+void ps_cpu_mask_counts(int64_t *counts, const float *logits, const float *targets, int64_t M,
+                        int64_t P);
 
 /* resize.c */
 void ps_cpu_resize_forward(float *out, const float *inp, int64_t NC, int64_t H, int64_t W,

@@ -255,3 +255,35 @@ void ps_cuda_dice_backward(float *dlogits, const float *dlosses, const float *lo
   dice_bwd<<<(unsigned)M, 512>>>(dlogits, dlosses, logits, targets, P, *d);
   PS_CUDA_LAUNCHED();
 }
+
+/* Hard overlap counts: one block per mask, integer partial counts per thread,
+ * a shared-memory tree (integers: exact in any order). */
+__global__ static void mask_counts_k(int64_t *counts, const float *logits, const float *targets,
+                                     int64_t P) {
+  __shared__ unsigned long long red[3][512];
+  int64_t m = blockIdx.x;
+  const float *x = logits + m * P, *t = targets + m * P;
+  unsigned long long np = 0, nt = 0, both = 0;
+  for (int64_t i = threadIdx.x; i < P; i += blockDim.x) {
+    int pi = x[i] > 0.0f, ti = t[i] > 0.5f;
+    np += pi;
+    nt += ti;
+    both += pi & ti;
+  }
+  red[0][threadIdx.x] = np, red[1][threadIdx.x] = nt, red[2][threadIdx.x] = both;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s)
+      for (int j = 0; j < 3; j++) red[j][threadIdx.x] += red[j][threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x < 3) counts[3 * m + threadIdx.x] = (int64_t)red[threadIdx.x][0];
+}
+
+void ps_cuda_mask_counts(int64_t *counts, const float *logits, const float *targets, int64_t M,
+                         int64_t P) {
+  /* counts: (M, 3); logits, targets: (M, P) */
+  if (M <= 0) return;
+  mask_counts_k<<<(unsigned)M, 512>>>(counts, logits, targets, P);
+  PS_CUDA_LAUNCHED();
+}

@@ -214,3 +214,6 @@ void ps_cuda_linear_forward_ac(float *out, const float *inp, const float *weight
 void ps_cuda_linear_backward_ac(float *dinp, float *dweight, float *dbias, const float *dout,
                                 const float *inp, const float *weight, int64_t N, int64_t C,
                                 int64_t OC);
+/* losses.cu */
+void ps_cuda_mask_counts(int64_t *counts, const float *logits, const float *targets, int64_t M,
+                         int64_t P);

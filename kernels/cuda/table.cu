@@ -106,6 +106,7 @@ static ps_kernels make_table(void) {
   t.copy_2d = ps_cuda_copy_2d;
   t.add_rows = ps_cuda_add_rows;
   t.sum_rows = ps_cuda_sum_rows;
+  t.mask_counts = ps_cuda_mask_counts;
   t.sum_squares = ps_cuda_sum_squares;
   t.find_nonfinite = ps_cuda_find_nonfinite;
   t.adamw_step = ps_cuda_adamw_step;

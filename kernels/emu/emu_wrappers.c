@@ -908,6 +908,16 @@ static void w_sum_rows(float *drow, const float *dout, int64_t N, int64_t C) {
   emu_close();
 }
 
+static void w_mask_counts(int64_t *counts, const float *logits, const float *targets, int64_t M,
+                          int64_t P) {
+  emu_dev(counts, "mask_counts", "counts");
+  emu_dev(logits, "mask_counts", "logits");
+  emu_dev(targets, "mask_counts", "targets");
+  emu_open();
+  emu_cpu.mask_counts(counts, logits, targets, M, P);
+  emu_close();
+}
+
 static double w_sum_squares(const float *x, int64_t n) {
   emu_dev(x, "sum_squares", "x");
   emu_open();
@@ -1035,6 +1045,7 @@ static void emu_fill_table(ps_kernels *t) {
   t->copy_2d = w_copy_2d;
   t->add_rows = w_add_rows;
   t->sum_rows = w_sum_rows;
+  t->mask_counts = w_mask_counts;
   t->sum_squares = w_sum_squares;
   t->find_nonfinite = w_find_nonfinite;
   t->adamw_step = w_adamw_step;

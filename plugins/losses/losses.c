@@ -46,6 +46,10 @@ typedef struct {
   ps_tensor *dlogits; /* (B, 1, h, w) */
   ps_tensor *bce, *dsc; /* (B) per-mask losses */
   ps_tensor *scales;  /* (2, B) d loss / d per-mask BCE and Dice */
+  ps_tensor *counts;  /* (B, 3) i64 hard overlap counts (mask_counts) */
+  float *h_bce, *h_dsc; /* (B) host copies of the per-mask losses */
+  int64_t *h_counts;    /* (B, 3) host copy of counts */
+  int64_t h_cap;        /* masks the host buffers hold */
   ps_tensor *loss, *hard_dice, *iou; /* (1) */
   int64_t B, H, W, h, w;
 } segloss;
@@ -79,7 +83,24 @@ static void seg_destroy(void *self) {
   ps_tensor *all[] = {s->up,   s->dup,       s->dlogits, s->bce,        s->dsc,       s->scales,
                       s->loss, s->hard_dice, s->iou,     s->logits_dev, s->target_dev};
   for (size_t i = 0; i < G_N_ELEMENTS(all); i++) ps_tensor_free(all[i]);
+  ps_tensor_free(s->counts);
+  g_free(s->h_bce);
+  g_free(s->h_dsc);
+  g_free(s->h_counts);
   g_free(s);
+}
+
+/* The per-step buffers for B masks: host copies of the per-mask values and
+ * the device counts (reallocated only when B grows). */
+static gboolean ensure_host(segloss *s, int64_t B, GError **error) {
+  const int64_t shape[2] = {B, 3};
+  if (!ps_tensor_ensure_on(&s->counts, s->dev, PS_DTYPE_I64, 2, shape, error)) return FALSE;
+  if (B <= s->h_cap) return TRUE;
+  s->h_bce = g_renew(float, s->h_bce, B);
+  s->h_dsc = g_renew(float, s->h_dsc, B);
+  s->h_counts = g_renew(int64_t, s->h_counts, 3 * B);
+  s->h_cap = B;
+  return TRUE;
 }
 
 static void *seg_create(const ps_config *cfg, ps_context *ctx, GError **error) {
@@ -137,7 +158,7 @@ static void bce_pos_backward(float *dz, const float *scale, const float *z, cons
 
 /* A host pointer to the floats of t: its data on the CPU, otherwise a copy
  * in *buf (g_free it). DEVICE: host round trip, needs a kernel — the
- * pos_weight BCE and the hard Dice/IoU counts have no table entry. */
+ * pos_weight BCE has no table entry. */
 static const float *host_floats(const ps_tensor *t, float **buf) {
   *buf = NULL;
   if (t->device == PS_DEVICE_CPU) return ps_f32(t);
@@ -187,13 +208,17 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   else
     k->copy_on_device(s->up->data, s->logits->data, s->logits->nbytes);
   const int64_t P = s->H * s->W, B = s->B;
-  /* Host views of the upsampled logits and the target for what only the
-   * host computes (the pos_weight BCE, the hard metrics). */
-  float *up_buf, *t_buf;
-  const float *up_h = host_floats(s->up, &up_buf), *t_h = host_floats(t, &t_buf);
-  float *bce_h = g_new(float, B), *dsc_h = g_new(float, B);
+  if (!ensure_host(s, B, error)) return FALSE;
+  float *bce_h = s->h_bce, *dsc_h = s->h_dsc;
+  int64_t *counts = s->h_counts;
   if (s->pos_weight != 1.0) {
+    /* The pos_weight BCE runs on the host: host views of the upsampled
+     * logits and the target. */
+    float *up_buf, *t_buf;
+    const float *up_h = host_floats(s->up, &up_buf), *t_h = host_floats(t, &t_buf);
     bce_pos_forward(bce_h, up_h, t_h, B, P, s->pos_weight);
+    g_free(up_buf);
+    g_free(t_buf);
     k->copy_to_device(s->bce->data, bce_h, sizeof(float) * (size_t)B);
   } else {
     k->bce_logits_forward(ps_f32(s->bce), ps_f32(s->up), ps_f32(s->target), B, P);
@@ -201,25 +226,17 @@ static gboolean seg_forward(void *self, ps_context *ctx, const ps_ports *in, ps_
   }
   k->dice_forward(ps_f32(s->dsc), ps_f32(s->up), ps_f32(s->target), B, P, &s->dice);
   k->copy_to_host(dsc_h, s->dsc->data, sizeof(float) * (size_t)B);
+  /* hard metrics: the overlap counts on the device, 3 integers per mask back */
+  k->mask_counts(s->counts->data, ps_f32(s->up), ps_f32(s->target), B, P);
+  k->copy_to_host(counts, s->counts->data, sizeof(int64_t) * 3 * (size_t)B);
   double total = 0, hard = 0, iou = 0;
   for (int64_t b = 0; b < B; b++) {
     total += s->w_bce * bce_h[b] + s->w_dice * dsc_h[b];
-    const float *p = up_h + b * P, *g = t_h + b * P;
-    int64_t inter = 0, np = 0, ng = 0;
-    for (int64_t i = 0; i < P; i++) {
-      int pi = p[i] > 0.0f, gi = g[i] > 0.5f;
-      inter += pi & gi;
-      np += pi;
-      ng += gi;
-    }
+    const int64_t np = counts[3 * b], ng = counts[3 * b + 1], inter = counts[3 * b + 2];
     /* Both empty: a perfect answer. */
     hard += np + ng ? 2.0 * (double)inter / (double)(np + ng) : 1.0;
     iou += np + ng - inter ? (double)inter / (double)(np + ng - inter) : 1.0;
   }
-  g_free(up_buf);
-  g_free(t_buf);
-  g_free(bce_h);
-  g_free(dsc_h);
   set_scalar(k, s->loss, (float)(total / (double)B));
   set_scalar(k, s->hard_dice, (float)(hard / (double)B));
   set_scalar(k, s->iou, (float)(iou / (double)B));

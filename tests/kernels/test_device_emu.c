@@ -302,6 +302,35 @@ static void test_move(void) {
   ps_tensor_free(cache);
 }
 
+/* mask_counts against counting by hand, including values at the thresholds
+ * (0 is not > 0, 0.5 is not > 0.5), and on the emulated device. */
+static void test_mask_counts(const ps_kernels *cpu, const ps_kernels *emu) {
+  enum { M = 3, P = 1001 };
+  float *x = g_new(float, M * P), *t = g_new(float, M * P);
+  guint32 s = 9;
+  for (int i = 0; i < M * P; i++) {
+    x[i] = i % 7 == 0 ? 0.0f : frand(&s);
+    t[i] = i % 11 == 0 ? 0.5f : (frand(&s) > 0 ? 1.0f : 0.0f);
+  }
+  int64_t got[3 * M], want[3 * M] = {0}, dev_got[3 * M];
+  for (int m = 0; m < M; m++)
+    for (int i = 0; i < P; i++) {
+      int pi = x[m * P + i] > 0, ti = t[m * P + i] > 0.5f;
+      want[3 * m] += pi, want[3 * m + 1] += ti, want[3 * m + 2] += pi && ti;
+    }
+  cpu->mask_counts(got, x, t, M, P);
+  PS_CHECK(memcmp(got, want, sizeof want) == 0);
+  float *dx = emu->mem_alloc(sizeof(float) * M * P), *dt = emu->mem_alloc(sizeof(float) * M * P);
+  int64_t *dc = emu->mem_alloc(sizeof dev_got);
+  emu->copy_to_device(dx, x, sizeof(float) * M * P);
+  emu->copy_to_device(dt, t, sizeof(float) * M * P);
+  emu->mask_counts(dc, dx, dt, M, P);
+  emu->copy_to_host(dev_got, dc, sizeof dev_got);
+  PS_CHECK(memcmp(dev_got, want, sizeof want) == 0);
+  emu->mem_free(dx), emu->mem_free(dt), emu->mem_free(dc);
+  g_free(x), g_free(t);
+}
+
 int main(void) {
   ps_test_use_cuda_emulator();
   GError *err = NULL;
@@ -316,6 +345,7 @@ int main(void) {
     test_device_tensors();
     test_layout(cpu, emu);
     test_move();
+    test_mask_counts(cpu, emu);
   }
   return ps_test_finish();
 }

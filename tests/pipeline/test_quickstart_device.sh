@@ -36,7 +36,7 @@ run() { # DEVICE OUTDIR [more --set ...]
     "${sets[@]}" --set device="$dev" --set run_dir="$dir" "$@" 2>&1)
   local status=$?
   if [[ $status -ne 0 ]]; then
-    echo "device=$1: status $status" >&2
+    echo "device=$dev: status $status" >&2
     echo "$out" | tail -15 >&2
     return 1
   fi

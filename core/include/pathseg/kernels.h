@@ -469,6 +469,13 @@ typedef struct ps_kernels {
    * drow: (C). Summed in n order. */
   void (*sum_rows)(float *drow, const float *dout, int64_t N, int64_t C);
 
+  /* Hard overlap counts of masks (Dice/IoU metrics): for mask m of M,
+   * counts[3m] = #(logits > 0), counts[3m + 1] = #(targets > 0.5) and
+   * counts[3m + 2] = #(both), over its P pixels. counts: (M, 3) int64;
+   * logits, targets: (M, P). */
+  void (*mask_counts)(int64_t *counts, const float *logits, const float *targets, int64_t M,
+                      int64_t P);
+
   /* ---- optimizer (ABI 1.2; every table) ------------------------------------- */
 
   /* sum_i x[i]^2, summed in double in an order fixed for a given thread count;
