@@ -74,6 +74,7 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <pathseg/dataset.h>
+#include <pathseg/kernels.h>
 #include <pathseg/loader.h>
 #include <pathseg/reward.h>
 #include <pathseg/safetensors.h>
@@ -87,8 +88,8 @@
 
 typedef struct {
   ps_param *param;
-  float *ref; /* (numel) the snapshot */
-  char *key;  /* "instance/param" */
+  ps_tensor *ref; /* the snapshot, on the parameter's device */
+  char *key;      /* "instance/param" */
 } ref_param;
 
 typedef struct {
@@ -118,6 +119,13 @@ typedef struct {
   GHashTable *inst_norm;         /* instance -> index into inst_names */
   GPtrArray *inst_names;
   FILE *dump;
+  ps_device device;     /* the run's device: component outputs and parameters live there */
+  ps_tensor *swap_tmp;  /* (largest trainable numel) on `device`: swap_reference's buffer */
+  /* Host copies of device outputs (unused on the CPU, where the outputs
+   * themselves are read): llm.logits, the mask, critic.values, image rows,
+   * a parameter / gradient / snapshot for the metrics. */
+  ps_tensor *h_logits, *h_mask, *h_values, *h_img, *h_param, *h_ref;
+  const ps_tensor *lg_host; /* llm.logits of the last forward on the host (h_logits or the output) */
   ps_loader *val;      /* validation batches, or NULL */
   double best_dice;    /* best val_dice so far, NAN before the first validation */
   int64_t best_step;
@@ -134,8 +142,18 @@ static void collect_trainable(const char *instance, ps_param *param, void *user)
 
 static void clear_ref(gpointer p) {
   ref_param *r = p;
-  g_free(r->ref);
+  ps_tensor_free(r->ref);
   g_free(r->key);
+}
+
+/* The buffer swap_reference goes through: as big as the largest trainable
+ * parameter, on the run's device. */
+static gboolean swap_buffer(rl_state *s, GError **error) {
+  int64_t big = 0;
+  for (guint i = 0; i < s->refs->len; i++)
+    big = MAX(big, (int64_t)g_array_index(s->refs, ref_param, i).param->value->nbytes);
+  int64_t shape[1] = {big};
+  return ps_tensor_ensure_on(&s->swap_tmp, s->device, PS_DTYPE_U8, 1, shape, error);
 }
 
 /* Snapshot of the trainable parameters (the frozen SFT policy), saved in the
@@ -157,31 +175,53 @@ static gboolean reference_snapshot(rl_state *s, gboolean resumed, GError **error
         g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s: %s has the wrong size", path, r->key);
         return FALSE;
       }
-      r->ref = g_memdup2(t->data, t->nbytes);
+      if (t->dtype != r->param->value->dtype) {
+        g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s: %s is %s, the parameter %s", path, r->key,
+                    ps_dtype_name(t->dtype), ps_dtype_name(r->param->value->dtype));
+        return FALSE;
+      }
+      /* the parameter's shape, on its device */
+      r->ref = ps_tensor_new_on(r->param->value->device, t->dtype, r->param->value->ndim,
+                                r->param->value->shape, error);
+      if (!r->ref || !ps_tensor_copy_into(r->ref, t, error)) return FALSE;
     }
-    return TRUE;
+    return swap_buffer(s, error);
   }
   g_autoptr(ps_safetensors_writer) w = ps_safetensors_writer_new();
   for (guint i = 0; i < s->refs->len; i++) {
     ref_param *r = &g_array_index(s->refs, ref_param, i);
-    r->ref = g_memdup2(r->param->value->data, r->param->value->nbytes);
-    if (!ps_safetensors_writer_add(w, r->key, r->param->value, error)) return FALSE;
+    /* a copy on the parameter's device (the writer keeps a host copy) */
+    r->ref = ps_tensor_to_device(r->param->value, r->param->value->device, error);
+    if (!r->ref || !ps_safetensors_writer_add(w, r->key, r->param->value, error)) return FALSE;
   }
+  if (!swap_buffer(s, error)) return FALSE;
   /* every rank holds the same parameters; rank 0 writes the run directory */
   return !ps_run_is_root(s->run) || ps_safetensors_writer_write(w, path, error);
 }
 
-/* Swaps the live trainable parameters with the snapshot (twice = back). */
-static void swap_reference(rl_state *s) {
+/* Swaps the live trainable parameters with the snapshot (twice = back), in
+ * place (the values' data pointers stay, so nothing that holds them goes
+ * stale), by three copies within the device through swap_tmp. */
+static gboolean swap_reference(rl_state *s, GError **error) {
+  const ps_kernels *k = ps_kernels_get(s->device, error);
+  if (!k) return FALSE;
+  void *tmp = s->swap_tmp->data;
   for (guint i = 0; i < s->refs->len; i++) {
     ref_param *r = &g_array_index(s->refs, ref_param, i);
-    float *v = ps_f32(r->param->value);
-    for (int64_t k = 0, n = ps_tensor_numel(r->param->value); k < n; k++) {
-      float tmp = v[k];
-      v[k] = r->ref[k];
-      r->ref[k] = tmp;
+    size_t n = r->param->value->nbytes;
+    if (n == 0) continue;
+    if (r->param->value->device != s->device) { /* a parameter held elsewhere (not expected) */
+      g_autoptr(ps_tensor) keep = ps_tensor_copy(r->param->value, error);
+      if (!keep || !ps_tensor_copy_into(r->param->value, r->ref, error) ||
+          !ps_tensor_copy_into(r->ref, keep, error))
+        return FALSE;
+      continue;
     }
+    k->copy_on_device(tmp, r->param->value->data, n);
+    k->copy_on_device(r->param->value->data, r->ref->data, n);
+    k->copy_on_device(r->ref->data, tmp, n);
   }
+  return TRUE;
 }
 
 static ps_bpe *load_tokenizer(const ps_pipeline *p, const char *dataset, GError **error) {
@@ -421,12 +461,17 @@ static gboolean llm_logps(rl_state *s, rollout *r, float *out, GError **error) {
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s.logits is missing or not (N, T, V)", s->c->llm);
     return FALSE;
   }
+  /* read on the host: the output itself on the CPU, else a copy (kept for
+   * policy_update, which differentiates this same forward's logits) */
+  s->lg_host = ps_tensor_on_device(lg, PS_DEVICE_CPU, &s->h_logits, error);
+  if (!s->lg_host) return FALSE;
+  const float *lgh = ps_f32(s->lg_host);
   double T = s->c->temperature > 0 ? s->c->temperature : 1.0;
   for (int64_t n = 0; n < r->N; n++) {
     int64_t Tp = r->Tp[n / r->G];
     for (int64_t t = 0; t < r->Tc; t++)
       out[n * r->Tc + t] =
-          t < r->n_gen[n] ? (float)token_logp(ps_f32(lg) + ((n * r->Tu) + Tp + t - 1) * r->V, r->V, T,
+          t < r->n_gen[n] ? (float)token_logp(lgh + ((n * r->Tu) + Tp + t - 1) * r->V, r->V, T,
                                               r->tokens[n * r->Tc + t], NULL)
                           : 0.0f;
   }
@@ -437,12 +482,18 @@ typedef struct {
   double sum, sq;
   int64_t n;
   GHashTable *per_inst; /* name -> double* (sum of squares) */
+  ps_tensor **cache;    /* host copy of a device gradient */
+  GError *error;        /* the first failure to copy one */
 } grad_stats;
 
 static void grad_visit(const char *instance, ps_param *param, void *user) {
   grad_stats *gs = user;
-  if (!param->grad) return;
-  const float *gr = ps_f32(param->grad);
+  if (!param->grad || gs->error) return;
+  /* DEVICE: the statistics are summed on the host (in double, as on the
+   * CPU); a device gradient comes back first */
+  const ps_tensor *gh = ps_tensor_on_device(param->grad, PS_DEVICE_CPU, gs->cache, &gs->error);
+  if (!gh) return;
+  const float *gr = ps_f32(gh);
   double sq = 0;
   for (int64_t k = 0, n = ps_tensor_numel(param->grad); k < n; k++) {
     gs->sum += gr[k];
@@ -593,10 +644,12 @@ static gboolean policy_update(rl_state *s, rollout *r, const float *values_now, 
   double vloss = NAN;
   ps_graph_zero_grad(g);
   {
-    const ps_tensor *lg = ps_graph_output(g, c->llm, "logits");
-    g_autoptr(ps_tensor) dl = ps_tensor_copy(lg, error);
+    /* the logits of the update forward, on the host (llm_logps read them);
+     * the seed is built on the host and the graph takes it to the logits'
+     * device */
+    const ps_tensor *lg = s->lg_host;
+    g_autoptr(ps_tensor) dl = ps_tensor_new(PS_DTYPE_F32, lg->ndim, lg->shape, error); /* zeros */
     if (!dl) return FALSE;
-    memset(dl->data, 0, dl->nbytes);
     double T = c->temperature > 0 ? c->temperature : 1.0;
     g_autofree float *sm = g_new(float, V);
     /* d logp / d logits = (onehot(token) - softmax(logits / T)) / T */
@@ -617,9 +670,8 @@ static gboolean policy_update(rl_state *s, rollout *r, const float *values_now, 
     if (!s->adv->value_loss(s->adv_self, values_now, r->values, r->ret, r->mask_p1, N * Tc, &vloss, gv, error))
       return FALSE;
     const ps_tensor *vt = ps_graph_output(g, c->critic, "values");
-    g_autoptr(ps_tensor) dv = ps_tensor_copy(vt, error);
+    g_autoptr(ps_tensor) dv = ps_tensor_new(PS_DTYPE_F32, vt->ndim, vt->shape, error); /* host zeros */
     if (!dv) return FALSE;
-    memset(dv->data, 0, dv->nbytes);
     for (int64_t n = 0; n < N; n++)
       for (int64_t t = 0; t < Tc; t++)
         ps_f32(dv)[n * r->Tu + r->Tp[n / G] + t - 1] += (float)(c->vf_coef * gv[n * Tc + t]);
@@ -627,8 +679,14 @@ static gboolean policy_update(rl_state *s, rollout *r, const float *values_now, 
   }
   if (any_dgrad && !ps_graph_seed_grad(g, c->mask_instance, c->mask_port, dmask, error)) return FALSE;
   if (!ps_graph_backward(g, error)) return FALSE;
-  grad_stats gs = {0, 0, 0, g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free)};
+  grad_stats gs = {0, 0, 0, g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free), &s->h_param,
+                   NULL};
   ps_graph_visit_params(g, grad_visit, &gs);
+  if (gs.error) {
+    g_propagate_prefixed_error(error, gs.error, "gradient statistics: ");
+    g_hash_table_unref(gs.per_inst);
+    return FALSE;
+  }
   double gmean = gs.n ? gs.sum / (double)gs.n : 0;
   us->gvar += gs.n ? gs.sq / (double)gs.n - gmean * gmean : 0;
   GHashTableIter it;
@@ -660,6 +718,8 @@ static gboolean policy_update(rl_state *s, rollout *r, const float *values_now, 
  * new log-probs, the mask output and the critic's values (N, Tc). */
 static gboolean update_forward(rl_state *s, rollout *r, const ps_ports *batch, int64_t H, int64_t W,
                                const ps_tensor **mk, float *values, GError **error) {
+  /* *mk: the mask output on the host (the output itself on the CPU, else
+   * s->h_mask), where the rewards read it */
   rl_config *c = s->c;
   const char *targets[] = {c->llm, c->mask_instance, s->gae ? c->critic : NULL, NULL};
   if (!ps_graph_forward(s->g, batch, targets, error) || !llm_logps(s, r, r->logps, error)) return FALSE;
@@ -672,15 +732,18 @@ static gboolean update_forward(rl_state *s, rollout *r, const ps_ports *batch, i
                 c->mask_instance, c->mask_port, H, W);
     return FALSE;
   }
+  if (!(*mk = ps_tensor_on_device(m, PS_DEVICE_CPU, &s->h_mask, error))) return FALSE;
   if (!s->gae) return TRUE;
   const ps_tensor *vt = ps_graph_output(s->g, c->critic, "values");
-  if (!vt || vt->ndim != 2 || vt->shape[0] != r->N || vt->shape[1] != r->Tu) {
+  if (!vt || vt->dtype != PS_DTYPE_F32 || vt->ndim != 2 || vt->shape[0] != r->N || vt->shape[1] != r->Tu) {
     g_set_error(error, PS_ERROR, PS_ERROR_SHAPE, "%s.values is not (N, T)", c->critic);
     return FALSE;
   }
+  const ps_tensor *vh = ps_tensor_on_device(vt, PS_DEVICE_CPU, &s->h_values, error);
+  if (!vh) return FALSE;
   for (int64_t n = 0; n < r->N; n++)
     for (int64_t t = 0; t < r->Tc; t++)
-      values[n * r->Tc + t] = ps_f32(vt)[n * r->Tu + r->Tp[n / r->G] + t - 1];
+      values[n * r->Tc + t] = ps_f32(vh)[n * r->Tu + r->Tp[n / r->G] + t - 1];
   return TRUE;
 }
 
@@ -723,7 +786,9 @@ static gboolean image_rows(rl_state *s, const ps_ports *batch, int64_t P, float 
   }
   *n_image = it->shape[1];
   *D = it->shape[2];
-  *img = g_memdup2(it->data, it->nbytes);
+  const ps_tensor *ih = ps_tensor_on_device(it, PS_DEVICE_CPU, &s->h_img, error); /* the prompt is host memory */
+  if (!ih) return FALSE;
+  *img = g_memdup2(ih->data, ih->nbytes);
   return TRUE;
 }
 
@@ -829,17 +894,18 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
   ps_context_set_training(s->ctx, TRUE);
   {
     const char *targets[] = {c->llm, NULL};
-    swap_reference(s);
+    if (!swap_reference(s, error)) goto out;
     gboolean fw = ps_graph_forward(g, &u.ports, targets, error) && llm_logps(s, &r, r.ref_logps, error);
-    swap_reference(s);
-    if (!fw) goto out;
+    /* swapped back even after a failed forward (a failed swap leaves the run failed anyway) */
+    if (!swap_reference(s, fw ? error : NULL) || !fw) goto out;
   }
   /* 3. the teacher-forced forward that backward runs through */
   const ps_tensor *mk = NULL;
   if (!update_forward(s, &r, &u.ports, H, W, &mk, r.values, error)) goto out;
 
-  /* 5. rewards (and the reward gradient w.r.t. the mask logits) */
-  dmask = ps_tensor_copy(mk, error);
+  /* 5. rewards (and the reward gradient w.r.t. the mask logits, a host
+   * tensor the graph takes to the mask's device when it is seeded) */
+  dmask = ps_tensor_new(PS_DTYPE_F32, mk->ndim, mk->shape, error);
   if (!dmask) goto out;
   dtmp = g_new(float, H * W);
   gboolean any_dgrad = FALSE;
@@ -878,9 +944,14 @@ static gboolean rl_step(rl_state *s, ps_loader *loader, ps_optim *opt, int64_t s
   double delta = 0;
   for (guint i = 0; i < s->refs->len; i++) {
     ref_param *rp = &g_array_index(s->refs, ref_param, i);
-    const float *v = ps_f32(rp->param->value);
-    for (int64_t k = 0, n = ps_tensor_numel(rp->param->value); k < n; k++)
-      delta += ((double)v[k] - rp->ref[k]) * ((double)v[k] - rp->ref[k]);
+    /* DEVICE: summed on the host in double as on the CPU (host copies of
+     * the parameter and its snapshot when they live on a device) */
+    const ps_tensor *vh = ps_tensor_on_device(rp->param->value, PS_DEVICE_CPU, &s->h_param, error);
+    const ps_tensor *rh = vh ? ps_tensor_on_device(rp->ref, PS_DEVICE_CPU, &s->h_ref, error) : NULL;
+    if (!rh) goto out;
+    const float *v = ps_f32(vh), *ref = ps_f32(rh);
+    for (int64_t k = 0, n = ps_tensor_numel(vh); k < n; k++)
+      delta += ((double)v[k] - ref[k]) * ((double)v[k] - ref[k]);
   }
   double rsum = 0, len = 0, nseg = 0, dsum = 0, am = 0, a2 = 0, msum = 0;
   int64_t nd = 0;
@@ -1020,6 +1091,7 @@ static gboolean rl_validate(rl_state *s, int64_t step, GError **error) {
                     c->mask_instance, c->mask_port);
       ok = FALSE;
     }
+    if (ok && !(mk = ps_tensor_on_device(mk, PS_DEVICE_CPU, &s->h_mask, error))) ok = FALSE; /* read on the host */
     for (int64_t n = 0; ok && n < N; n++) {
       const float *ml = ps_f32(mk) + n * (ps_tensor_numel(mk) / N);
       const float *tg = ps_f32(tgt_t) + n * (ps_tensor_numel(tgt_t) / N);
@@ -1110,13 +1182,11 @@ gboolean rl_stage_run(void *self, ps_run *run, GError **error) {
   gboolean ok = FALSE;
   g_autoptr(ps_loader) loader = NULL;
   g_autoptr(ps_optim) opt = NULL;
-  if (ps_context_device(ps_run_context(run)) != PS_DEVICE_CPU) {
-    /* Sampling, rewards and the policy loss read model outputs on the host
-     * throughout; moving them to the device is not done yet. */
-    g_set_error(error, PS_ERROR, PS_ERROR_UNSUPPORTED,
-                "the so_grpo stage runs on the CPU only for now (device: cpu)");
-    return FALSE;
-  }
+  /* On a device the components compute there; this stage reads their
+   * outputs (logits, masks, values, image rows) through host copies, seeds
+   * gradients built on the host, and keeps the reference snapshot on the
+   * device. Sampling, rewards and advantages are host work on host data. */
+  s.device = ps_context_device(ps_run_context(run));
   if (!setup(&s, error)) goto out;
   const int ranks = ps_comm_size(ps_run_comm(run));
   if (c->group_size % ranks != 0) {
@@ -1188,6 +1258,13 @@ out:
   if (s.val) ps_loader_free(s.val);
   if (s.dump) fclose(s.dump);
   if (s.refs) g_array_unref(s.refs);
+  ps_tensor_free(s.swap_tmp);
+  ps_tensor_free(s.h_logits);
+  ps_tensor_free(s.h_mask);
+  ps_tensor_free(s.h_values);
+  ps_tensor_free(s.h_img);
+  ps_tensor_free(s.h_param);
+  ps_tensor_free(s.h_ref);
   g_free(s.rewards);
   g_free(s.img_instance);
   g_free(s.img_port);

@@ -7,6 +7,7 @@
  * and across a resume; with GAE the critic learns (value loss falls); the
  * soft-Dice gradient reaches adapter.seg only with differentiable_reward;
  * every ablation file validates and ablation_no_gae runs. */
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <pathseg/host.h>
@@ -96,6 +97,19 @@ static int check_group_advantages(const char *dir, int64_t G) {
     g_array_append_val(adv, a);
   }
   return checked;
+}
+
+/* Removes a directory tree this test made. */
+static void rm_tree(const char *path) {
+  if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    const char *name;
+    while (dir && (name = g_dir_read_name(dir))) {
+      g_autofree char *child = g_build_filename(path, name, NULL);
+      rm_tree(child);
+    }
+  }
+  g_remove(path);
 }
 
 int main(int argc, char **argv) {
@@ -255,5 +269,7 @@ int main(int argc, char **argv) {
 
   g_free(manifest);
   ps_registry_free(reg);
+  rm_tree(tmp); /* the benchmark and the runs */
+  g_free(tmp);
   return ps_test_finish();
 }
