@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,21 @@ __attribute__((weak)) int ps_test_failed_ = 0;
               __FILE__, __LINE__, #a, a_, #b, b_, fabs(a_ - b_), (double)(tol)); \
     }                                                                           \
   } while (0)
+
+/* Removes a directory tree the test made (not following symbolic links). */
+static inline void ps_test_rm_tree(const char *path) {
+  if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
+    GDir *dir = g_dir_open(path, 0, NULL);
+    const char *name;
+    while (dir && (name = g_dir_read_name(dir))) {
+      char *child = g_build_filename(path, name, NULL);
+      ps_test_rm_tree(child);
+      g_free(child);
+    }
+    if (dir) g_dir_close(dir);
+  }
+  g_remove(path);
+}
 
 static inline int ps_test_finish(void) {
   printf("%d passed, %d failed\n", ps_test_passed_, ps_test_failed_);

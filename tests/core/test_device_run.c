@@ -203,5 +203,7 @@ int main(int argc, char **argv) {
   g_clear_error(&error);
 
   ps_registry_free(reg);
+  ps_test_rm_tree(tmp);
+  g_free(tmp);
   return ps_test_finish();
 }

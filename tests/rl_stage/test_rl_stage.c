@@ -99,19 +99,6 @@ static int check_group_advantages(const char *dir, int64_t G) {
   return checked;
 }
 
-/* Removes a directory tree this test made. */
-static void rm_tree(const char *path) {
-  if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name(dir))) {
-      g_autofree char *child = g_build_filename(path, name, NULL);
-      rm_tree(child);
-    }
-  }
-  g_remove(path);
-}
-
 int main(int argc, char **argv) {
   (void)argc;
   (void)argv;
@@ -269,7 +256,7 @@ int main(int argc, char **argv) {
 
   g_free(manifest);
   ps_registry_free(reg);
-  rm_tree(tmp); /* the benchmark and the runs */
+  ps_test_rm_tree(tmp); /* the benchmark and the runs */
   g_free(tmp);
   return ps_test_finish();
 }

@@ -192,19 +192,6 @@ static void compare_runs(const char *what, const char *dir_cpu, const char *dir_
   PS_CHECK(m.lines >= 4 && nref > 0 && nck > nref);
 }
 
-/* Removes a directory tree this test made. */
-static void rm_tree(const char *path) {
-  if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name(dir))) {
-      g_autofree char *child = g_build_filename(path, name, NULL);
-      rm_tree(child);
-    }
-  }
-  g_remove(path);
-}
-
 int main(void) {
   ps_test_use_cuda_emulator();
   GError *error = NULL;
@@ -283,7 +270,7 @@ int main(void) {
 
   g_free(manifest);
   ps_registry_free(reg);
-  rm_tree(tmp);
+  ps_test_rm_tree(tmp);
   g_free(tmp);
   return ps_test_finish();
 }

@@ -273,7 +273,6 @@ int main(int argc, char **argv) {
   PS_CHECK_FAILS_WITH(run_file(yaml, tmp, bad_patch, NULL, NULL, &error), error, "patch");
 
   ps_registry_free(reg);
-  g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
-  if (ps_test_failed_ == 0 && system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+  if (ps_test_failed_ == 0) ps_test_rm_tree(tmp); /* kept for a look when a check failed */
   return ps_test_finish();
 }

@@ -82,21 +82,8 @@ static GPtrArray *metric_lines(const char *dir) {
   return out;
 }
 
-/* Removes a directory tree this test made. */
-static void rm_tree(const char *path) {
-  if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
-    const char *name;
-    while (dir && (name = g_dir_read_name(dir))) {
-      g_autofree char *child = g_build_filename(path, name, NULL);
-      rm_tree(child);
-    }
-  }
-  g_remove(path);
-}
-
 static int finish(const char *tmp) {
-  rm_tree(tmp);
+  ps_test_rm_tree(tmp);
   return ps_test_finish();
 }
 
