@@ -239,6 +239,26 @@ uint8_t *conv_load_png_indices(const char *path, int *w, int *h, uint8_t palette
 
 /* ------------------------------------------------ CPM-15 ASCII maps --- */
 
+/* The next label of a map: optional whitespace, an optional sign, decimal
+ * digits (strtol's grammar for these files). Returns the value, -1 when
+ * there is no number (*next unchanged) and -2 when it is negative or above
+ * INT32_MAX. A hand parser rather than strtol, which under ASan's
+ * strict_string_checks measures the rest of the file on every call: O(n^2)
+ * over a megapixel map. */
+static int64_t next_label(const char *p, const char **next) {
+  while (g_ascii_isspace(*p)) p++;
+  gboolean negative = *p == '-';
+  if (*p == '-' || *p == '+') p++;
+  if (!g_ascii_isdigit(*p)) return -1;
+  int64_t v = 0;
+  while (g_ascii_isdigit(*p)) {
+    if (v <= INT32_MAX) v = v * 10 + (*p - '0');
+    p++;
+  }
+  *next = p;
+  return negative && v > 0 ? -2 : v > INT32_MAX ? -2 : v;
+}
+
 int32_t *conv_load_ascii_labels(const char *path, int *w, int *h, GError **error) {
   g_autofree char *text = NULL;
   gsize len = 0;
@@ -259,17 +279,17 @@ int32_t *conv_load_ascii_labels(const char *path, int *w, int *h, GError **error
     return NULL;
   }
   g_autofree int32_t *out = g_new(int32_t, n);
+  const char *at = end;
   for (size_t i = 0; i < n; i++) {
-    p = end;
-    errno = 0;
-    long v = strtol(p, &end, 10);
-    if (end == p || errno || v < 0 || v > INT32_MAX) {
+    int64_t v = next_label(at, &at);
+    if (v < 0) {
       g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: value %zu of %zu (pixel %zu, %zu) is %s", path, i + 1, n,
-                  i % (size_t)W, i / (size_t)W, end == p ? "missing" : "not a label >= 0");
+                  i % (size_t)W, i / (size_t)W, v == -1 ? "missing" : "not a label >= 0");
       return NULL;
     }
     out[i] = (int32_t)v;
   }
+  end = (char *)at;
   while (g_ascii_isspace(*end)) end++;
   if (*end) {
     g_set_error(error, PS_ERROR, PS_ERROR_PARSE, "%s: more than %ld x %ld values", path, W, H);
