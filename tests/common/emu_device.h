@@ -4,8 +4,12 @@
 #pragma once
 
 #include <glib.h>
+#include <math.h>
+#include <pathseg/tensor.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "ps_test.h"
 
 /* Points PATHSEG_CUDA_LIBRARY at the emulator the build made (ctest sets
  * PATHSEG_CUDA_EMULATOR); exits with a message when there is none. */
@@ -16,4 +20,26 @@ static inline void ps_test_use_cuda_emulator(void) {
     exit(1);
   }
   g_setenv("PATHSEG_CUDA_LIBRARY", emu, TRUE);
+}
+
+/* Bitwise equality of a CPU run's tensor and the device run's (copied back);
+ * with on_device, the latter must also live on the device. A mismatch
+ * reports the largest difference of f32 data. */
+static inline void ps_test_same_as_cpu(const char *what, const ps_tensor *cpu, const ps_tensor *dev,
+                                       gboolean on_device) {
+  PS_CHECK_MSG(cpu && dev, "%s: missing (%p, %p)", what, (const void *)cpu, (const void *)dev);
+  if (!cpu || !dev) return;
+  if (on_device) PS_CHECK_MSG(dev->device == PS_DEVICE_CUDA, "%s is not on the device", what);
+  ps_tensor *h = ps_tensor_copy(dev, NULL);
+  PS_CHECK_MSG(h && h->dtype == cpu->dtype && h->nbytes == cpu->nbytes &&
+                   ps_tensor_has_shape(h, cpu->ndim, cpu->shape),
+               "%s: dtype/shape differ", what);
+  if (h && h->nbytes == cpu->nbytes && cpu->nbytes > 0 && memcmp(h->data, cpu->data, cpu->nbytes) != 0) {
+    double worst = 0;
+    if (cpu->dtype == PS_DTYPE_F32)
+      for (int64_t j = 0; j < ps_tensor_numel(cpu); j++)
+        worst = fmax(worst, fabs((double)ps_f32(h)[j] - ps_f32(cpu)[j]));
+    PS_CHECK_MSG(FALSE, "%s: device result differs from the CPU's (max |diff| %g)", what, worst);
+  }
+  ps_tensor_free(h);
 }

@@ -112,23 +112,6 @@ static void set_params(side *a, side *b, ps_rng *rng) {
   }
 }
 
-/* Bitwise equality of a CPU tensor and a tensor from the device side. */
-static void same(const char *what, const ps_tensor *cpu, const ps_tensor *dev) {
-  PS_CHECK_MSG(cpu && dev, "%s: missing (%p, %p)", what, (const void *)cpu, (const void *)dev);
-  if (!cpu || !dev) return;
-  PS_CHECK_MSG(dev->device == PS_DEVICE_CUDA, "%s is not on the device", what);
-  g_autoptr(ps_tensor) h = ps_tensor_copy(dev, NULL);
-  PS_CHECK_MSG(h && h->dtype == cpu->dtype && h->nbytes == cpu->nbytes &&
-                   ps_tensor_has_shape(h, cpu->ndim, cpu->shape),
-               "%s: dtype/shape differ", what);
-  if (!h || h->nbytes != cpu->nbytes) return;
-  if (cpu->nbytes == 0 || memcmp(h->data, cpu->data, cpu->nbytes) == 0) return;
-  double worst = 0;
-  for (int64_t j = 0; j < ps_tensor_numel(cpu); j++)
-    worst = MAX(worst, fabs((double)ps_f32(h)[j] - ps_f32(cpu)[j]));
-  PS_CHECK_MSG(FALSE, "%s: device result differs from the CPU's (max |diff| %g)", what, worst);
-}
-
 /* Forward on both sides and compare every output. The device side gets the
  * host inputs, or device copies of them with dev_inputs. */
 static gboolean forward_both(side *a, side *b, const input *ins, int n_in, gboolean dev_inputs,
@@ -146,7 +129,7 @@ static gboolean forward_both(side *a, side *b, const input *ins, int n_in, gbool
   if (!ok) return FALSE;
   for (size_t o = 0; o < a->out.count; o++) {
     g_autofree char *what = g_strdup_printf("%s: output %s", label, a->out_i[o].name);
-    same(what, a->out_i[o].tensor, b->out_i[o].tensor);
+    ps_test_same_as_cpu(what, a->out_i[o].tensor, b->out_i[o].tensor, TRUE);
   }
   return TRUE;
 }
@@ -171,12 +154,12 @@ static void step(side *a, side *b, const input *ins, int n_in, gboolean dev_inpu
   for (int i = 0; i < n_in; i++) {
     if (!ins[i].needs_grad) continue;
     g_autofree char *what = g_strdup_printf("%s: gradient of input %s", label, ins[i].name);
-    same(what, ps_ports_get(&a->gin, ins[i].name), ps_ports_get(&b->gin, ins[i].name));
+    ps_test_same_as_cpu(what, ps_ports_get(&a->gin, ins[i].name), ps_ports_get(&b->gin, ins[i].name), TRUE);
   }
   ps_param_list pa = a->desc->vtable->params(a->self), pb = b->desc->vtable->params(b->self);
   for (size_t i = 0; i < pa.count; i++) {
     g_autofree char *what = g_strdup_printf("%s: gradient of %s", label, pa.items[i].name);
-    same(what, pa.items[i].grad, pb.items[i].grad);
+    ps_test_same_as_cpu(what, pa.items[i].grad, pb.items[i].grad, TRUE);
   }
   printf("%s: outputs, input gradients and %zu parameter gradients equal\n", label, pa.count);
 }

@@ -93,23 +93,6 @@ static ps_tensor *on_dev(side *s, int slot, const ps_tensor *t) {
   return s->owned[slot];
 }
 
-/* Bitwise equality of a CPU tensor and a device tensor. */
-static void same(const char *what, const ps_tensor *cpu, const ps_tensor *dev) {
-  PS_CHECK_MSG(cpu && dev, "%s: missing (%p, %p)", what, (const void *)cpu, (const void *)dev);
-  if (!cpu || !dev) return;
-  PS_CHECK_MSG(dev->device == PS_DEVICE_CUDA, "%s is not on the device", what);
-  g_autoptr(ps_tensor) h = ps_tensor_copy(dev, NULL);
-  PS_CHECK_MSG(h && h->dtype == cpu->dtype && h->nbytes == cpu->nbytes &&
-                   ps_tensor_has_shape(h, cpu->ndim, cpu->shape),
-               "%s: dtype/shape differ", what);
-  if (!h || h->nbytes != cpu->nbytes) return;
-  if (cpu->nbytes == 0 || memcmp(h->data, cpu->data, cpu->nbytes) == 0) return;
-  double worst = 0;
-  for (int64_t j = 0; j < ps_tensor_numel(cpu); j++)
-    worst = MAX(worst, fabs((double)ps_f32(h)[j] - ps_f32(cpu)[j]));
-  PS_CHECK_MSG(FALSE, "%s: device result differs from the CPU's (max |diff| %g)", what, worst);
-}
-
 static gboolean forward_both(side *a, side *b, const input *ins, int n_in, gboolean dev_inputs,
                              const char *label) {
   GError *err = NULL;
@@ -125,7 +108,7 @@ static gboolean forward_both(side *a, side *b, const input *ins, int n_in, gbool
   if (!ok) return FALSE;
   for (size_t o = 0; o < a->out.count; o++) {
     g_autofree char *what = g_strdup_printf("%s: output %s", label, a->out_i[o].name);
-    same(what, a->out_i[o].tensor, b->out_i[o].tensor);
+    ps_test_same_as_cpu(what, a->out_i[o].tensor, b->out_i[o].tensor, TRUE);
   }
   return TRUE;
 }
@@ -148,7 +131,7 @@ static void step(side *a, side *b, const input *ins, int n_in, gboolean dev_inpu
   for (int i = 0; i < n_in; i++) {
     if (!ins[i].needs_grad) continue;
     g_autofree char *what = g_strdup_printf("%s: gradient of input %s", label, ins[i].name);
-    same(what, ps_ports_get(&a->gin, ins[i].name), ps_ports_get(&b->gin, ins[i].name));
+    ps_test_same_as_cpu(what, ps_ports_get(&a->gin, ins[i].name), ps_ports_get(&b->gin, ins[i].name), TRUE);
     n++;
   }
   printf("%s: loss = %.6f; outputs and %d input gradients equal\n", label,

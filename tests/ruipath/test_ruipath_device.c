@@ -99,23 +99,6 @@ static void set_params(side *a, side *b, ps_rng *rng) {
   }
 }
 
-/* Bitwise equality of a CPU tensor and a tensor from the device side. */
-static void same(const char *what, const ps_tensor *cpu, const ps_tensor *dev) {
-  PS_CHECK_MSG(cpu && dev, "%s: missing (%p, %p)", what, (const void *)cpu, (const void *)dev);
-  if (!cpu || !dev) return;
-  g_autoptr(ps_tensor) h = ps_tensor_copy(dev, NULL);
-  PS_CHECK_MSG(h && h->dtype == cpu->dtype && h->nbytes == cpu->nbytes &&
-                   ps_tensor_has_shape(h, cpu->ndim, cpu->shape),
-               "%s: dtype/shape differ", what);
-  if (!h || h->nbytes != cpu->nbytes) return;
-  if (cpu->nbytes == 0 || memcmp(h->data, cpu->data, cpu->nbytes) == 0) return;
-  double worst = 0;
-  if (cpu->dtype == PS_DTYPE_F32)
-    for (int64_t j = 0; j < ps_tensor_numel(cpu); j++)
-      worst = MAX(worst, fabs((double)ps_f32(h)[j] - ps_f32(cpu)[j]));
-  PS_CHECK_MSG(FALSE, "%s: device result differs from the CPU's (max |diff| %g)", what, worst);
-}
-
 /* Forward on both sides; the device side gets `img` itself (a host tensor)
  * or, with dev_input, a device copy of it. */
 static gboolean forward_both(side *a, side *b, ps_tensor *img, gboolean dev_input,
@@ -139,7 +122,7 @@ static gboolean forward_both(side *a, side *b, ps_tensor *img, gboolean dev_inpu
     const ps_tensor *tb = ps_ports_get(&b->out, outs[i]);
     if (i < 3)
       PS_CHECK_MSG(tb && tb->device == PS_DEVICE_CUDA, "output %s is not on the device", outs[i]);
-    same(outs[i], ps_ports_get(&a->out, outs[i]), tb);
+    ps_test_same_as_cpu(outs[i], ps_ports_get(&a->out, outs[i]), tb, FALSE);
   }
   return TRUE;
 }
@@ -162,13 +145,13 @@ static void step(side *a, side *b, ps_tensor *img, gboolean dev_input, ps_tensor
   PS_CHECK_MSG(b->gin_i[0].tensor && b->gin_i[0].tensor->device == PS_DEVICE_CUDA,
                "%s: the image gradient is not on the device", label);
   g_autofree char *w = g_strdup_printf("%s: image gradient", label);
-  same(w, a->gin_i[0].tensor, b->gin_i[0].tensor);
+  ps_test_same_as_cpu(w, a->gin_i[0].tensor, b->gin_i[0].tensor, FALSE);
   ps_param_list pa = a->desc->vtable->params(a->self), pb = b->desc->vtable->params(b->self);
   int n = 0;
   for (size_t i = 0; i < pa.count; i++) {
     if (!pa.items[i].grad) continue;
     g_autofree char *what = g_strdup_printf("%s: gradient of %s", label, pa.items[i].name);
-    same(what, pa.items[i].grad, pb.items[i].grad);
+    ps_test_same_as_cpu(what, pa.items[i].grad, pb.items[i].grad, FALSE);
     n++;
   }
   printf("%s: outputs, image gradient and %d parameter gradients compared\n", label, n);

@@ -255,7 +255,7 @@ int main(void) {
     PS_CHECK(px[3] == 255 && px[0] == pattern(10, 10, 0) && px[1] == pattern(10, 10, 1));
   }
 #endif
-  g_autofree char *rm = g_strdup_printf("rm -rf '%s'", tmp);
-  PS_CHECK(system(rm) == 0);
+  ps_test_rm_tree(tmp);
+  PS_CHECK(!g_file_test(tmp, G_FILE_TEST_EXISTS));
   return ps_test_finish();
 }
