@@ -168,6 +168,11 @@ static void check_products(void) {
     RUN(linear_backward, (P(dinp), P(dw), P(db), P(dout), P(inp), P(w), N, C, OC));
     cmp("linear_backward", "dinp", &dinp), cmp("linear_backward", "dweight", &dw);
     cmp("linear_backward", "dbias", &db);
+    /* frozen weights: the input gradient only, and the weight gradient only */
+    RUN(linear_backward, (P(dinp), NULL, NULL, P(dout), P(inp), P(w), N, C, OC));
+    cmp("linear_backward", "dinp only", &dinp);
+    RUN(linear_backward, (NULL, P(dw), NULL, P(dout), P(inp), P(w), N, C, OC));
+    cmp("linear_backward", "dweight only", &dw);
     rm(&dinp), rm(&dw), rm(&db), rm(&dout), rm(&inp), rm(&w);
   }
   int64_t Bt = 3, M = 17, Nn = 12, K = 9;
@@ -201,6 +206,8 @@ static void check_norms(void) {
     RUN(layernorm_backward, (P(dx), P(dw), P(db), P(dy), P(x), P(w), P(mean), P(rstd), N, C));
     cmp("layernorm_backward", "dinp", &dx), cmp("layernorm_backward", "dweight", &dw);
     cmp("layernorm_backward", "dbias", &db);
+    RUN(layernorm_backward, (P(dx), NULL, NULL, P(dy), P(x), P(w), P(mean), P(rstd), N, C));
+    cmp("layernorm_backward", "dinp only", &dx); /* a frozen norm */
     rm(&out), rm(&mean), rm(&rstd), rm(&x), rm(&w), rm(&b), rm(&dx), rm(&dw), rm(&db), rm(&dy);
   }
   int64_t B = 2, Ch = 32, HW = 150;
@@ -214,6 +221,9 @@ static void check_norms(void) {
         (P(dx), P(dw), P(db), P(dy), P(x), P(w), P(mean), P(rstd), B, Ch, HW));
     cmp("layernorm2d_backward", "dinp", &dx), cmp("layernorm2d_backward", "dweight", &dw);
     cmp("layernorm2d_backward", "dbias", &db);
+    RUN(layernorm2d_backward,
+        (P(dx), NULL, NULL, P(dy), P(x), P(w), P(mean), P(rstd), B, Ch, HW));
+    cmp("layernorm2d_backward", "dinp only", &dx);
     rm(&out), rm(&mean), rm(&rstd), rm(&x), rm(&w), rm(&b), rm(&dx), rm(&dw), rm(&db), rm(&dy);
   }
   if (HAVE(rmsnorm_forward) && HAVE(rmsnorm_backward)) {
@@ -223,6 +233,8 @@ static void check_norms(void) {
     cmp("rmsnorm_forward", "out", &out), cmp("rmsnorm_forward", "rstd", &rstd);
     RUN(rmsnorm_backward, (P(dx), P(dw), P(dy), P(x), P(w), P(rstd), N, C));
     cmp("rmsnorm_backward", "dinp", &dx), cmp("rmsnorm_backward", "dweight", &dw);
+    RUN(rmsnorm_backward, (P(dx), NULL, P(dy), P(x), P(w), P(rstd), N, C));
+    cmp("rmsnorm_backward", "dinp only", &dx);
     rm(&out), rm(&rstd), rm(&x), rm(&w), rm(&dx), rm(&dw), rm(&dy);
   }
 }
@@ -257,6 +269,8 @@ static void check_elementwise(void) {
     cmp("layerscale_forward", "out", &out);
     RUN(layerscale_backward, (P(dx), P(dg), P(dy), P(x), P(g), N, C));
     cmp("layerscale_backward", "dinp", &dx), cmp("layerscale_backward", "dgamma", &dg);
+    RUN(layerscale_backward, (P(dx), NULL, P(dy), P(x), P(g), N, C));
+    cmp("layerscale_backward", "dinp only", &dx);
     rm(&out), rm(&x), rm(&g), rm(&dx), rm(&dg), rm(&dy);
   }
   buf out = mk(n, 1), a = mk(n, 1), b = mk(n, 1), da = mk(n, 1), db = mk(n, 1), dy = mk(n, 1);
@@ -271,6 +285,11 @@ static void check_elementwise(void) {
   if (HAVE(mul_backward)) {
     RUN(mul_backward, (P(da), P(db), P(dy), P(a), P(b), n));
     cmp("mul_backward", "da", &da), cmp("mul_backward", "db", &db);
+    /* one gradient only, the input it does not need NULL (as LoRA dropout calls it) */
+    RUN(mul_backward, (P(da), NULL, P(dy), NULL, P(b), n));
+    cmp("mul_backward", "da/a=NULL", &da);
+    RUN(mul_backward, (NULL, P(db), P(dy), P(a), NULL, n));
+    cmp("mul_backward", "db/b=NULL", &db);
   }
   if (HAVE(axpy)) {
     RUN(axpy, (P(out), 0.37f, P(a), n));

@@ -12,6 +12,9 @@
 # machine against the emulator (how the script itself is tested).
 #
 #   tools/gpu-train-check.sh BUILD_DIR     (a build with CUDA; tools/gpu-check.sh calls it)
+#   GPU_TRAIN_SETS='--set a=b ...'          more overrides for all three runs
+#   GPU_TRAIN_RUNNER='compute-sanitizer'    a command the two CUDA runs go through
+#   GPU_TRAIN_KEEP=DIR                      keep the CUDA runs' full output there
 #
 # Exit status: 0 agree, 1 a run failed or disagreed, 2 no CUDA device.
 set -uo pipefail
@@ -19,7 +22,11 @@ build="$(cd "${1:?usage: gpu-train-check.sh BUILD_DIR}" && pwd)"
 src="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$build/tools/pipeline"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+keep() {
+  [[ -n "${GPU_TRAIN_KEEP:-}" ]] && mkdir -p "$GPU_TRAIN_KEEP" && cp "$tmp"/cuda.out "$tmp"/bf16.out "$GPU_TRAIN_KEEP"/ 2>/dev/null
+  rm -rf "$tmp"
+}
+trap keep EXIT
 cd "$tmp" || exit 1
 
 sets=(--set stages.build.tiles=24 --set stages.build.zeroshot_tiles=4 --set stages.build.patients=12
@@ -32,20 +39,22 @@ sets=(--set stages.build.tiles=24 --set stages.build.zeroshot_tiles=4 --set stag
       --set stages.sft.steps=3 --set stages.sft.batch_size=2 --set stages.sft.eval_every=0
       --set stages.sft.eval_batches=2 --set stages.sft.checkpoint_every=0
       --set stages.so_grpo.enabled=false --set stages.evaluate.splits=[zeroshot]
-      --set stages.evaluate.max_new_tokens=8 --set stages.report.enabled=false --set threads=1)
+      --set stages.evaluate.max_new_tokens=8 --set stages.report.enabled=false --set threads=1
+      ${GPU_TRAIN_SETS:-})
 
 declare -A secs
 run() { # NAME [more --set ...]
-  local name="$1" t0 status
+  local name="$1" t0 status runner=()
   shift
+  [[ $name != cpu ]] && read -r -a runner <<<"${GPU_TRAIN_RUNNER:-}"
   t0=$EPOCHREALTIME
-  "$bin" run "$src/pipelines/quickstart.yaml" --quiet "${sets[@]}" --set run_dir="runs-$name" "$@" \
+  "${runner[@]}" "$bin" run "$src/pipelines/quickstart.yaml" --quiet "${sets[@]}" --set run_dir="runs-$name" "$@" \
     >"$name.out" 2>&1
   status=$?
   secs[$name]=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
   if [[ $status -ne 0 ]]; then
     echo "gpu-train-check: the $name run failed (status $status):" >&2
-    tail -15 "$name.out" >&2
+    tail -25 "$name.out" >&2
     return 1
   fi
 }

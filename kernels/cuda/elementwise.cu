@@ -190,7 +190,10 @@ __global__ static void mul_fwd(float *out, const float *a, const float *b, int64
 __global__ static void mul_bwd(float *da, float *db, const float *dout, const float *a,
                                const float *b, int64_t n) {
   PS_GRID_STRIDE(i, n) {
-    float d = dout[i], av = a[i], bv = b[i]; /* read both before writing (da may alias a) */
+    /* a is read only for db and b only for da: the one not needed may be NULL
+     * (LoRA dropout's backward passes a = NULL). Both are read before either
+     * gradient is written (da may alias a). */
+    float d = dout[i], av = db ? a[i] : 0.0f, bv = da ? b[i] : 0.0f;
     if (da) da[i] += d * bv;
     if (db) db[i] += d * av;
   }

@@ -241,7 +241,8 @@ typedef struct ps_kernels {
   /* out = a + b; out = a * b (e.g. dropout masks); all (n). */
   void (*add_forward)(float *out, const float *a, const float *b, int64_t n);
   void (*mul_forward)(float *out, const float *a, const float *b, int64_t n);
-  /* da += dout * b; db += dout * a. */
+  /* da += dout * b; db += dout * a. da or db may be NULL (not computed); a is
+   * read only for db and b only for da, so a may be NULL when db is, b when da is. */
   void (*mul_backward)(float *da, float *db, const float *dout, const float *a, const float *b,
                        int64_t n);
   /* y += alpha * x (also add's backward); out = alpha * inp; x[i] = value. All (n). */
