@@ -313,13 +313,18 @@ static void check_elementwise(void) {
     rm(&t), rm(&x), rm(&dx);
   }
   rm(&out), rm(&a), rm(&b), rm(&da), rm(&db), rm(&dy);
-  if (HAVE(softmax_forward) && HAVE(softmax_backward)) {
-    int64_t R = 50, K = 1000;
+  /* a warp per row up to 1024 columns, a block per row above */
+  static const int64_t sm_shapes[][2] = {{50, 1000}, {9, 3000}};
+  for (int s = 0; s < 2 && HAVE(softmax_forward) && HAVE(softmax_backward); s++) {
+    int64_t R = sm_shapes[s][0], K = sm_shapes[s][1];
     buf y = mk(R * K, 1), x = mk(R * K, 8), dx = mk(R * K, 1), dyy = mk(R * K, 1);
     for (int64_t j = 0; j < K; j++) x.h[j] = -INFINITY; /* a fully masked row */
+    for (int64_t j = 0; j < K; j += 3) x.h[K + j] = -INFINITY; /* a partly masked one */
     d_copy(x.d, x.h, sizeof(float) * (size_t)x.n, cudaMemcpyHostToDevice);
+    char tag[32];
+    snprintf(tag, sizeof tag, "out %lldx%lld", (long long)R, (long long)K);
     RUN(softmax_forward, (P(y), P(x), R, K));
-    cmp("softmax_forward", "out", &y);
+    cmp("softmax_forward", tag, &y);
     RUN(softmax_backward, (P(dx), P(dyy), P(y), R, K));
     cmp("softmax_backward", "dinp", &dx);
     rm(&y), rm(&x), rm(&dx), rm(&dyy);
@@ -464,22 +469,101 @@ static void check_precision_bf16(void) {
   rm(&x), rm(&w), rm(&b), rm(&y), rm(&dy), rm(&dx), rm(&dw), rm(&db);
 }
 
+/* The attention accuracy cases, f32 and bf16 alike, run through both CUDA
+ * paths (att_paths). bias: 0 none, 1 one (Tq, Tk) bias broadcast over batch
+ * and heads (sb = sh = 0), 2 one per (batch, head); bias cases mask a few
+ * entries and one whole query row (row 1) with -inf. flags: gradients or lse
+ * passed as NULL (on both sides; not compared). The later cases exercise the
+ * tiled kernels' edges: lengths not multiples of the 64-row tiles, decode
+ * (Tq = 1 < Tk, causal), causal Tq > Tk (rows with no visible key), head dims
+ * 8, 16, 80, 100 (padded) and 128, relpos grids larger than one key tile. */
+enum { ATT_NO_DQ = 1, ATT_NO_DKV = 2, ATT_NO_LSE = 4 };
+typedef struct {
+  const char *tag;
+  ps_attention_desc d;
+  int bias, rel, flags;
+} att_case;
+static const att_case att_cases[] = {
+    {"causal-gqa", {.B = 2, .Hq = 4, .Hkv = 2, .Tq = 33, .Tk = 33, .D = 32, .scale = 0.17677669f,
+                    .causal = 1}, 0, 0, 0},
+    {"cross+bias", {.B = 2, .Hq = 3, .Hkv = 3, .Tq = 9, .Tk = 41, .D = 40, .scale = 0.3f}, 1, 0, 0},
+    {"packed+relpos", {.B = 3, .Hq = 2, .Hkv = 2, .Tq = 49, .Tk = 49, .D = 16, .ldq = 3 * 2 * 16,
+                       .ldk = 3 * 2 * 16, .ldv = 3 * 2 * 16, .scale = 0.25f, .rel_kh = 7,
+                       .rel_kw = 7}, 0, 1, 0},
+    {"decode 1x130 causal gqa", {.B = 2, .Hq = 6, .Hkv = 2, .Tq = 1, .Tk = 130, .D = 64,
+                                 .scale = 0.125f, .causal = 1}, 0, 0, 0},
+    {"causal 37x130 D80", {.B = 1, .Hq = 2, .Hkv = 1, .Tq = 37, .Tk = 130, .D = 80, .scale = 0.11f,
+                           .causal = 1}, 0, 0, 0},
+    {"causal 130x37 D16 masked", {.B = 2, .Hq = 2, .Hkv = 2, .Tq = 130, .Tk = 37, .D = 16,
+                                  .scale = 0.25f, .causal = 1}, 0, 0, 0},
+    {"cross 130x37 D128 bias/bh", {.B = 2, .Hq = 2, .Hkv = 1, .Tq = 130, .Tk = 37, .D = 128,
+                                   .scale = 0.09f}, 2, 0, 0},
+    {"gqa 37x37 D64 no dq", {.B = 1, .Hq = 4, .Hkv = 2, .Tq = 37, .Tk = 37, .D = 64,
+                             .scale = 0.125f}, 1, 0, ATT_NO_DQ},
+    {"window 196 rel+bias no dkv", {.B = 2, .Hq = 2, .Hkv = 2, .Tq = 196, .Tk = 196, .D = 64,
+                                    .ldq = 3 * 2 * 64, .ldk = 3 * 2 * 64, .ldv = 3 * 2 * 64,
+                                    .scale = 0.125f, .rel_kh = 14, .rel_kw = 14},
+     1, 1, ATT_NO_DKV | ATT_NO_LSE},
+    {"cross 65x256 rel16 D100", {.B = 1, .Hq = 2, .Hkv = 2, .Tq = 65, .Tk = 256, .D = 100,
+                                 .scale = 0.1f, .rel_kh = 16, .rel_kw = 16}, 0, 1, 0},
+    {"global 1024 rel32 D64", {.B = 1, .Hq = 2, .Hkv = 2, .Tq = 1024, .Tk = 1024, .D = 64,
+                               .scale = 0.125f, .rel_kh = 32, .rel_kw = 32}, 0, 1, 0},
+    {"1x1 D8", {.B = 1, .Hq = 3, .Hkv = 3, .Tq = 1, .Tk = 1, .D = 8, .scale = 0.3f}, 0, 0, 0},
+    {"no keys Tk=0", {.B = 2, .Hq = 2, .Hkv = 1, .Tq = 5, .Tk = 0, .D = 32, .scale = 0.2f}, 0, 0,
+     0},
+};
+
+/* Runs the attention checks through the tiled kernels (the default) and
+ * again through the row kernels (PATHSEG_CUDA_ATTENTION=rows, " (rows)" in
+ * the names), then restores the variable. */
+static void att_paths(void (*one)(const char *tag, const att_case *c)) {
+  const char *was = getenv("PATHSEG_CUDA_ATTENTION");
+  char *saved = was ? strdup(was) : NULL;
+  for (int rows = 0; rows < 2; rows++) {
+    if (rows) setenv("PATHSEG_CUDA_ATTENTION", "rows", 1);
+    else unsetenv("PATHSEG_CUDA_ATTENTION");
+    for (size_t i = 0; i < sizeof att_cases / sizeof att_cases[0]; i++) {
+      char tag[64];
+      snprintf(tag, sizeof tag, "%s%s", att_cases[i].tag, rows ? " (rows)" : "");
+      one(tag, &att_cases[i]);
+    }
+  }
+  if (saved) setenv("PATHSEG_CUDA_ATTENTION", saved, 1);
+  else unsetenv("PATHSEG_CUDA_ATTENTION");
+  free(saved);
+}
+
+/* Sets the bias of case c on both sides: masked entries as described above. */
+static void att_bias(ps_attention_desc *dh, ps_attention_desc *dd, buf *bb, int bias) {
+  const ps_attention_desc *d = dh;
+  for (int64_t i = 0; i < bb->n; i++)
+    if (i % 7 == 3 || (i / d->Tk) % d->Tq == 1) bb->h[i] = -INFINITY;
+  d_copy(bb->d, bb->h, sizeof(float) * (size_t)bb->n, cudaMemcpyHostToDevice);
+  int64_t sb = bias == 2 ? d->Hq * d->Tq * d->Tk : 0, sh = bias == 2 ? d->Tq * d->Tk : 0;
+  dh->bias = bb->h, dd->bias = bb->d;
+  dh->bias_sb = dd->bias_sb = sb, dh->bias_sh = dd->bias_sh = sh;
+}
+
+static int64_t att_bias_n(const att_case *c) {
+  const ps_attention_desc *d = &c->d;
+  return c->bias == 2 ? d->B * d->Hq * d->Tq * d->Tk : c->bias ? d->Tq * d->Tk : 1;
+}
+
 /* One attention configuration: forward (out, lse) and backward (all grads). */
-static void check_attention_case(const char *tag, ps_attention_desc d, int bias, int rel) {
+static void check_attention_case(const char *tag, const att_case *c) {
+  ps_attention_desc d = c->d;
+  int bias = c->bias, rel = c->rel, fl = c->flags;
   int64_t ldq = d.ldq ? d.ldq : d.Hq * d.D, ldk = d.ldk ? d.ldk : d.Hkv * d.D;
-  int64_t ldv = ldk, ldo = d.Hq * d.D;
+  int64_t ldv = d.ldv ? d.ldv : d.Hkv * d.D, ldo = d.Hq * d.D;
   buf q = mk(d.B * d.Tq * ldq, 1), k = mk(d.B * d.Tk * ldk, 1), v = mk(d.B * d.Tk * ldv, 1);
   buf out = mk(d.B * d.Tq * ldo, 1), lse = mk(d.B * d.Hq * d.Tq, 1), dout = mk(out.n, 1);
   buf dq = mk(q.n, 1), dk = mk(k.n, 1), dv = mk(v.n, 1);
-  buf bb = mk(bias ? d.Tq * d.Tk : 1, 1), dbb = mk(bb.n, 1);
-  int64_t g = rel ? d.rel_kh : 1;
-  buf rh = mk(d.B * d.Hq * d.Tq * g, 1), rw = mk(rh.n, 1), drh = mk(rh.n, 1), drw = mk(rh.n, 1);
-  if (bias) /* mask a few entries, and one whole query row */
-    for (int64_t i = 0; i < bb.n; i++)
-      if (i % 7 == 3 || i / d.Tk == 1) bb.h[i] = -INFINITY;
-  d_copy(bb.d, bb.h, sizeof(float) * (size_t)bb.n, cudaMemcpyHostToDevice);
+  buf bb = mk(att_bias_n(c), 1), dbb = mk(bb.n, 1);
+  int64_t gh = rel ? d.rel_kh : 1, gw = rel ? d.rel_kw : 1;
+  buf rh = mk(d.B * d.Hq * d.Tq * gh, 1), rw = mk(d.B * d.Hq * d.Tq * gw, 1), drh = mk(rh.n, 1),
+      drw = mk(rw.n, 1);
   ps_attention_desc dh = d, dd = d;
-  if (bias) dh.bias = bb.h, dd.bias = bb.d, dh.bias_sb = dh.bias_sh = dd.bias_sb = dd.bias_sh = 0;
+  if (bias) att_bias(&dh, &dd, &bb, bias);
   if (rel) dh.rel_h = rh.h, dh.rel_w = rw.h, dd.rel_h = rh.d, dd.rel_w = rw.d;
   int64_t sf = CPU->attention_scratch(&dh, 1), sf0 = CPU->attention_scratch(&dh, 0);
   sf = sf > sf0 ? sf : sf0;
@@ -489,22 +573,28 @@ static void check_attention_case(const char *tag, ps_attention_desc d, int bias,
   float *gscr = d_alloc(sizeof(float) * (size_t)(gsf > 0 ? gsf : 1));
 
   CPU->attention_forward(out.h, lse.h, q.h, k.h, v.h, &dh, scr, sf);
-  GPU->attention_forward(out.d, lse.d, q.d, k.d, v.d, &dd, gscr, gsf);
+  GPU->attention_forward(out.d, fl & ATT_NO_LSE ? NULL : lse.d, q.d, k.d, v.d, &dd, gscr, gsf);
   d_sync();
-  char what[48];
+  char what[80];
   snprintf(what, sizeof what, "%s out", tag), cmp("attention_forward", what, &out);
-  snprintf(what, sizeof what, "%s lse", tag), cmp("attention_forward", what, &lse);
+  if (!(fl & ATT_NO_LSE)) snprintf(what, sizeof what, "%s lse", tag), cmp("attention_forward", what, &lse);
   /* Backward from the CPU's forward on both sides, so only backward differs. */
   d_copy(out.d, out.h, sizeof(float) * (size_t)out.n, cudaMemcpyHostToDevice);
   d_copy(lse.d, lse.h, sizeof(float) * (size_t)lse.n, cudaMemcpyHostToDevice);
-  CPU->attention_backward(dq.h, dk.h, dv.h, bias ? dbb.h : NULL, rel ? drh.h : NULL,
-                          rel ? drw.h : NULL, dout.h, q.h, k.h, v.h, out.h, lse.h, &dh, scr, sf);
-  GPU->attention_backward(dq.d, dk.d, dv.d, bias ? dbb.d : NULL, rel ? drh.d : NULL,
-                          rel ? drw.d : NULL, dout.d, q.d, k.d, v.d, out.d, lse.d, &dd, gscr, gsf);
+  int ndq = fl & ATT_NO_DQ, ndkv = fl & ATT_NO_DKV;
+  CPU->attention_backward(ndq ? NULL : dq.h, ndkv ? NULL : dk.h, ndkv ? NULL : dv.h,
+                          bias ? dbb.h : NULL, rel ? drh.h : NULL, rel ? drw.h : NULL, dout.h, q.h,
+                          k.h, v.h, out.h, lse.h, &dh, scr, sf);
+  GPU->attention_backward(ndq ? NULL : dq.d, ndkv ? NULL : dk.d, ndkv ? NULL : dv.d,
+                          bias ? dbb.d : NULL, rel ? drh.d : NULL, rel ? drw.d : NULL, dout.d, q.d,
+                          k.d, v.d, out.d, lse.d, &dd, gscr, gsf);
   d_sync();
-  snprintf(what, sizeof what, "%s dq", tag), cmp("attention_backward", what, &dq);
-  snprintf(what, sizeof what, "%s dk", tag), cmp("attention_backward", what, &dk);
-  snprintf(what, sizeof what, "%s dv", tag), cmp("attention_backward", what, &dv);
+  /* gradients are added (+=) to the random initial values on both sides */
+  if (!ndq) snprintf(what, sizeof what, "%s dq", tag), cmp("attention_backward", what, &dq);
+  if (!ndkv) {
+    snprintf(what, sizeof what, "%s dk", tag), cmp("attention_backward", what, &dk);
+    snprintf(what, sizeof what, "%s dv", tag), cmp("attention_backward", what, &dv);
+  }
   if (bias) snprintf(what, sizeof what, "%s dbias", tag), cmp("attention_backward", what, &dbb);
   if (rel) {
     snprintf(what, sizeof what, "%s drel_h", tag), cmp("attention_backward", what, &drh);
@@ -518,15 +608,7 @@ static void check_attention_case(const char *tag, ps_attention_desc d, int bias,
 
 static void check_attention(void) {
   if (!HAVE(attention_forward) || !HAVE(attention_backward) || !HAVE(attention_scratch)) return;
-  ps_attention_desc d = {.B = 2, .Hq = 4, .Hkv = 2, .Tq = 33, .Tk = 33, .D = 32,
-                         .scale = 0.17677669f, .causal = 1};
-  check_attention_case("causal-gqa", d, 0, 0);
-  d = (ps_attention_desc){.B = 2, .Hq = 3, .Hkv = 3, .Tq = 9, .Tk = 41, .D = 40, .scale = 0.3f};
-  check_attention_case("cross+bias", d, 1, 0);
-  d = (ps_attention_desc){.B = 3, .Hq = 2, .Hkv = 2, .Tq = 49, .Tk = 49, .D = 16, .scale = 0.25f,
-                          .ldq = 3 * 2 * 16, .ldk = 3 * 2 * 16, .ldv = 3 * 2 * 16,
-                          .rel_kh = 7, .rel_kw = 7};
-  check_attention_case("packed+relpos", d, 0, 1);
+  att_paths(check_attention_case);
 }
 
 /* Host int32 array and its device twin. */
@@ -893,8 +975,8 @@ static void check_bf16_elementwise(void) {
     rmb(&out), rmb(&h), rmb(&dh), rmb(&dy);
   }
   if (HAVEB(softmax_forward) && HAVEB(softmax_backward)) {
-    static const int64_t shapes[][2] = {{50, 1000}, {64, 256}, {3, 7}};
-    for (int s = 0; s < 3; s++) {
+    static const int64_t shapes[][2] = {{50, 1000}, {64, 256}, {3, 7}, {5, 2000}};
+    for (int s = 0; s < 4; s++) {
       int64_t R = shapes[s][0], K = shapes[s][1];
       bbuf y = mkb(R * K, 1), x = mkb(R * K, 8), dx = mkb(R * K, 1), dyy = mkb(R * K, 1);
       for (int64_t j = 0; j < K; j++) x.h[j] = -INFINITY; /* a fully masked row */
@@ -911,22 +993,21 @@ static void check_bf16_elementwise(void) {
   }
 }
 
-static void check_bf16_attention_case(const char *tag, ps_attention_desc d, int bias, int rel) {
+static void check_bf16_attention_case(const char *tag, const att_case *c) {
+  ps_attention_desc d = c->d;
+  int bias = c->bias, rel = c->rel, fl = c->flags;
   int64_t ldq = d.ldq ? d.ldq : d.Hq * d.D, ldk = d.ldk ? d.ldk : d.Hkv * d.D;
   int64_t ldv = d.ldv ? d.ldv : d.Hkv * d.D, ldo = d.Hq * d.D;
   bbuf q = mkb(d.B * d.Tq * ldq, 1), k = mkb(d.B * d.Tk * ldk, 1), v = mkb(d.B * d.Tk * ldv, 1);
   bbuf out = mkb(d.B * d.Tq * ldo, 1), dout = mkb(out.n, 1);
   bbuf dq = mkb(q.n, 1), dk = mkb(k.n, 1), dv = mkb(v.n, 1);
   buf lse = mk(d.B * d.Hq * d.Tq, 1);
-  buf bb = mk(bias ? d.Tq * d.Tk : 1, 1), dbb = mk(bb.n, 1);
-  int64_t g = rel ? d.rel_kh : 1;
-  buf rh = mk(d.B * d.Hq * d.Tq * g, 1), rw = mk(rh.n, 1), drh = mk(rh.n, 1), drw = mk(rh.n, 1);
-  if (bias)
-    for (int64_t i = 0; i < bb.n; i++)
-      if (i % 7 == 3 || i / d.Tk == 1) bb.h[i] = -INFINITY;
-  upload(&bb);
+  buf bb = mk(att_bias_n(c), 1), dbb = mk(bb.n, 1);
+  int64_t gh = rel ? d.rel_kh : 1, gw = rel ? d.rel_kw : 1;
+  buf rh = mk(d.B * d.Hq * d.Tq * gh, 1), rw = mk(d.B * d.Hq * d.Tq * gw, 1), drh = mk(rh.n, 1),
+      drw = mk(rw.n, 1);
   ps_attention_desc dh = d, dd = d;
-  if (bias) dh.bias = bb.h, dd.bias = bb.d, dh.bias_sb = dh.bias_sh = dd.bias_sb = dd.bias_sh = 0;
+  if (bias) att_bias(&dh, &dd, &bb, bias);
   if (rel) dh.rel_h = rh.h, dh.rel_w = rw.h, dd.rel_h = rh.d, dd.rel_w = rw.d;
   int64_t sf = CPU->attention_scratch(&dh, 1), sf0 = CPU->attention_scratch(&dh, 0);
   sf = sf > sf0 ? sf : sf0;
@@ -936,22 +1017,28 @@ static void check_bf16_attention_case(const char *tag, ps_attention_desc d, int 
   float *gscr = d_alloc(sizeof(float) * (size_t)(gsf > 0 ? gsf : 1));
 
   CPU->attention_forward(out.h, lse.h, q.h, k.h, v.h, &dh, scr, sf);
-  GPU->attention_forward_bf16(out.d, lse.d, q.d, k.d, v.d, &dd, gscr, gsf);
+  GPU->attention_forward_bf16(out.d, fl & ATT_NO_LSE ? NULL : lse.d, q.d, k.d, v.d, &dd, gscr, gsf);
   d_sync();
-  char what[48];
+  char what[80];
   snprintf(what, sizeof what, "%s out", tag), cmpb("attention_forward_bf16", what, &out);
-  snprintf(what, sizeof what, "%s lse f32", tag);
-  cmp_tol("attention_forward_bf16", what, &lse, BF16_TOL);
+  if (!(fl & ATT_NO_LSE)) {
+    snprintf(what, sizeof what, "%s lse f32", tag);
+    cmp_tol("attention_forward_bf16", what, &lse, BF16_TOL);
+  }
   round_upload(&out), upload(&lse);
-  CPU->attention_backward(dq.h, dk.h, dv.h, bias ? dbb.h : NULL, rel ? drh.h : NULL,
-                          rel ? drw.h : NULL, dout.h, q.h, k.h, v.h, out.h, lse.h, &dh, scr, sf);
-  GPU->attention_backward_bf16(dq.d, dk.d, dv.d, bias ? dbb.d : NULL, rel ? drh.d : NULL,
-                               rel ? drw.d : NULL, dout.d, q.d, k.d, v.d, out.d, lse.d, &dd, gscr,
-                               gsf);
+  int ndq = fl & ATT_NO_DQ, ndkv = fl & ATT_NO_DKV;
+  CPU->attention_backward(ndq ? NULL : dq.h, ndkv ? NULL : dk.h, ndkv ? NULL : dv.h,
+                          bias ? dbb.h : NULL, rel ? drh.h : NULL, rel ? drw.h : NULL, dout.h, q.h,
+                          k.h, v.h, out.h, lse.h, &dh, scr, sf);
+  GPU->attention_backward_bf16(ndq ? NULL : dq.d, ndkv ? NULL : dk.d, ndkv ? NULL : dv.d,
+                               bias ? dbb.d : NULL, rel ? drh.d : NULL, rel ? drw.d : NULL, dout.d,
+                               q.d, k.d, v.d, out.d, lse.d, &dd, gscr, gsf);
   d_sync();
-  snprintf(what, sizeof what, "%s dq", tag), cmpb("attention_backward_bf16", what, &dq);
-  snprintf(what, sizeof what, "%s dk", tag), cmpb("attention_backward_bf16", what, &dk);
-  snprintf(what, sizeof what, "%s dv", tag), cmpb("attention_backward_bf16", what, &dv);
+  if (!ndq) snprintf(what, sizeof what, "%s dq", tag), cmpb("attention_backward_bf16", what, &dq);
+  if (!ndkv) {
+    snprintf(what, sizeof what, "%s dk", tag), cmpb("attention_backward_bf16", what, &dk);
+    snprintf(what, sizeof what, "%s dv", tag), cmpb("attention_backward_bf16", what, &dv);
+  }
   if (bias) {
     snprintf(what, sizeof what, "%s dbias f32", tag);
     cmp_tol("attention_backward_bf16", what, &dbb, BF16_TOL);
@@ -970,15 +1057,7 @@ static void check_bf16_attention_case(const char *tag, ps_attention_desc d, int 
 
 static void check_bf16_attention(void) {
   if (!HAVEB(attention_forward) || !HAVEB(attention_backward) || !HAVEB(attention_scratch)) return;
-  ps_attention_desc d = {.B = 2, .Hq = 4, .Hkv = 2, .Tq = 33, .Tk = 33, .D = 32,
-                         .scale = 0.17677669f, .causal = 1};
-  check_bf16_attention_case("causal-gqa", d, 0, 0);
-  d = (ps_attention_desc){.B = 2, .Hq = 3, .Hkv = 3, .Tq = 9, .Tk = 41, .D = 40, .scale = 0.3f};
-  check_bf16_attention_case("cross+bias", d, 1, 0);
-  d = (ps_attention_desc){.B = 3, .Hq = 2, .Hkv = 2, .Tq = 49, .Tk = 49, .D = 16, .scale = 0.25f,
-                          .ldq = 3 * 2 * 16, .ldk = 3 * 2 * 16, .ldv = 3 * 2 * 16,
-                          .rel_kh = 7, .rel_kw = 7};
-  check_bf16_attention_case("packed+relpos", d, 0, 1);
+  att_paths(check_bf16_attention_case);
 }
 
 static void check_bf16_tokens(void) {
@@ -1193,16 +1272,22 @@ static void benchmarks(void) {
     static const int64_t at[][4] = {{8, 4, 256, 32}, {25, 12, 196, 64}, {1, 12, 4096, 64}};
     static const char *names[] = {"attention mha 8x4x256x32", "attention sam window 25x12x196x64",
                                   "attention sam global 1x12x4096x64"};
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 3; s++)
+    for (int rows = 0; rows < 2; rows++) { /* tiled kernels, then the row kernels */
+      if (rows) setenv("PATHSEG_CUDA_ATTENTION", "rows", 1);
+      else unsetenv("PATHSEG_CUDA_ATTENTION");
       att_ctx c = {.d = {.B = at[s][0], .Hq = at[s][1], .Hkv = at[s][1], .Tq = at[s][2],
                          .Tk = at[s][2], .D = at[s][3]}};
       c.d.scale = 1.0f / sqrtf((float)c.d.D);
       int64_t n = c.d.B * c.d.Tq * c.d.Hq * c.d.D;
       c.q = dalloc(n), c.k = dalloc(n), c.v = dalloc(n), c.out = dalloc(n), c.dout = dalloc(n),
       c.dq = dalloc(n), c.dk = dalloc(n), c.dv = dalloc(n), c.lse = dalloc(c.d.B * c.d.Hq * c.d.Tq);
-      double ms = time_ms(att_run, &c, s == 2 ? 3 : 20);
+      double ms = time_ms(att_run, &c, s == 2 && rows ? 3 : 20);
+      if (rows) unsetenv("PATHSEG_CUDA_ATTENTION");
       double flops = 6.0 * 2.0 * c.d.B * c.d.Hq * (double)c.d.Tq * c.d.Tk * c.d.D;
-      printf("  %-34s %10.3f %9.2f TFLOP/s\n", names[s], ms, flops / ms * 1e-9);
+      char name[64];
+      snprintf(name, sizeof name, "%s%s", names[s], rows ? " (rows)" : "");
+      printf("  %-34s %10.3f %9.2f TFLOP/s\n", name, ms, flops / ms * 1e-9);
       cudaFree(c.q), cudaFree(c.k), cudaFree(c.v), cudaFree(c.out), cudaFree(c.dout),
           cudaFree(c.dq), cudaFree(c.dk), cudaFree(c.dv), cudaFree(c.lse);
     }
@@ -1211,7 +1296,10 @@ static void benchmarks(void) {
     static const int64_t at[][4] = {{8, 4, 256, 32}, {25, 12, 196, 64}};
     static const char *names[] = {"attention bf16 mha 8x4x256x32",
                                   "attention bf16 window 25x12x196x64"};
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < 2; s++)
+    for (int rows = 0; rows < 2; rows++) { /* tiled kernels, then the row kernels */
+      if (rows) setenv("PATHSEG_CUDA_ATTENTION", "rows", 1);
+      else unsetenv("PATHSEG_CUDA_ATTENTION");
       att16_ctx c = {.d = {.B = at[s][0], .Hq = at[s][1], .Hkv = at[s][1], .Tq = at[s][2],
                            .Tk = at[s][2], .D = at[s][3]}};
       c.d.scale = 1.0f / sqrtf((float)c.d.D);
@@ -1222,8 +1310,11 @@ static void benchmarks(void) {
       c.sf = GPU->attention_scratch_bf16(&c.d, 1);
       c.scr = dalloc(c.sf > 0 ? c.sf : 1);
       double ms = time_ms(att16_run, &c, 20);
+      if (rows) unsetenv("PATHSEG_CUDA_ATTENTION");
       double flops = 6.0 * 2.0 * c.d.B * c.d.Hq * (double)c.d.Tq * c.d.Tk * c.d.D;
-      printf("  %-34s %10.3f %9.2f TFLOP/s\n", names[s], ms, flops / ms * 1e-9);
+      char name[64];
+      snprintf(name, sizeof name, "%s%s", names[s], rows ? " (rows)" : "");
+      printf("  %-34s %10.3f %9.2f TFLOP/s\n", name, ms, flops / ms * 1e-9);
       cudaFree(c.q), cudaFree(c.k), cudaFree(c.v), cudaFree(c.out), cudaFree(c.dout),
           cudaFree(c.dq), cudaFree(c.dk), cudaFree(c.dv), cudaFree(c.lse), cudaFree(c.scr);
     }

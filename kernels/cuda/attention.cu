@@ -14,13 +14,45 @@
  * K and V are re-read (from L2) by every query row. Shared memory holds a row
  * of Tk logits: Tk up to ~50k keys on sm_80/sm_90. No scratch is needed.
  *
+ * attention_tiled.cu has the fast tiled kernels; the entries below use them
+ * unless PATHSEG_CUDA_ATTENTION=rows is set (read on every call, for tests
+ * and comparisons) or they don't cover the shape (head dim > 128, shared
+ * memory), and fall back to the row kernels here.
+ *
  * The kernels are templates over the storage type T of q, k, v, out and
  * their gradients (f32 and bf16 entries). Shared rows, softmax and all sums
  * are f32. dk and dv are always summed in f32: in place for f32 storage; for
  * bf16 in f32 scratch that a last pass adds into the bf16 gradients (summing
  * many atomics in bf16 would lose most of the gradient's bits). */
+#include <string.h>
+
 #include "common.cuh"
 #include "ops.cuh"
+
+/* attention_tiled.cu: false when the tiled kernels don't cover d (nothing
+ * launched). Callers have handled B, Hq > 65535, Tq == 0 and Tk == 0. */
+bool ps_cuda_attention_tiled_forward(float *out, float *lse, const float *q, const float *k,
+                                     const float *v, const ps_attention_desc *d);
+bool ps_cuda_attention_tiled_forward(ps_cuda_bf16 *out, float *lse, const ps_cuda_bf16 *q,
+                                     const ps_cuda_bf16 *k, const ps_cuda_bf16 *v,
+                                     const ps_attention_desc *d);
+bool ps_cuda_attention_tiled_backward(float *dq, float *dk, float *dv, float *dbias,
+                                      float *drel_h, float *drel_w, const float *dout,
+                                      const float *q, const float *k, const float *v,
+                                      const float *out, const float *lse,
+                                      const ps_attention_desc *d);
+bool ps_cuda_attention_tiled_backward(ps_cuda_bf16 *dq, ps_cuda_bf16 *dk, ps_cuda_bf16 *dv,
+                                      float *dbias, float *drel_h, float *drel_w,
+                                      const ps_cuda_bf16 *dout, const ps_cuda_bf16 *q,
+                                      const ps_cuda_bf16 *k, const ps_cuda_bf16 *v,
+                                      const ps_cuda_bf16 *out, const float *lse,
+                                      const ps_attention_desc *d);
+
+/* PATHSEG_CUDA_ATTENTION=rows selects the row kernels (read on every call). */
+static bool tiled_wanted(void) {
+  const char *e = getenv("PATHSEG_CUDA_ATTENTION");
+  return !(e && strcmp(e, "rows") == 0);
+}
 
 static const int ATT_THREADS = 128;
 static const int ATT_WARPS = ATT_THREADS / 32;
@@ -227,6 +259,7 @@ static void attention_forward(T *out, float *lse, const T *q, const T *k, const 
     if (lse) ps_cuda_fill(lse, -INFINITY, d->B * d->Hq * d->Tq);
     return;
   }
+  if (tiled_wanted() && ps_cuda_attention_tiled_forward(out, lse, q, k, v, d)) return;
   size_t smem = prepare_smem(attention_fwd<T>, d, 0);
   dim3 grid((unsigned)d->Tq, (unsigned)d->Hq, (unsigned)d->B);
   attention_fwd<T><<<grid, ATT_THREADS, smem>>>(out, lse, q, k, v, *d, geometry(d));
@@ -259,6 +292,9 @@ void ps_cuda_attention_backward(float *dq, float *dk, float *dv, float *dbias, f
                                 int64_t scratch_floats) {
   /* dq, dk, dv: like q, k, v; dbias: like d->bias; drel_h, drel_w: like rel_h, rel_w */
   if (!launchable(d) || d->Tk == 0) return;
+  if (tiled_wanted() && ps_cuda_attention_tiled_backward(dq, dk, dv, dbias, drel_h, drel_w, dout,
+                                                         q, k, v, out, lse, d))
+    return;
   att_geom g = geometry(d);
   attention_backward(dq, dk, dv, g.ldk, g.ldv, dbias, drel_h, drel_w, dout, q, k, v, out, lse, d);
 }
@@ -298,6 +334,12 @@ void ps_cuda_attention_backward_bf16(ps_bf16 *dq, ps_bf16 *dk, ps_bf16 *dv, floa
   /* dq, dk, dv, dout, q, k, v, out: bf16 like q, k, v, out; lse, dbias, drel_*: f32;
    * scratch: attention_scratch_bf16(d, 1) floats for the f32 sums of dk, dv */
   if (!launchable(d) || d->Tk == 0) return;
+  /* the tiled dK/dV blocks own their rows and sum in f32 registers: no scratch */
+  if (tiled_wanted() &&
+      ps_cuda_attention_tiled_backward(ps_bf(dq), ps_bf(dk), ps_bf(dv), dbias, drel_h, drel_w,
+                                       ps_bf(dout), ps_bf(q), ps_bf(k), ps_bf(v), ps_bf(out), lse,
+                                       d))
+    return;
   att_geom g = geometry(d);
   int64_t width = d->Hkv * d->D, rows = d->B * d->Tk, nkv = rows * width;
   float *sk = NULL, *sv = NULL;
