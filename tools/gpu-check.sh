@@ -10,7 +10,8 @@
 # training on the GPU: tools/gpu-train-check.sh (the quickstart's stages on
 # cpu, cuda and cuda + bf16, losses compared). The benchmarks' peer is
 # bench/gpu_peer_torch.py (PyTorch on the same GPU), where python3 has it.
-# A build made elsewhere (tools/gpu-pack.sh) is used as it is.
+# A build packed elsewhere (tools/gpu-pack.sh; a folder with hostlibs/) is
+# used as it is: tools/gpu-run-packed.sh unpacks one and calls this script.
 # Meant for a machine with an NVIDIA GPU (fits in 8 minutes on one H100); on
 # a machine without one it builds, says "no CUDA device" and exits 2.
 #
