@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # gpu-pack.sh — make a CUDA build runnable on a GPU machine that has the
 # NVIDIA driver and a CUDA install but not the build's host libraries (GLib,
-# libyaml, libvips, OpenBLAS, Open MPI, ...). Copies what tools/gpu-check.sh
-# runs (libpathseg, libpathseg-cuda and the comm backends, the plugins,
-# tools/pipeline, bench/gpu_check, comm/nccl_smoke), with the build's layout,
-# and every shared library they load except the C library, the driver and the
-# CUDA libraries the GPU machine has itself (cuBLAS, cuDNN, NCCL) into
-# DEST/hostlibs; Open MPI's components into hostlibs/openmpi unless --no-mpi.
+# libyaml, libvips, OpenBLAS, Open MPI, ...). Copies, with the build's layout,
+# what tools/gpu-check.sh runs (libpathseg, libpathseg-cuda and the comm
+# backends, the plugins, tools/pipeline, bench/gpu_check, comm/nccl_smoke) and
+# bench_train_step, and into DEST/hostlibs every shared library they load
+# except the C library, the driver and the CUDA libraries the GPU machine has
+# itself (cuBLAS, cuDNN, NCCL); Open MPI's components into hostlibs/openmpi
+# unless --no-mpi.
 # DEST/BUILD_DIR records the build's absolute path: its rpaths and plugin
 # directory name it, so on the GPU machine that path must lead to the copy.
 # With DEST ending in .tar.xz the copy is packed into that file.
@@ -33,7 +34,7 @@ echo "$build" >"$dest/BUILD_DIR"
 
 mapfile -t objects < <(cd "$build" && find . -maxdepth 1 -name 'libpathseg*.so*' ! -name '*emu*' -type f &&
   find core plugins -maxdepth 1 \( -name 'libpathseg*.so*' -o -name 'pathseg-*.so' \) -type f &&
-  ls tools/pipeline bench/gpu_check comm/nccl_smoke 2>/dev/null)
+  ls tools/pipeline bench/gpu_check bench/train_step/bench_train_step comm/nccl_smoke 2>/dev/null)
 for f in "${objects[@]}"; do
   mkdir -p "$dest/$(dirname "$f")"
   cp -p "$build/$f" "$dest/$f"

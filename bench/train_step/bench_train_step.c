@@ -20,7 +20,7 @@
  * and -100 elsewhere, seg_positions 100 + b. The peer builds the same batch.
  *
  * Output (bench/run.sh's format), after `# ...` lines:
- *   RESULT train_step pathseg threads=T batch=B seq=S ms_per_step=... ms_min=...
+ *   RESULT train_step pathseg device=D precision=P threads=T batch=B seq=S ms_per_step=... ms_min=...
  *          cpu_ms_per_step=... steps=N params_total=... params_trainable=...
  *          optim_scalars=... peak_rss_mb=... base_rss_mb=... built_rss_mb=...
  * (medians over the timed steps; peak RSS from getrusage; base = at start,
@@ -207,7 +207,7 @@ static void train_step(void *user) {
   double norm = 0;
   ps_graph_zero_grad(s->g);
   if (!ps_graph_forward(s->g, &s->b->ports, targets, &s->error)) return;
-  s->loss = ps_f32(ps_graph_output(s->g, s->loss_inst, s->loss_port))[0];
+  s->loss = ps_tensor_item(ps_graph_output(s->g, s->loss_inst, s->loss_port)); /* any device */
   ps_f32(s->seed)[0] = 1.0f;
   if (!ps_graph_seed_grad(s->g, s->loss_inst, s->loss_port, s->seed, &s->error) ||
       !ps_graph_backward(s->g, &s->error) || !ps_optim_step(s->opt, s->lr, &norm, &s->error))
@@ -219,14 +219,15 @@ static void usage(void) {
   fprintf(stderr,
           "usage: bench_train_step [--threads N] [--steps N] [--warmup N] [--batch B]\n"
           "                        [--pipeline FILE] [--stage NAME] [--params] [--stage-fit-set]\n"
-          "                        [--lockstep] [--dump FILE]\n");
+          "                        [--lockstep] [--dump FILE] [--device cpu|cuda]\n"
+          "                        [--precision f32|bf16]\n");
 }
 
 int main(int argc, char **argv) {
   int threads = 1, steps = 20, warmup = 3, batch_size = 8;
   gboolean print_params = FALSE, fit_set = FALSE, lockstep = FALSE;
   const char *pipeline = PS_SOURCE_DIR "/pipelines/quickstart.yaml", *stage_name = "sft";
-  const char *dump = NULL;
+  const char *dump = NULL, *device = "cpu", *precision = "f32";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--params") == 0) {
@@ -235,6 +236,10 @@ int main(int argc, char **argv) {
       fit_set = TRUE;
     } else if (strcmp(a, "--lockstep") == 0) {
       lockstep = TRUE;
+    } else if (v && strcmp(a, "--device") == 0) {
+      device = v, i++;
+    } else if (v && strcmp(a, "--precision") == 0) {
+      precision = v, i++;
     } else if (v && strcmp(a, "--threads") == 0) {
       threads = atoi(v), i++;
     } else if (v && strcmp(a, "--steps") == 0) {
@@ -263,7 +268,9 @@ int main(int argc, char **argv) {
   g_autoptr(ps_registry) reg = ps_registry_new();
   ps_registry_scan(reg, NULL, NULL);
   g_autofree char *set_threads = g_strdup_printf("threads=%d", threads);
-  const char *overrides[] = {set_threads, NULL};
+  g_autofree char *set_device = g_strdup_printf("device=%s", device);
+  g_autofree char *set_precision = g_strdup_printf("precision=%s", precision);
+  const char *overrides[] = {set_threads, set_device, set_precision, NULL};
   g_autoptr(ps_pipeline) p = ps_pipeline_load(pipeline, overrides, ps_registry_lookup, reg, &error);
   if (!p) {
     fprintf(stderr, "bench_train_step: %s\n", error->message);
@@ -290,6 +297,7 @@ int main(int argc, char **argv) {
   ps_optim_from_config(st->config, ps_config_int(st->config, "steps"), &sched, &adamw);
 
   g_autoptr(ps_context) ctx = ps_context_new(p->device, p->threads, (uint64_t)p->seed);
+  ps_context_set_precision(ctx, p->precision);
   g_autoptr(ps_graph) g = ps_graph_new(p, ctx, &error);
   if (!g) {
     fprintf(stderr, "bench_train_step: %s\n", error->message);
@@ -386,12 +394,13 @@ int main(int argc, char **argv) {
   }
   double med = bench_median(t, steps), mn = t[0], cpu = bench_median(c, steps);
   printf("# loss after warm-up %.4f, after %d timed steps %.4f\n", first_loss, steps, s.loss);
-  printf("RESULT train_step pathseg threads=%d batch=%d seq=%d ms_per_step=%.2f ms_min=%.2f "
+  printf("RESULT train_step pathseg device=%s precision=%s threads=%d batch=%d seq=%d "
+         "ms_per_step=%.2f ms_min=%.2f "
          "cpu_ms_per_step=%.2f steps=%d "
          "params_total=%" G_GINT64_FORMAT " params_trainable=%" G_GINT64_FORMAT
          " optim_scalars=%" G_GINT64_FORMAT
          " peak_rss_mb=%.1f base_rss_mb=%.1f built_rss_mb=%.1f\n",
-         threads, batch_size, SEQ, 1e3 * med, 1e3 * mn, 1e3 * cpu, steps, cc.total, cc.trainable,
+         device, precision, threads, batch_size, SEQ, 1e3 * med, 1e3 * mn, 1e3 * cpu, steps, cc.total, cc.trainable,
          n_train, rss_mb(), base_rss, built_rss);
   g_free(t);
   g_free(c);

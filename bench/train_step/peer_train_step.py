@@ -590,11 +590,14 @@ def main():
     ap.add_argument("--params", action="store_true")
     ap.add_argument("--load", metavar="FILE",
                     help="check: bench_train_step --dump FILE's parameters and image, eval-mode loss")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch 2: torch.set_default_device)")
     ap.add_argument("--lockstep", action="store_true",
                     help="one timed step per input line, answered by 'STEP wall_ms cpu_ms' (run.sh)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(7)
+    if a.device != "cpu":  # every tensor the model makes, parameters included
+        torch.set_default_device(a.device)
     model = SftModel()
     model.train()
     total = sum(p.numel() for p in model.parameters())
@@ -609,7 +612,11 @@ def main():
     # fastest documented settings of torch 1.13 on the CPU: the peer gets them.
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.999), eps=1e-8, foreach=True)
-    batch = make_batch(a.batch)
+    if a.device == "cpu":
+        batch = make_batch(a.batch)
+    else:
+        with torch.device("cpu"):  # its generator is a CPU one
+            batch = tuple(t.to(a.device) for t in make_batch(a.batch))
     if a.load:  # the same function as pathseg's? (dropout off, same weights and batch)
         image = load_dump(model, a.load)
         batch = (image,) + batch[1:]
@@ -651,9 +658,10 @@ def main():
     med, cpu_med = median(times), median(cpu)
     print("# torch %s, %d threads; loss after warm-up %.4f, after %d timed steps %.4f"
           % (torch.__version__, torch.get_num_threads(), first, len(times), state["loss"]))
-    print("RESULT train_step torch threads=%d batch=%d seq=%d ms_per_step=%.2f ms_min=%.2f cpu_ms_per_step=%.2f "
+    print("RESULT train_step torch device=%s threads=%d batch=%d seq=%d ms_per_step=%.2f ms_min=%.2f "
+          "cpu_ms_per_step=%.2f "
           "steps=%d params_total=%d params_trainable=%d peak_rss_mb=%.1f base_rss_mb=%.1f built_rss_mb=%.1f"
-          % (a.threads, a.batch, SEQ, 1e3 * med, 1e3 * min(times), 1e3 * cpu_med, len(times), total, n_train,
+          % (a.device, a.threads, a.batch, SEQ, 1e3 * med, 1e3 * min(times), 1e3 * cpu_med, len(times), total, n_train,
              rss_mb(), BASE_RSS, built_rss))
     sys.stdout.flush()
 
