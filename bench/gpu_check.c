@@ -189,6 +189,10 @@ static void check_products(void) {
       cmp("bmm_forward", tag, &out);
       RUN(bmm_backward, (P(da), P(dm), P(dout), P(a), P(m), Bt, M, Nn, K, trans, sa, sm));
       cmp("bmm_backward", tag, &da), cmp("bmm_backward", tag, &dm);
+      RUN(bmm_backward, (P(da), NULL, P(dout), P(a), P(m), Bt, M, Nn, K, trans, sa, sm));
+      cmp("bmm_backward da only", tag, &da);
+      RUN(bmm_backward, (NULL, P(dm), P(dout), P(a), P(m), Bt, M, Nn, K, trans, sa, sm));
+      cmp("bmm_backward dm only", tag, &dm);
       rm(&out), rm(&a), rm(&m), rm(&dout), rm(&da), rm(&dm);
     }
 }
@@ -208,6 +212,9 @@ static void check_norms(void) {
     cmp("layernorm_backward", "dbias", &db);
     RUN(layernorm_backward, (P(dx), NULL, NULL, P(dy), P(x), P(w), P(mean), P(rstd), N, C));
     cmp("layernorm_backward", "dinp only", &dx); /* a frozen norm */
+    /* inference (no saved statistics), no affine parameters (weight 1, bias 0) */
+    RUN(layernorm_forward, (P(out), NULL, NULL, P(x), NULL, NULL, N, C, 1e-5f));
+    cmp("layernorm_forward", "no w/b/stats", &out);
     rm(&out), rm(&mean), rm(&rstd), rm(&x), rm(&w), rm(&b), rm(&dx), rm(&dw), rm(&db), rm(&dy);
   }
   int64_t B = 2, Ch = 32, HW = 150;
@@ -235,6 +242,8 @@ static void check_norms(void) {
     cmp("rmsnorm_backward", "dinp", &dx), cmp("rmsnorm_backward", "dweight", &dw);
     RUN(rmsnorm_backward, (P(dx), NULL, P(dy), P(x), P(w), P(rstd), N, C));
     cmp("rmsnorm_backward", "dinp only", &dx);
+    RUN(rmsnorm_forward, (P(out), NULL, P(x), NULL, N, C, 1e-6f));
+    cmp("rmsnorm_forward", "no w/rstd", &out);
     rm(&out), rm(&rstd), rm(&x), rm(&w), rm(&dx), rm(&dw), rm(&dy);
   }
 }
@@ -260,6 +269,10 @@ static void check_elementwise(void) {
     cmp("swiglu_forward", "out", &out);
     RUN(swiglu_backward, (P(dh), P(dh) + C, P(dy), P(h), P(h) + C, N, C, 2 * C));
     cmp("swiglu_backward", "dgate|dup", &dh);
+    RUN(swiglu_backward, (P(dh), NULL, P(dy), P(h), P(h) + C, N, C, 2 * C));
+    cmp("swiglu_backward", "dgate only", &dh);
+    RUN(swiglu_backward, (NULL, P(dh) + C, P(dy), P(h), P(h) + C, N, C, 2 * C));
+    cmp("swiglu_backward", "dup only", &dh);
     rm(&out), rm(&h), rm(&dh), rm(&dy);
   }
   if (HAVE(layerscale_forward) && HAVE(layerscale_backward)) {
@@ -793,6 +806,11 @@ static void check_conv(const char *path) {
       RUN(conv2d_backward, (P(dx), P(dw), P(db), P(dy), P(x), P(w), d, P(scr), side ? gsf : sf));
       cmp("conv2d_backward dinp", tag, &dx), cmp("conv2d_backward dW", tag, &dw);
       cmp("conv2d_backward db", tag, &db);
+      /* a frozen convolution (dinp only) and a first layer (no dinp) */
+      RUN(conv2d_backward, (P(dx), NULL, NULL, P(dy), P(x), P(w), d, P(scr), side ? gsf : sf));
+      cmp("conv2d_backward dinp only", tag, &dx);
+      RUN(conv2d_backward, (NULL, P(dw), P(db), P(dy), P(x), P(w), d, P(scr), side ? gsf : sf));
+      cmp("conv2d_backward no dinp", tag, &dw), cmp("conv2d_backward no dinp db", tag, &db);
       rm(&scr), rm(&x), rm(&w), rm(&b), rm(&y), rm(&dx), rm(&dw), rm(&db), rm(&dy);
     }
   }
@@ -808,6 +826,12 @@ static void check_conv(const char *path) {
         (P(dx), P(dw), P(db), P(dy), P(x), P(w), B, C, H, W, OC, P(scr), side ? gsf : sf));
     cmp("convt2x2_backward dinp", path, &dx), cmp("convt2x2_backward dW", path, &dw);
     cmp("convt2x2_backward db", path, &db);
+    RUN(convt2x2_backward,
+        (P(dx), NULL, NULL, P(dy), P(x), P(w), B, C, H, W, OC, P(scr), side ? gsf : sf));
+    cmp("convt2x2_backward dinp only", path, &dx);
+    RUN(convt2x2_backward,
+        (NULL, P(dw), NULL, P(dy), P(x), P(w), B, C, H, W, OC, P(scr), side ? gsf : sf));
+    cmp("convt2x2_backward dW only", path, &dw);
     rm(&scr), rm(&x), rm(&w), rm(&b), rm(&y), rm(&dx), rm(&dw), rm(&db), rm(&dy);
   }
 }
