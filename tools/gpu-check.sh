@@ -29,7 +29,7 @@ jobs="${JOBS:-$(nproc)}"
 t0=$(date +%s)
 
 have_nccl=0
-if [[ "${GPU_CHECK_PREBUILT:-0}" == 1 || -d "$build/hostlibs" ]]; then
+if [[ -d "$build/hostlibs" ]]; then
   # A build made elsewhere and carried here (tools/gpu-pack.sh): its host
   # libraries travel in hostlibs; cuBLAS, cuDNN and NCCL are this machine's.
   echo "gpu-check: using the prebuilt $build"

@@ -29,6 +29,8 @@
 #include "common.cuh"
 #include "ops.cuh"
 
+#include "attention_tiled.cuh" /* geometry, logit */
+
 /* attention_tiled.cu: false when the tiled kernels don't cover d (nothing
  * launched). Callers have handled B, Hq > 65535, Tq == 0 and Tk == 0. */
 bool ps_cuda_attention_tiled_forward(float *out, float *lse, const float *q, const float *k,
@@ -57,37 +59,16 @@ static bool tiled_wanted(void) {
 static const int ATT_THREADS = 128;
 static const int ATT_WARPS = ATT_THREADS / 32;
 
-struct att_geom {
-  int64_t ldq, ldk, ldv, ldo, rep;
-};
-
-static att_geom geometry(const ps_attention_desc *d) {
-  att_geom g;
-  g.ldq = d->ldq ? d->ldq : d->Hq * d->D;
-  g.ldk = d->ldk ? d->ldk : d->Hkv * d->D;
-  g.ldv = d->ldv ? d->ldv : d->Hkv * d->D;
-  g.ldo = d->ldo ? d->ldo : d->Hq * d->D;
-  g.rep = d->Hq / d->Hkv;
-  return g;
-}
-
 /* The logit of key j for query row (b, h, i) before softmax; -inf if masked.
  * qs: the query row in shared memory. Called by a whole warp; all lanes get it. */
 template <typename T>
-__device__ __forceinline__ float logit(const ps_attention_desc &d, const att_geom &g,
+__device__ __forceinline__ float logit(const ps_attention_desc &d, const att::geom &g,
                                        const float *qs, const T *kb, int64_t b, int64_t h,
                                        int64_t i, int64_t j, int lane) {
   const T *kr = kb + j * g.ldk;
   float s = 0.0f;
   for (int64_t c = lane; c < d.D; c += 32) s += qs[c] * ps_ld(kr[c]);
-  s = ps_warp_sum(s) * d.scale;
-  if (d.causal && j > i + (d.Tk - d.Tq)) return -INFINITY;
-  if (d.bias) s += d.bias[b * d.bias_sb + h * d.bias_sh + i * d.Tk + j];
-  if (d.rel_h) {
-    int64_t row = (b * d.Hq + h) * d.Tq + i;
-    s += d.rel_h[row * d.rel_kh + j / d.rel_kw] + d.rel_w[row * d.rel_kw + j % d.rel_kw];
-  }
-  return s;
+  return att::logit(d, ps_warp_sum(s), b, h, i, j); /* the tiled kernels' masking */
 }
 
 /* acc[c] = sum_j w[j] * rows[j * ld + c] for c < D, by all threads of the
@@ -119,7 +100,7 @@ __device__ static void weighted_rows(float *result, float *part, const float *w,
 
 template <typename T>
 __global__ static void attention_fwd(T *out, float *lse, const T *q, const T *k, const T *v,
-                                     ps_attention_desc d, att_geom g) {
+                                     ps_attention_desc d, att::geom g) {
   extern __shared__ float sm[];
   float *qs = sm;              /* (D) */
   float *part = qs + d.D;      /* (ATT_THREADS) */
@@ -165,7 +146,7 @@ template <typename T>
 __global__ static void attention_bwd(T *dq, float *dk, float *dv, int64_t ldgk, int64_t ldgv,
                                      float *dbias, float *drel_h, float *drel_w, const T *dout,
                                      const T *q, const T *k, const T *v, const T *out,
-                                     const float *lse, ps_attention_desc d, att_geom g) {
+                                     const float *lse, ps_attention_desc d, att::geom g) {
   extern __shared__ float sm[];
   float *qs = sm;                  /* (D) */
   float *dos = qs + d.D;           /* (D) */
@@ -253,7 +234,7 @@ static void attention_forward(T *out, float *lse, const T *q, const T *k, const 
                               const ps_attention_desc *d) {
   if (!launchable(d)) return;
   if (d->Tk == 0) { /* no keys: every row is fully masked */
-    att_geom g = geometry(d);
+    att::geom g = att::geometry(*d);
     PS_CUDA_CHECK(cudaMemset2DAsync(out, g.ldo * sizeof(T), 0, d->Hq * d->D * sizeof(T),
                                     d->B * d->Tq));
     if (lse) ps_cuda_fill(lse, -INFINITY, d->B * d->Hq * d->Tq);
@@ -262,7 +243,7 @@ static void attention_forward(T *out, float *lse, const T *q, const T *k, const 
   if (tiled_wanted() && ps_cuda_attention_tiled_forward(out, lse, q, k, v, d)) return;
   size_t smem = prepare_smem(attention_fwd<T>, d, 0);
   dim3 grid((unsigned)d->Tq, (unsigned)d->Hq, (unsigned)d->B);
-  attention_fwd<T><<<grid, ATT_THREADS, smem>>>(out, lse, q, k, v, *d, geometry(d));
+  attention_fwd<T><<<grid, ATT_THREADS, smem>>>(out, lse, q, k, v, *d, att::geometry(*d));
   PS_CUDA_LAUNCHED();
 }
 
@@ -274,7 +255,7 @@ static void attention_backward(T *dq, float *dk, float *dv, int64_t ldgk, int64_
   size_t smem = prepare_smem(attention_bwd<T>, d, 1);
   dim3 grid((unsigned)d->Tq, (unsigned)d->Hq, (unsigned)d->B);
   attention_bwd<T><<<grid, ATT_THREADS, smem>>>(dq, dk, dv, ldgk, ldgv, dbias, drel_h, drel_w,
-                                                dout, q, k, v, out, lse, *d, geometry(d));
+                                                dout, q, k, v, out, lse, *d, att::geometry(*d));
   PS_CUDA_LAUNCHED();
 }
 
@@ -295,7 +276,7 @@ void ps_cuda_attention_backward(float *dq, float *dk, float *dv, float *dbias, f
   if (tiled_wanted() && ps_cuda_attention_tiled_backward(dq, dk, dv, dbias, drel_h, drel_w, dout,
                                                          q, k, v, out, lse, d))
     return;
-  att_geom g = geometry(d);
+  att::geom g = att::geometry(*d);
   attention_backward(dq, dk, dv, g.ldk, g.ldv, dbias, drel_h, drel_w, dout, q, k, v, out, lse, d);
 }
 
@@ -340,7 +321,7 @@ void ps_cuda_attention_backward_bf16(ps_bf16 *dq, ps_bf16 *dk, ps_bf16 *dv, floa
                                        ps_bf(dout), ps_bf(q), ps_bf(k), ps_bf(v), ps_bf(out), lse,
                                        d))
     return;
-  att_geom g = geometry(d);
+  att::geom g = att::geometry(*d);
   int64_t width = d->Hkv * d->D, rows = d->B * d->Tk, nkv = rows * width;
   float *sk = NULL, *sv = NULL;
   if (dk || dv) {

@@ -24,10 +24,7 @@
  * kernels instead) when the device does not allow it. */
 #include <string.h>
 
-#include "common.cuh"
-
-#define ATT_HD __device__ __forceinline__
-__device__ __forceinline__ void att_atomic_add(float *p, float v) { atomicAdd(p, v); }
+#include "common.cuh" /* before the algorithm: ps_ld, ps_st, ps_acc */
 
 #include "attention_tiled.cuh"
 
@@ -87,12 +84,8 @@ template <typename K> static bool allow_smem(K kernel, size_t bytes) {
 template <typename T> static att::args<T> make_args(const ps_attention_desc *d) {
   att::args<T> a;
   memset(&a, 0, sizeof a);
+  static_cast<att::geom &>(a) = att::geometry(*d);
   a.d = *d;
-  a.ldq = d->ldq ? d->ldq : d->Hq * d->D;
-  a.ldk = d->ldk ? d->ldk : d->Hkv * d->D;
-  a.ldv = d->ldv ? d->ldv : d->Hkv * d->D;
-  a.ldo = d->ldo ? d->ldo : d->Hq * d->D;
-  a.rep = d->Hq / d->Hkv;
   return a;
 }
 

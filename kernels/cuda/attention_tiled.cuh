@@ -19,8 +19,10 @@
  * dims are padded with zeros to DP (a multiple of 16, DP <= 128); tiles in
  * shared memory have row stride DP + 1 (or BK + 1) against bank conflicts.
  *
- * The includer defines ps_ld(T) -> float, ps_st<T>(float), ps_acc(T *, float)
- * and att_atomic_add(float *, float), and ATT_HD (function qualifiers). */
+ * The includer defines ps_ld(T) -> float, ps_st<T>(float) and ps_acc(T *,
+ * float) (common.cuh under nvcc); elsewhere (the host test) also ATT_HD
+ * (function qualifiers) and att_atomic_add(float *, float), which nvcc gets
+ * here. geometry() and logit() serve the row kernels (attention.cu) too. */
 #pragma once
 
 #include <math.h>
@@ -28,14 +30,34 @@
 
 #include <pathseg/kernels.h>
 
+#ifdef __CUDACC__
+#define ATT_HD __device__ __forceinline__
+__device__ __forceinline__ void att_atomic_add(float *p, float v) { atomicAdd(p, v); }
+#endif
+
 namespace att {
 
 constexpr int BQ = 64, BK = 64, NT = 256;
 
-/* What the kernels read: the descriptor plus resolved strides and pointers. */
-template <typename T> struct args {
-  ps_attention_desc d;
+/* Row strides of q, k, v and out (a 0 in the descriptor means dense rows),
+ * and how many query heads share a key/value head. */
+struct geom {
   int64_t ldq, ldk, ldv, ldo, rep;
+};
+
+inline geom geometry(const ps_attention_desc &d) {
+  geom g;
+  g.ldq = d.ldq ? d.ldq : d.Hq * d.D;
+  g.ldk = d.ldk ? d.ldk : d.Hkv * d.D;
+  g.ldv = d.ldv ? d.ldv : d.Hkv * d.D;
+  g.ldo = d.ldo ? d.ldo : d.Hq * d.D;
+  g.rep = d.Hq / d.Hkv;
+  return g;
+}
+
+/* What the kernels read: the descriptor, its strides, and the pointers. */
+template <typename T> struct args : geom {
+  ps_attention_desc d;
   T *out;
   float *lse; /* forward: may be NULL; backward: the forward's */
   const T *q, *k, *v;
@@ -59,8 +81,8 @@ template <int DP> inline int64_t dq_smem_floats(int64_t rel_floats) {
          NT + rel_floats;
 }
 
-/* The logit of key j for query (b, h, i), both in range; -inf if masked.
- * Same order of operations as the row kernel (attention.cu: logit). */
+/* The logit of key j for query (b, h, i), both in range, from their dot
+ * product; -inf if masked. The row kernels (attention.cu) use it too. */
 ATT_HD float logit(const ps_attention_desc &d, float dot, int64_t b, int64_t h, int64_t i,
                    int64_t j) {
   float s = dot * d.scale;
@@ -89,6 +111,26 @@ ATT_HD void load_tile(float *dst, int rows, const T *base, int64_t ld, int64_t n
     int r = idx / DP, c = idx % DP;
     int64_t row = n0 + r;
     dst[r * (DP + 1) + c] = (row < n && c < D) ? ps_ld(base[row * ld + c]) : 0.0f;
+  }
+}
+
+/* acc[u][w] += sum_{k < K} A[(ty + 16u) * a_row + k * a_k] * B[k * b_k + (tx + 16w) * b_col]:
+ * this thread's 4 x W block of a product of two shared-memory tiles (rows
+ * ty + 16u, columns tx + 16w), summed in k order. */
+template <int W, int K>
+ATT_HD void tile_mac(float (&acc)[4][W], const float *A, int a_row, int a_k, const float *B,
+                     int b_k, int b_col, int ty, int tx) {
+#pragma unroll 4
+  for (int k = 0; k < K; k++) {
+    float av[4], bv[W];
+#pragma unroll
+    for (int u = 0; u < 4; u++) av[u] = A[(ty + 16 * u) * a_row + k * a_k];
+#pragma unroll
+    for (int w = 0; w < W; w++) bv[w] = B[k * b_k + (tx + 16 * w) * b_col];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+#pragma unroll
+      for (int w = 0; w < W; w++) acc[u][w] += av[u] * bv[w];
   }
 }
 
@@ -131,16 +173,7 @@ ATT_HD void fwd_block(X &x, const args<T> &a, int64_t qt, int64_t h, int64_t b, 
       for (int u = 0; u < 4; u++)
 #pragma unroll
         for (int w = 0; w < 4; w++) acc[u][w] = 0.0f;
-#pragma unroll 4
-      for (int c = 0; c < DP; c++) {
-        float qa[4], ka[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) qa[u] = Qs[(ty + 16 * u) * LD + c], ka[u] = Ks[(tx + 16 * u) * LD + c];
-#pragma unroll
-        for (int u = 0; u < 4; u++)
-#pragma unroll
-          for (int w = 0; w < 4; w++) acc[u][w] += qa[u] * ka[w];
-      }
+      tile_mac<4, DP>(acc, Qs, LD, 1, Ks, 1, LD, ty, tx); /* Q K^T */
 #pragma unroll
       for (int u = 0; u < 4; u++)
 #pragma unroll
@@ -186,18 +219,7 @@ ATT_HD void fwd_block(X &x, const args<T> &a, int64_t qt, int64_t h, int64_t b, 
 #pragma unroll
         for (int w = 0; w < NB; w++) st.o[u][w] *= al;
       }
-#pragma unroll 4
-      for (int kk = 0; kk < BK; kk++) {
-        float pa[4], va[NB];
-#pragma unroll
-        for (int u = 0; u < 4; u++) pa[u] = Ss[(ty + 16 * u) * LS + kk];
-#pragma unroll
-        for (int w = 0; w < NB; w++) va[w] = Vs[kk * LD + tx + 16 * w];
-#pragma unroll
-        for (int u = 0; u < 4; u++)
-#pragma unroll
-          for (int w = 0; w < NB; w++) st.o[u][w] += pa[u] * va[w];
-      }
+      tile_mac<NB, BK>(st.o, Ss, LS, 1, Vs, LD, 1, ty, tx); /* O += P V */
     });
   }
   /* out = O / l (0 for a fully masked row), lse = m + log l (-inf) */
@@ -257,6 +279,8 @@ ATT_HD void bwd_scores(const ps_attention_desc &d, const float *Qs, const float 
   for (int u = 0; u < 4; u++)
 #pragma unroll
     for (int w = 0; w < 4; w++) s[u][w] = 0.0f, dp[u][w] = 0.0f;
+  /* two tile_mac products in one loop (S = Q K^T, dP = dO V^T): their
+   * independent multiply-adds interleave */
 #pragma unroll 2
   for (int c = 0; c < DP; c++) {
     float qa[4], da[4], ka[4], va[4];
@@ -336,6 +360,7 @@ ATT_HD void dkv_block(X &x, const args<T> &a, int64_t kt, int64_t g, int64_t b, 
       /* dV += P^T dO, dK += dS^T Q: key rows ty + 16u, columns tx + 16w */
       x.phase([&](int t, dkv_regs<DP> &st) {
         int ty = t / 16, tx = t % 16;
+        /* two tile_mac products in one loop, interleaved as above */
 #pragma unroll 2
         for (int r = 0; r < BQ; r++) {
           float pa[4], sa[4], oa[NB], qa[NB];
@@ -428,19 +453,7 @@ ATT_HD void dq_block(X &x, const args<T> &a, int64_t qt, int64_t h, int64_t b, f
     });
     if (a.dq)
       x.phase([&](int t, dq_regs<DP> &st) {
-        int ty = t / 16, tx = t % 16;
-#pragma unroll 4
-        for (int kk = 0; kk < BK; kk++) {
-          float sa[4], ka[NB];
-#pragma unroll
-          for (int u = 0; u < 4; u++) sa[u] = dSs[(ty + 16 * u) * LS + kk];
-#pragma unroll
-          for (int w = 0; w < NB; w++) ka[w] = Ks[kk * LD + tx + 16 * w];
-#pragma unroll
-          for (int u = 0; u < 4; u++)
-#pragma unroll
-            for (int w = 0; w < NB; w++) st.dq[u][w] += sa[u] * ka[w];
-        }
+        tile_mac<NB, BK>(st.dq, dSs, LS, 1, Ks, LD, 1, t / 16, t % 16); /* dQ += dS K */
       });
   }
   x.phase([&](int t, dq_regs<DP> &st) {
